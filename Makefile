@@ -1,0 +1,35 @@
+# Fresh clone -> `make demo` and `make test` with nothing installed by hand. Every target is idempotent.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+BIN    := $(VENV)/bin
+# torch/torchvision pinned to the builds this project is tested with (they install from the machine's wheel cache).
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+
+.PHONY: setup demo demo-seeds test test-gpu lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(BIN)/run-uda --preset demo --output demo-out/demo
+
+demo-seeds: setup
+	$(BIN)/run-uda --preset demo --seeds 0,1,2 --output demo-out/seeds
+
+test: setup
+	$(PY) -m pytest -q -m "not gpu"
+
+test-gpu: setup
+	$(PY) -m pytest -q -m gpu
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf demo-out bench-results .pytest_cache

@@ -1,0 +1,85 @@
+"""Fixed run-uda presets: every size, width and iteration count of a study, bounded by iterations, not wall time.
+
+All three segmenter arms of one study share one preset's segmenter settings, so they differ only in their data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """How much synthetic data to make, and at which sizes (WIDTH, HEIGHT)."""
+
+    gta5_count: int
+    cityscapes_train: int
+    cityscapes_val: int
+    preset: str  # runtime.synthetic size preset
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One study's budget: translator training, translation size, segmenter training."""
+
+    name: str
+    synthetic: SyntheticData
+    cyclegan: dict = field(default_factory=dict)  # train.cyclegan.CycleGANConfig fields
+    translate_size: tuple[int, int] | None = None  # working size of batch-translate (None: as exported)
+    segmenter: dict = field(default_factory=dict)  # train.segmenter.SegmenterConfig fields
+
+
+PRESETS: dict[str, Preset] = {
+    # ~15 minutes on 2 CPU cores: most of the budget goes to the translator, as adaptation depends on it.
+    "demo": Preset(
+        name="demo",
+        synthetic=SyntheticData(gta5_count=600, cityscapes_train=600, cityscapes_val=100, preset="demo"),
+        cyclegan={
+            "ngf": 16,
+            "n_blocks": 6,
+            "ndf": 32,
+            "load_width": 160,
+            "crop_size": (128, 64),
+            "batch_size": 4,
+            "iterations": 500,
+            "decay_iterations": 250,
+            "sample_every": 250,
+            "save_every": 0,
+        },
+        translate_size=(160, 88),
+        segmenter={
+            "architecture": "lraspp_mobilenet_v3_large",
+            "scale": 0.8,
+            "crop_size": (128, 64),
+            "batch_size": 16,
+            "iterations": 400,
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "val_every": 100,
+        },
+    ),
+    # Real GTA5 -> Cityscapes at the resolutions UDA papers use (GPU-sized budget).
+    "full": Preset(
+        name="full",
+        synthetic=SyntheticData(gta5_count=2500, cityscapes_train=2975, cityscapes_val=500, preset="full"),
+        cyclegan={
+            "ngf": 64,
+            "n_blocks": 9,
+            "load_width": 1024,
+            "crop_size": (512, 256),
+            "batch_size": 1,
+            "iterations": 200_000,
+            "decay_iterations": 100_000,
+        },
+        translate_size=(1024, 564),
+        segmenter={
+            "architecture": "deeplabv3_resnet50",
+            "scale": 0.5,
+            "crop_size": (512, 512),
+            "batch_size": 8,
+            "iterations": 40_000,
+            "optimizer": "sgd",
+            "lr": 0.01,
+        },
+    ),
+}

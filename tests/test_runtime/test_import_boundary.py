@@ -1,0 +1,39 @@
+"""The runtime is torch-free: a deployment box installs it alone (ARCHITECTURE.md, "Dependency direction")."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+import runtime
+
+REPO = Path(__file__).resolve().parents[2]
+RUNTIME_MODULES = sorted(m.name for m in pkgutil.walk_packages(runtime.__path__, "runtime."))
+
+
+def test_runtime_has_modules():
+    assert "runtime.labels" in RUNTIME_MODULES and len(RUNTIME_MODULES) >= 5
+
+
+@pytest.mark.parametrize("module", RUNTIME_MODULES)
+def test_runtime_module_never_imports_torch(module):
+    """Each module in a fresh interpreter: importing it must not load torch or our other packages."""
+    code = (
+        f"import importlib, sys; importlib.import_module({module!r}); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'torchvision', 'train', 'export', "
+        "'benchmarks'}); print(','.join(bad))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert result.stdout.strip() == "", f"{module} imported {result.stdout.strip()}"
+
+
+def test_boundary_check_detects_torch():
+    """Negative control: the same probe reports torch when a module does import it."""
+    code = "import sys, torch; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"

@@ -1,0 +1,1 @@
+"""PyTorch training: reference CycleGAN networks and loop, torchvision segmenters, checkpoints."""
