@@ -37,3 +37,52 @@ def cli():
 def user_error():
     """The `assert_user_error` check as a fixture."""
     return assert_user_error
+
+
+def write_invert_translator(folder: Path, working_size: tuple[int, int] = (32, 16), divisor: int = 4) -> Path:
+    """A real ONNX translator that returns 255 - image, with its sidecar: STEM.onnx + STEM.json in `folder`.
+
+    Inversion (not identity) makes a pipeline that writes its input instead of the engine's output fail the tests.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    from runtime.sidecar import Sidecar, file_sha256
+
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+            helper.make_node("Sub", ["c255", "x"], ["y"]),
+            helper.make_node("Cast", ["y"], ["translated"], to=TensorProto.UINT8),
+        ],
+        "invert",
+        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", "H", "W", 3])],
+        [helper.make_tensor_value_info("translated", TensorProto.UINT8, ["N", "H", "W", 3])],
+        [helper.make_tensor("c255", TensorProto.FLOAT, [], [255.0])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx_path = folder / "invert.onnx"
+    onnx.save(model, onnx_path)
+    Sidecar(
+        task="translate",
+        architecture="invert",
+        architecture_args={},
+        inputs=[{"name": "images", "dtype": "uint8", "layout": "NHWC"}],
+        outputs=[{"name": "translated", "dtype": "uint8", "layout": "NHWC"}],
+        size_divisor=divisor,
+        artifacts={"onnx": {"file": onnx_path.name, "sha256": file_sha256(onnx_path)}},
+        source_checkpoint={"file": "", "sha256": ""},
+        opset=17,
+        ir_version=10,
+        exporter_version="test",
+        working_size=working_size,
+    ).write(folder / "invert.json")
+    return onnx_path
+
+
+@pytest.fixture
+def invert_translator(tmp_path) -> Path:
+    """STEM.onnx of a 255-minus-input translator (working size 32x16, divisor 4), sidecar beside it."""
+    return write_invert_translator(tmp_path / "artifacts")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from runtime.cli_support import SIZE, setup_logging
+from runtime.runners import BACKENDS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -70,7 +71,7 @@ from runtime.cli_support import SIZE, setup_logging
 )
 @click.option(
     "--backend",
-    type=click.Choice(["auto", "onnxruntime", "tensorrt"]),
+    type=click.Choice(BACKENDS),
     default="auto",
     help="Inference backend; auto picks from the file suffix and what this machine has.",
 )

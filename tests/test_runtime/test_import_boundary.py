@@ -5,7 +5,6 @@ from __future__ import annotations
 import pkgutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest

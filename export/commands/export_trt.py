@@ -1,0 +1,93 @@
+"""export-trt: a translator or segmenter checkpoint -> STEM.onnx + STEM.json (and a TensorRT engine where possible).
+
+Each step is validated in the same run: the ONNX against PyTorch on real images. Steps that need an NVIDIA GPU and
+TensorRT are skipped with one line on a machine without them (exit 0), or refused with `--require-engine` (exit 2).
+torch and onnx are imported inside the command so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from runtime.cli_support import SIZE, setup_logging
+from runtime.errors import UserError
+
+
+def engine_unavailable_reason() -> str | None:
+    """Why no engine is built on this machine, or None when one can be."""
+    from runtime.runners import tensorrt_unavailable_reason
+
+    reason = tensorrt_unavailable_reason()
+    if reason is not None:
+        return reason
+    return "this version of uda-trt exports ONNX only; engine building is not part of it"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("checkpoint", metavar="CKPT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where STEM.onnx and STEM.json go (default: next to the checkpoint).",
+)
+@click.option(
+    "--size",
+    type=SIZE,
+    default=None,
+    help="Translator working size WIDTHxHEIGHT, multiples of the model's divisor (default 1024x512).",
+)
+@click.option(
+    "--scale",
+    type=float,
+    default=None,
+    help="Segmenter working scale applied inside the graph to full-resolution input (default: the checkpoint's).",
+)
+@click.option(
+    "--parity-images",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of images for the ONNX-vs-PyTorch check (first 4, sorted); default: built-in synthetic scenes.",
+)
+@click.option("--opset", type=click.IntRange(14, 20), default=17, show_default=True, help="ONNX opset.")
+@click.option(
+    "--require-engine",
+    is_flag=True,
+    help="Exit 2 when no TensorRT engine can be built here (no GPU or no TensorRT) instead of skipping it.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(
+    checkpoint: Path,
+    output_dir: Path | None,
+    size: tuple[int, int] | None,
+    scale: float | None,
+    parity_images: Path | None,
+    opset: int,
+    require_engine: bool,
+    verbose: bool,
+) -> None:
+    """Export CKPT (a generator such as latest_net_G_A.pth, or a segmenter best.pt) for deployment.
+
+    Writes STEM.onnx (uint8 NHWC RGB in, uint8 out, pre/post-processing inside) and its sidecar STEM.json,
+    after checking ONNX Runtime against PyTorch (translators: within 1 grey level on >= 99.9% of pixels;
+    segmenters: >= 99.9% identical labels; exit 1 when that fails).
+    """
+    setup_logging(verbose)
+    from export.parity import load_parity_images
+
+    images = load_parity_images(parity_images) if parity_images is not None else None
+    from export.onnx_export import export_onnx  # torch: only once the cheap checks passed
+
+    result = export_onnx(
+        checkpoint, output_dir=output_dir, working_size=size, scale=scale, opset=opset, parity_images=images
+    )
+    click.echo(f"wrote {result.onnx_path} (parity: {result.parity.summary()})")
+    click.echo(f"wrote {result.sidecar_path}")
+
+    reason = engine_unavailable_reason()
+    if reason is not None:
+        if require_engine:
+            raise UserError(f"--require-engine: no TensorRT engine built: {reason}")
+        click.echo(f"engine skipped: {reason}", err=True)

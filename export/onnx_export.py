@@ -1,0 +1,274 @@
+"""Checkpoint -> `STEM.onnx` + sidecar `STEM.json`, checked against PyTorch on real images in the same run.
+
+The legacy TorchScript exporter (`dynamo=False`) handles dynamic batch/height/width for ResNet/U-Net generators
+and torchvision segmenters; onnx writes an IR version newer than onnxruntime reads, so it is pinned (IR 10).
+The sidecar is written only after parity passes: the runtime never finds a sidecar for an unverified model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import warnings
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from export.graphs import SegmenterGraph, TranslatorGraph
+from export.parity import (
+    SEGMENTER_PARITY_SIZE,
+    ParityReport,
+    require,
+    run_parity,
+    synthetic_parity_images,
+)
+from runtime import labels
+from runtime.errors import UserError
+from runtime.imageio import atomic_write_bytes, resize_rgb
+from runtime.runners import OnnxRuntimeRunner
+from runtime.sidecar import Sidecar, file_sha256, sidecar_path
+
+log = logging.getLogger(__name__)
+
+IR_VERSION = 10  # onnxruntime 1.31 reads IR <= 13; onnx 1.23 would write 14
+DEFAULT_OPSET = 17
+DEFAULT_WORKING_SIZE = (1024, 512)  # (w, h): half-resolution Cityscapes, a multiple of 4 and of 256
+ONNX_PARITY = {"translate": {"required": 0.999, "tolerance": 1}, "segment": {"required": 0.999, "tolerance": 0}}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What one export wrote and measured."""
+
+    onnx_path: Path
+    sidecar_path: Path
+    sidecar: Sidecar
+    parity: ParityReport
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A checkpoint turned into an exportable graph plus the sidecar fields that describe it."""
+
+    task: str
+    graph: nn.Module
+    output_name: str
+    size_divisor: int
+    trace_size: tuple[int, int]  # (w, h) of the dummy input used for tracing; axes stay dynamic
+    fields: dict[str, Any]
+
+
+def _prepare_translator(info: Any, working_size: tuple[int, int] | None, scale: float | None) -> _Prepared:
+    from train.checkpoints import build_translator, size_divisor
+
+    if scale is not None:
+        raise UserError("--scale applies to segmenters; a translator takes --size WIDTHxHEIGHT")
+    divisor = size_divisor(info.architecture, info.args)
+    width, height = working_size or DEFAULT_WORKING_SIZE
+    if width % divisor or height % divisor:
+        raise UserError(
+            f"--size {width}x{height}: {info.architecture} needs width and height multiples of {divisor}, "
+            f"e.g. {_round_to(width, divisor)}x{_round_to(height, divisor)}"
+        )
+    generator = build_translator(info.architecture, info.args, info.state_dict)
+    side = max(64, divisor)
+    return _Prepared(
+        task="translate",
+        graph=TranslatorGraph(generator),
+        output_name="translated",
+        size_divisor=divisor,
+        trace_size=(2 * side, side),
+        fields={"working_size": (width, height)},
+    )
+
+
+def _prepare_segmenter(info: Any, working_size: tuple[int, int] | None, scale: float | None) -> _Prepared:
+    from train.segmenters import NORMALIZATION, build_segmenter_from_checkpoint
+
+    if working_size is not None:
+        raise UserError("--size applies to translators; a segmenter takes full-resolution images and --scale F")
+    config = info.args
+    scale = float(scale if scale is not None else config.get("scale", 1.0))
+    if not 0 < scale <= 4:
+        raise UserError(f"--scale {scale}: must be in (0, 4]")
+    normalization = config.get("normalization") or NORMALIZATION
+    model = build_segmenter_from_checkpoint(info)
+    num_classes = int(config.get("num_classes", labels.NUM_CLASSES))
+    if num_classes != labels.NUM_CLASSES:
+        raise UserError(
+            f"segmenter has {num_classes} classes; the runtime expects the {labels.NUM_CLASSES} Cityscapes classes"
+        )
+    return _Prepared(
+        task="segment",
+        graph=SegmenterGraph(model, scale, normalization["mean"], normalization["std"]),
+        output_name="labels",
+        size_divisor=1,
+        trace_size=(128, 64),
+        fields={
+            "scale": scale,
+            "class_names": list(labels.CLASS_NAMES),
+            "train_id_to_label_id": [int(v) for v in labels.TRAIN_ID_TO_LABEL_ID],
+            "palette": labels.PALETTE.tolist(),
+        },
+    )
+
+
+def _round_to(value: int, divisor: int) -> int:
+    return max(divisor, round(value / divisor) * divisor)
+
+
+def export_graph(
+    graph: nn.Module, output_name: str, trace_size: tuple[int, int], opset: int = DEFAULT_OPSET
+) -> onnx.ModelProto:
+    """Trace a uint8-NHWC graph to ONNX (input `images`, dynamic batch/height/width), pin the IR version, check it.
+
+    trace_size (w, h) only sizes the dummy input; the exported axes stay dynamic.
+    """
+    width, height = trace_size
+    dummy = torch.zeros((1, height, width, 3), dtype=torch.uint8)
+    output_axes = {0: "batch", 1: "height", 2: "width"}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer warnings are not the user's
+        torch.onnx.export(
+            graph.eval(),
+            (dummy,),
+            buffer,
+            input_names=["images"],
+            output_names=[output_name],
+            dynamic_axes={"images": {0: "batch", 1: "height", 2: "width"}, output_name: output_axes},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    model = onnx.load_from_string(buffer.getvalue())
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def exporter_version() -> str:
+    """Versions that produced an artifact, for the sidecar."""
+    try:
+        own = metadata.version("uda-trt")
+    except metadata.PackageNotFoundError:
+        own = "unknown"
+    return f"uda-trt {own}; torch {torch.__version__}; onnx {onnx.__version__}"
+
+
+def export_onnx(
+    checkpoint: Path,
+    output_dir: Path | None = None,
+    working_size: tuple[int, int] | None = None,
+    scale: float | None = None,
+    opset: int = DEFAULT_OPSET,
+    parity_images: list[np.ndarray] | None = None,
+) -> ExportResult:
+    """Export a translator or segmenter checkpoint to `STEM.onnx` and write `STEM.json` once parity passes.
+
+    working_size: (w, h) for translators (default 1024x512); scale: segmenter working scale (default: the
+    checkpoint's). parity_images: RGB uint8 images (translators: resized to the working size; segmenters: used
+    at their own resolution); default: built-in synthetic scenes. Raises UserError (exit 2) for a checkpoint of
+    the wrong kind or impossible sizes, ParityError (exit 1) when ONNX Runtime disagrees with PyTorch.
+    """
+    from train.checkpoints import require_model_checkpoint
+
+    checkpoint = Path(checkpoint)
+    info = require_model_checkpoint(checkpoint)
+    if info.kind == "translator":
+        prepared = _prepare_translator(info, working_size, scale)
+    elif info.kind == "segmenter":
+        prepared = _prepare_segmenter(info, working_size, scale)
+    else:  # require_model_checkpoint refuses the other kinds; guard against new ones
+        raise UserError(f"{checkpoint}: a {info.kind} checkpoint cannot be exported")
+
+    out_dir = Path(output_dir) if output_dir is not None else checkpoint.parent
+    onnx_path = out_dir / f"{checkpoint.stem}.onnx"
+    json_path = sidecar_path(onnx_path)
+
+    model = export_graph(prepared.graph, prepared.output_name, prepared.trace_size, opset)
+    try:
+        json_path.unlink(missing_ok=True)  # an old sidecar describes an old model; never leave it beside a new one
+        atomic_write_bytes(onnx_path, model.SerializeToString())
+    except OSError as error:
+        raise UserError(f"{onnx_path}: cannot write it ({error.strerror}); choose another --output-dir") from None
+    log.debug("wrote %s", onnx_path)
+
+    sidecar = Sidecar(
+        task=prepared.task,
+        architecture=info.architecture,
+        architecture_args=_plain(info.args),
+        inputs=[{"name": "images", "dtype": "uint8", "layout": "NHWC"}],
+        outputs=[{"name": prepared.output_name, "dtype": "uint8", "layout": _output_layout(prepared.task)}],
+        size_divisor=prepared.size_divisor,
+        artifacts={"onnx": {"file": onnx_path.name, "sha256": file_sha256(onnx_path)}},
+        source_checkpoint={"file": checkpoint.name, "sha256": file_sha256(checkpoint)},
+        opset=opset,
+        ir_version=model.ir_version,
+        exporter_version=exporter_version(),
+        **prepared.fields,
+    )
+    images = _parity_inputs(prepared, sidecar, parity_images)
+    report = check_onnx_against_torch(prepared.graph, onnx_path, sidecar, images)
+    sidecar = dataclasses.replace(sidecar, validation={"onnx": report.to_dict()})
+    sidecar.write(json_path)
+    log.debug("wrote %s (%s)", json_path, report.summary())
+    return ExportResult(onnx_path=onnx_path, sidecar_path=json_path, sidecar=sidecar, parity=report)
+
+
+def check_onnx_against_torch(
+    graph: nn.Module, onnx_path: Path, sidecar: Sidecar, images: list[np.ndarray]
+) -> ParityReport:
+    """ONNX Runtime (CPU, the runtime's own runner) vs the PyTorch graph on the same uint8 images."""
+    bounds = ONNX_PARITY[sidecar.task]
+    name = sidecar.output_name()
+
+    def torch_fn(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return graph(torch.from_numpy(batch)).numpy()
+
+    with OnnxRuntimeRunner(onnx_path, sidecar, "onnxruntime-cpu") as runner:
+        report = run_parity(
+            sidecar.task,
+            images,
+            torch_fn,
+            lambda batch: runner.infer({"images": batch})[name],
+            bounds["required"],
+            bounds["tolerance"],
+            "pytorch",
+        )
+    require(report, onnx_path, f"; {onnx_path.name} kept for inspection, no sidecar written")
+    return report
+
+
+def _parity_inputs(prepared: _Prepared, sidecar: Sidecar, images: list[np.ndarray] | None) -> list[np.ndarray]:
+    if prepared.task == "translate":
+        size = sidecar.working_size
+        if images is None:
+            return synthetic_parity_images("translate", size)
+        return [resize_rgb(image, size) if image.shape[1::-1] != size else image for image in images]
+    return images if images is not None else synthetic_parity_images("segment", SEGMENTER_PARITY_SIZE)
+
+
+def _output_layout(task: str) -> str:
+    return "NHWC" if task == "translate" else "NHW"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-plain copy of checkpoint arguments (tuples -> lists, numpy/torch scalars -> Python)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

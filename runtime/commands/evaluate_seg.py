@@ -1,0 +1,129 @@
+"""`evaluate-seg`: score a segmenter on a Cityscapes-layout split, from its artifact or from prediction PNGs.
+
+Writes OUT/metrics.json and OUT/metrics.md (CONTRACTS.md, "evaluate-seg"). Exit 0 when at least one image was scored,
+1 when none could be, 2 for bad input (one line naming the file or flag).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from runtime.cli_support import setup_logging
+from runtime.errors import UserError
+from runtime.runners import BACKENDS
+
+log = logging.getLogger(__name__)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.option(
+    "--engine",
+    "artifact",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Segmenter artifact (STEM.onnx, STEM.fp16.onnx or STEM.engine, its STEM.json beside it), "
+    "run at full resolution over leftImg8bit/SPLIT.",
+)
+@click.option(
+    "--predictions",
+    "pred_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder of prediction PNGs from any tool, searched recursively; matched to ground truth by the "
+    "{city}_{seq}_{frame} prefix of the file name, as the official evaluator does.",
+)
+@click.option(
+    "--cityscapes",
+    "cityscapes_root",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Cityscapes-layout root holding gtFine/SPLIT (and leftImg8bit/SPLIT for --engine).",
+)
+@click.option("--split", default="val", help="Split to score.")
+@click.option(
+    "--id-type",
+    type=click.Choice(["labelid", "trainid", "color"]),
+    default="labelid",
+    help="What --predictions PNGs hold: Cityscapes label IDs (official format), train IDs 0..18, or palette colours.",
+)
+@click.option(
+    "--output",
+    "output_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for metrics.json and metrics.md.",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, help="Images per inference call (--engine).")
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default="auto",
+    help="Inference backend (--engine); auto picks from the file suffix and what this machine has.",
+)
+@click.option(
+    "--save-predictions",
+    is_flag=True,
+    help="With --engine: also write OUT/predictions/{city}/{stem}_pred_labelIds.png (official-evaluator format).",
+)
+@click.option(
+    "--strict", is_flag=True, help="With --predictions: a ground-truth image without a prediction is an error."
+)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads (default: up to 4).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def main(
+    artifact: Path | None,
+    pred_dir: Path | None,
+    cityscapes_root: Path,
+    split: str,
+    id_type: str,
+    output_dir: Path,
+    batch_size: int,
+    backend: str,
+    save_predictions: bool,
+    strict: bool,
+    workers: int | None,
+    verbose: bool,
+) -> None:
+    """Score semantic segmentation on Cityscapes-layout data (19 classes, official-evaluator rules)."""
+    setup_logging(verbose)
+    from runtime.evaluate import evaluate_engine, evaluate_predictions
+
+    if (artifact is None) == (pred_dir is None):
+        raise UserError("give exactly one of --engine ARTIFACT or --predictions DIR")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"{output_dir}: exists and is not a folder (--output)")
+    if save_predictions and artifact is None:
+        log.warning("--save-predictions only applies with --engine; ignored")
+    try:
+        if artifact is not None:
+            result = evaluate_engine(
+                artifact,
+                cityscapes_root,
+                split,
+                output=output_dir,
+                batch_size=batch_size,
+                backend=backend,
+                save_predictions=save_predictions,
+                workers=workers,
+            )
+        else:
+            result = evaluate_predictions(
+                pred_dir, cityscapes_root, split, id_type, output=output_dir, strict=strict, workers=workers
+            )
+    except OSError as exc:  # writing outputs failed (disk full, permissions): the job failed
+        raise click.ClickException(f"{exc.filename or output_dir}: {exc.strerror or exc}") from exc
+    scored, skipped = result["images_scored"], result["images_skipped"]
+    if scored == 0:
+        raise click.ClickException(f"no image could be scored ({skipped} skipped); see {output_dir / 'metrics.json'}")
+    miou = result["mean_iou"]
+    click.echo(
+        f"mIoU {'n/a' if miou is None else f'{100 * miou:.2f}%'} over {scored} image(s), "
+        f"{skipped} skipped -> {output_dir / 'metrics.json'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,366 @@
+"""Score semantic segmentation on a Cityscapes-layout split: from prediction PNGs, or by running a segmenter artifact.
+
+Both paths stream: each image becomes a 19 x 20 confusion matrix (runtime.metrics) that is summed, so memory does
+not grow with the dataset. Decoding runs in a small thread pool (OpenCV, Pillow and numpy release the GIL).
+Per-sample faults (unreadable file, size mismatch) are logged with their path, skipped and listed in the result;
+layout mistakes are `UserError`s. `evaluate_predictions` / `evaluate_engine` also write OUT/metrics.{json,md} and
+return the metrics dict; `score_predictions` / `score_engine` return the raw `EvalOutcome`.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from runtime.datasets import Sample, cityscapes_ground_truth, cityscapes_samples
+from runtime.errors import SampleError, UserError
+from runtime.imageio import LogOnce, read_label, read_rgb, write_label
+from runtime.labels import colors_to_train_ids, label_ids_to_train_ids, train_ids_to_label_ids
+from runtime.metrics import ConfusionMatrix, confusion_matrix, write_metrics
+from runtime.pipeline import prefetch
+from runtime.sidecar import file_sha256
+
+log = logging.getLogger(__name__)
+
+ID_TYPES = ("labelid", "trainid", "color")
+PREDICTION_SUFFIX = "_pred_labelIds.png"
+# The official evaluator matches `{city}_{seq}_{frame}*.png` anywhere under the prediction folder.
+_STEM_PREFIX = re.compile(r"^(.+?_\d+_\d+)(?!\d)")
+_LOGGED_PER_KIND = 10
+
+
+def default_workers() -> int:
+    """A few threads: decoding is the bottleneck and scales until the cores are busy."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+@dataclass
+class EvalOutcome:
+    """What a scoring run produced: the summed matrix, counts, and each skipped file with its reason."""
+
+    cm: ConfusionMatrix = field(default_factory=ConfusionMatrix)
+    scored: int = 0
+    skipped: list[dict] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+    def skip(self, path: Path, reason: str) -> None:
+        if len(self.skipped) < _LOGGED_PER_KIND:
+            log.warning("skipped %s: %s", path, reason)
+        elif len(self.skipped) == _LOGGED_PER_KIND:
+            log.warning("more files skipped; metrics.json lists them all")
+        self.skipped.append({"file": str(path), "reason": reason})
+
+
+def _progress(total: int, desc: str) -> tqdm:
+    # disable=None: a bar on an interactive stderr, nothing in logs and pipes.
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------------------------------------- prediction files
+
+
+def index_predictions(pred_dir: Path, stems: set[str]) -> tuple[dict[str, Path], int]:
+    """Map each ground-truth stem to its prediction PNG under `pred_dir` (recursive); count unmatched PNGs.
+
+    Two predictions for one stem are ambiguous, as in the official evaluator: a UserError naming both.
+    """
+    found: dict[str, Path] = {}
+    unmatched = 0
+    for dirpath, dirnames, filenames in os.walk(pred_dir):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith(".") or not name.lower().endswith(".png"):
+                continue
+            match = _STEM_PREFIX.match(name)
+            stem = match.group(1) if match else None
+            if stem not in stems:
+                unmatched += 1
+                continue
+            path = Path(dirpath) / name
+            if stem in found:
+                raise UserError(f"{path}: a second prediction for {stem} (the first is {found[stem]}); keep one")
+            found[stem] = path
+    return found, unmatched
+
+
+def decode_prediction(path: Path, id_type: str, log_once: LogOnce | None = None) -> np.ndarray:
+    """Read a prediction file as H x W train IDs (anything outside 0..18 counts as 'other')."""
+    if id_type == "color":
+        return colors_to_train_ids(read_rgb(path, log_once))
+    try:
+        values = read_label(path)
+    except SampleError as exc:
+        if "single-channel" in exc.problem:
+            raise SampleError(path, f"{exc.problem} (colour predictions need --id-type color)") from exc
+        raise
+    return label_ids_to_train_ids(values) if id_type == "labelid" else values
+
+
+def read_ground_truth(path: Path) -> np.ndarray:
+    """gtFine labelIds PNG -> H x W train IDs (void and non-evaluated IDs -> 255)."""
+    return label_ids_to_train_ids(read_label(path))
+
+
+def _check_same_size(path: Path, array: np.ndarray, gt_path: Path, gt: np.ndarray) -> None:
+    if array.shape[:2] != gt.shape[:2]:
+        h, w = array.shape[:2]
+        gh, gw = gt.shape[:2]
+        raise SampleError(path, f"size {w}x{h} differs from its ground truth {gt_path} ({gw}x{gh})")
+
+
+def score_predictions(
+    pred_dir: Path,
+    cityscapes_root: Path,
+    split: str = "val",
+    id_type: str = "labelid",
+    strict: bool = False,
+    workers: int | None = None,
+) -> EvalOutcome:
+    """Score prediction PNGs (any tool's) against gtFine/{split} labelIds, as the official evaluator does."""
+    pred_dir = Path(pred_dir)
+    if id_type not in ID_TYPES:
+        raise UserError(f"--id-type {id_type!r}: use one of {', '.join(ID_TYPES)}")
+    if not pred_dir.is_dir():
+        raise UserError(f"{pred_dir}: no such folder (--predictions)")
+    ground_truth = cityscapes_ground_truth(cityscapes_root, split)
+    predictions, unmatched = index_predictions(pred_dir, {stem for stem, _ in ground_truth})
+    if not predictions:
+        raise UserError(
+            f"{pred_dir}: no prediction PNG matches a ground-truth image of "
+            f"{Path(cityscapes_root) / 'gtFine' / split} (expected names like {ground_truth[0][0]}*.png)"
+        )
+    if unmatched:
+        log.info("%d PNG file(s) under %s match no ground truth of split %s; ignored", unmatched, pred_dir, split)
+
+    outcome = EvalOutcome()
+    missing = [gt_path for stem, gt_path in ground_truth if stem not in predictions]
+    if missing and strict:
+        raise UserError(f"{missing[0]}: no prediction for this ground truth ({len(missing)} missing in all; --strict)")
+    for gt_path in missing:
+        outcome.skip(gt_path, f"no prediction file under {pred_dir}")
+
+    pairs = [(predictions[stem], gt_path) for stem, gt_path in ground_truth if stem in predictions]
+    log_once = LogOnce()
+
+    def score(pair: tuple[Path, Path]) -> np.ndarray | SampleError:
+        pred_path, gt_path = pair
+        try:
+            gt = read_ground_truth(gt_path)
+            pred = decode_prediction(pred_path, id_type, log_once)
+            _check_same_size(pred_path, pred, gt_path, gt)
+        except SampleError as exc:
+            return exc
+        return confusion_matrix(gt, pred)
+
+    workers = workers or default_workers()
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        logging_redirect_tqdm(),
+        _progress(len(pairs), "scoring") as bar,
+    ):
+        for result in (f.result() for f in prefetch(pool, score, pairs, depth=4 * workers)):
+            if isinstance(result, SampleError):
+                outcome.skip(result.path, result.problem)
+            else:
+                outcome.cm.add(result)
+                outcome.scored += 1
+            bar.update(1)
+    outcome.info = {
+        "mode": "predictions",
+        "predictions": str(pred_dir),
+        "id_type": id_type,
+        "cityscapes": str(cityscapes_root),
+        "split": split,
+        "ground_truth_images": len(ground_truth),
+    }
+    return outcome
+
+
+# ---------------------------------------------------------------------------------------------- segmenter artifacts
+
+
+@dataclass
+class _Loaded:
+    sample: Sample
+    image: np.ndarray | None = None
+    gt: np.ndarray | None = None
+    error: SampleError | None = None
+
+
+def _batches(
+    loaded: Iterable[_Loaded], batch_size: int, on_fault: Callable[[_Loaded], None]
+) -> Iterator[list[_Loaded]]:
+    """Group consecutive same-size images into batches of at most `batch_size` (different sizes cannot stack)."""
+    batch: list[_Loaded] = []
+    for item in loaded:
+        if item.error is not None:
+            on_fault(item)
+            continue
+        if batch and (len(batch) == batch_size or batch[0].image.shape != item.image.shape):
+            yield batch
+            batch = []
+        batch.append(item)
+    if batch:
+        yield batch
+
+
+def score_engine(
+    artifact: Path,
+    cityscapes_root: Path,
+    split: str = "val",
+    batch_size: int = 1,
+    backend: str = "auto",
+    save_dir: Path | None = None,
+    workers: int | None = None,
+) -> EvalOutcome:
+    """Run a segmenter artifact over leftImg8bit/{split} at full resolution and score it against gtFine labelIds.
+
+    With `save_dir`, also writes official-evaluator predictions `save_dir/{city}/{stem}_pred_labelIds.png`.
+    """
+    import click
+
+    from runtime.runners import open_runner  # lazy: pulls in ONNX Runtime / TensorRT
+
+    artifact = Path(artifact)
+    if not artifact.is_file():
+        raise UserError(f"{artifact}: no such file (--engine)")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: must be at least 1")
+    samples = cityscapes_samples(cityscapes_root, split, require_labels=True)
+    outcome = EvalOutcome()
+    log_once = LogOnce()
+
+    def load(sample: Sample) -> _Loaded:
+        try:
+            image = read_rgb(sample.image, log_once)
+            gt = read_ground_truth(sample.label)
+            _check_same_size(sample.image, image, sample.label, gt)
+        except SampleError as exc:
+            return _Loaded(sample, error=exc)
+        return _Loaded(sample, image=image, gt=gt)
+
+    def finish(sample: Sample, gt: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        if save_dir is not None:
+            write_label(Path(save_dir) / f"{sample.key}{PREDICTION_SUFFIX}", train_ids_to_label_ids(labels))
+        return confusion_matrix(gt, labels)
+
+    workers = workers or default_workers()
+    started = time.perf_counter()
+    with open_runner(artifact, backend=backend) as runner:
+        if runner.sidecar.task != "segment":
+            raise UserError(f"{artifact}: a {runner.sidecar.task} model; evaluate-seg needs a segmenter artifact")
+        with (
+            ThreadPoolExecutor(max_workers=workers) as pool,
+            logging_redirect_tqdm(),
+            _progress(len(samples), "segmenting") as bar,
+        ):
+            pending: collections.deque[Future] = collections.deque()
+
+            def drain(keep: int) -> None:
+                while len(pending) > keep:
+                    outcome.cm.add(pending.popleft().result())
+                    outcome.scored += 1
+
+            def on_fault(item: _Loaded) -> None:
+                outcome.skip(item.error.path, item.error.problem)
+                bar.update(1)
+
+            loaded = (f.result() for f in prefetch(pool, load, samples, depth=max(2 * batch_size, 2 * workers)))
+            for batch in _batches(loaded, batch_size, on_fault):
+                images = np.stack([item.image for item in batch])
+                try:
+                    labels = runner.infer({"images": images})["labels"]
+                except click.ClickException:
+                    raise
+                except Exception as exc:  # the backend's own error types vary; any of them fails the job
+                    log.debug("inference failed", exc_info=True)
+                    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                    raise click.ClickException(
+                        f"{artifact}: inference failed on {batch[0].sample.image}: {first_line}"
+                    ) from exc
+                if labels.shape != images.shape[:3]:
+                    raise click.ClickException(
+                        f"{artifact}: returned labels of shape {labels.shape} for images {images.shape}; "
+                        "expected N x H x W (is it a segmenter exported at full resolution?)"
+                    )
+                for item, item_labels in zip(batch, labels, strict=True):
+                    pending.append(pool.submit(finish, item.sample, item.gt, item_labels))
+                drain(keep=4 * workers)
+                bar.update(len(batch))
+            drain(keep=0)
+        outcome.info = {
+            "mode": "engine",
+            "artifact": str(artifact),
+            "artifact_sha256": file_sha256(artifact),
+            "architecture": runner.sidecar.architecture,
+            "backend": runner.backend,
+            "batch_size": batch_size,
+            "cityscapes": str(cityscapes_root),
+            "split": split,
+            "ground_truth_images": len(samples),
+        }
+    elapsed = time.perf_counter() - started
+    outcome.info["elapsed_s"] = round(elapsed, 3)
+    outcome.info["images_per_s"] = round(outcome.scored / elapsed, 3) if elapsed > 0 else None
+    if save_dir is not None:
+        outcome.info["predictions_saved_to"] = str(save_dir)
+    return outcome
+
+
+def _write(outcome: EvalOutcome, output: Path) -> dict:
+    extra = {**outcome.info, "skipped": outcome.skipped}
+    return write_metrics(Path(output), outcome.cm, outcome.scored, len(outcome.skipped), extra)
+
+
+def evaluate_predictions(
+    pred_dir: Path,
+    cityscapes_root: Path,
+    split: str = "val",
+    id_type: str = "labelid",
+    *,
+    output: Path,
+    strict: bool = False,
+    workers: int | None = None,
+) -> dict:
+    """`score_predictions`, then write OUT/metrics.json + metrics.md; returns the metrics.json dict."""
+    return _write(score_predictions(pred_dir, cityscapes_root, split, id_type, strict=strict, workers=workers), output)
+
+
+def evaluate_engine(
+    artifact: Path,
+    cityscapes_root: Path,
+    split: str = "val",
+    *,
+    output: Path,
+    batch_size: int = 1,
+    backend: str = "auto",
+    save_predictions: bool = False,
+    workers: int | None = None,
+) -> dict:
+    """`score_engine` (predictions saved under OUT/predictions when asked), then write OUT/metrics.{json,md}.
+
+    Returns the metrics.json dict (the one `run-uda` puts in its report).
+    """
+    output = Path(output)
+    outcome = score_engine(
+        artifact,
+        cityscapes_root,
+        split,
+        batch_size=batch_size,
+        backend=backend,
+        save_dir=output / "predictions" if save_predictions else None,
+        workers=workers,
+    )
+    return _write(outcome, output)

@@ -1,0 +1,184 @@
+"""Image and label file I/O with the input conversions of CONTRACTS.md, and crash-safe writes.
+
+Images go through OpenCV (fast decode/encode, releases the GIL) and leave this module as RGB uint8, whatever the file
+held: grayscale is replicated, alpha dropped, 16-bit scaled to 8-bit, each conversion reported once per job.
+Labels go through Pillow, because palette PNGs (GTA5 labels) must be read as palette *indices*, which OpenCV
+would expand to colours. A file that cannot be decoded is a per-sample fault (`SampleError`), never a crash.
+Writes go to a hidden temporary file in the target folder and are renamed into place, so a killed job never
+leaves a half-written output under the final name.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from runtime.errors import SampleError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
+PARTIAL_SUFFIX = ".partial"
+
+log = logging.getLogger(__name__)
+
+
+class LogOnce:
+    """Log a warning the first time a key is seen: one instance per job, so each conversion is reported once."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self._seen: set[str] = set()
+        self._logger = logger or log
+
+    def __call__(self, key: str, message: str) -> None:
+        if key not in self._seen:
+            self._seen.add(key)
+            self._logger.warning(message)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; a missing or empty file is a sample fault."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise SampleError(path, f"cannot read file ({exc.strerror or exc})") from exc
+    if not data:
+        raise SampleError(path, "empty file")
+    return data
+
+
+def read_rgb(path: Path | str, log_once: LogOnce | None = None) -> np.ndarray:
+    """Decode an image file to H x W x 3 RGB uint8, applying (and reporting) the CONTRACTS.md conversions."""
+    path = Path(path)
+    data = _read_bytes(path)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise SampleError(path, "not a readable image (corrupt, truncated or unsupported format)")
+    if image.size == 0:
+        raise SampleError(path, "image has zero size")
+    report = log_once or (lambda key, message: None)
+
+    if image.dtype == np.uint16:
+        report("16bit", f"{path}: 16-bit image scaled to 8-bit (reported once per job)")
+        image = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise SampleError(path, f"unsupported pixel type {image.dtype}")
+
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if channels == 1:
+        report("gray", f"{path}: grayscale image replicated to RGB (reported once per job)")
+        return np.repeat(image.reshape(image.shape[0], image.shape[1], 1), 3, axis=2)
+    if channels == 2:  # gray + alpha
+        report("gray", f"{path}: grayscale image replicated to RGB (reported once per job)")
+        report("alpha", f"{path}: alpha channel dropped (reported once per job)")
+        return np.repeat(image[:, :, :1], 3, axis=2)
+    if channels == 4:
+        report("alpha", f"{path}: alpha channel dropped (reported once per job)")
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    if channels == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    raise SampleError(path, f"unsupported number of channels ({channels})")
+
+
+def read_label(path: Path | str) -> np.ndarray:
+    """Read a single-channel label PNG as H x W uint8: palette indices for "P" images, values for grayscale."""
+    path = Path(path)
+    data = _read_bytes(path)
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            mode = img.mode
+            if mode == "P":
+                array = np.asarray(img)  # indices, not colours
+            elif mode in ("L", "1", "I", "I;16", "I;16B", "I;16L"):
+                array = np.asarray(img)
+            else:
+                raise SampleError(path, f"expected a single-channel label image, got mode {mode}")
+    except SampleError:
+        raise
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise SampleError(path, f"not a readable label image ({exc})") from exc
+    if array.size == 0:
+        raise SampleError(path, "label image has zero size")
+    if array.dtype != np.uint8:
+        if array.min() < 0 or array.max() > 255:
+            raise SampleError(path, f"label values outside 0..255 (max {int(array.max())}) in a {mode} image")
+        array = array.astype(np.uint8)
+    return np.ascontiguousarray(array)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """Write `data` to a hidden `.NAME.partial` beside `path`, fsync, then rename into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
+    try:
+        with open(partial, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def encode_image(rgb: np.ndarray, suffix: str, png_compression: int = 1, jpeg_quality: int = 95) -> bytes:
+    """Encode an H x W x 3 RGB uint8 image in the format named by `suffix` (".png", ".jpg", ...)."""
+    suffix = suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"cannot write images with suffix {suffix!r}; use one of {', '.join(IMAGE_SUFFIXES)}")
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected H x W x 3 uint8 RGB, got {rgb.dtype} {rgb.shape}")
+    params: list[int] = []
+    if suffix == ".png":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, int(png_compression)]
+    elif suffix in (".jpg", ".jpeg"):
+        params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    ok, buffer = cv2.imencode(suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode a {suffix} image")
+    return buffer.tobytes()
+
+
+def write_image(path: Path | str, rgb: np.ndarray, png_compression: int = 1, jpeg_quality: int = 95) -> None:
+    """Write an RGB uint8 image atomically; the format follows the file suffix."""
+    path = Path(path)
+    atomic_write_bytes(path, encode_image(rgb, path.suffix, png_compression, jpeg_quality))
+
+
+def write_label(path: Path | str, array: np.ndarray, palette: np.ndarray | None = None) -> None:
+    """Write an H x W uint8 label map as a single-channel PNG ("P" mode with `palette`, else "L"), atomically."""
+    if array.dtype != np.uint8 or array.ndim != 2:
+        raise ValueError(f"expected H x W uint8 labels, got {array.dtype} {array.shape}")
+    img = Image.fromarray(np.ascontiguousarray(array))
+    if palette is not None:
+        # Pad to 256 entries: with a short palette Pillow writes fewer bits per pixel and clips larger indices.
+        colours = np.zeros((256, 3), dtype=np.uint8)
+        given = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:256]
+        colours[: len(given)] = given
+        img.putpalette(colours.reshape(-1).tobytes())  # "L" -> "P", indices kept
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", compress_level=1)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to size = (width, height): area averaging when shrinking both axes (no aliasing), else bilinear."""
+    width, height = size
+    if (image.shape[1], image.shape[0]) == (width, height):
+        return image
+    shrinking = width < image.shape[1] and height < image.shape[0]
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a label map to size = (width, height) with nearest neighbour, so no new class IDs appear."""
+    width, height = size
+    if (label.shape[1], label.shape[0]) == (width, height):
+        return label
+    return cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST)

@@ -1,0 +1,231 @@
+"""One runner contract for every backend: `with open_runner(path) as r: out = r.infer({"images": batch})`.
+
+Numpy uint8 in, numpy uint8 out; the sidecar says what the tensors are called and what sizes are legal. The
+backend follows the artifact's suffix and what the machine has: `.onnx` runs on ONNX Runtime (CUDA execution
+provider only when an NVIDIA GPU is present, so a CPU box never logs provider errors), `.engine` runs on native
+TensorRT (imported lazily: a deployment box without it still imports this module). No torch here, ever.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from runtime.errors import UserError
+from runtime.sidecar import Sidecar, load_sidecar
+
+# "onnxruntime" = ONNX Runtime on the best providers this machine has; the suffixed names force one provider set
+BACKENDS = ("auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+_ORT_PROVIDERS = {
+    "onnxruntime-cpu": ["CPUExecutionProvider"],
+    "onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    # the TensorRT EP builds engines on first use; CUDA stays listed after it as the fallback for its gaps
+    "onnxruntime-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+def gpu_present() -> bool:
+    """Whether an NVIDIA GPU is visible: a device node exists and CUDA_VISIBLE_DEVICES does not hide it.
+
+    Cheap and silent, unlike asking a CUDA library (which logs errors on CPU machines).
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/dxg")
+
+
+def tensorrt_unavailable_reason() -> str | None:
+    """None when native TensorRT can run here, else a short reason (shared by runners and export)."""
+    if not gpu_present():
+        return "no NVIDIA GPU found"
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as error:
+        return f"the tensorrt package is not installed (pip install 'uda-trt[tensorrt]'; {error})"
+    return None
+
+
+def default_threads() -> int:
+    """All cores this process may use (ORT's own default ignores CPU affinity in containers)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class Runner:
+    """Base of every backend: validates inputs against the sidecar, holds resources between enter and exit."""
+
+    backend = "none"
+
+    def __init__(self, path: Path, sidecar: Sidecar) -> None:
+        self.path = Path(path)
+        self.sidecar = sidecar
+        self._active = False
+
+    def __enter__(self) -> Runner:
+        self._activate()
+        self._active = True
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._active = False
+        self._deactivate()
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch: {"images": uint8 N x H x W x 3 RGB} -> {"translated" | "labels": uint8 array}."""
+        if not self._active:
+            raise RuntimeError("use the runner inside `with open_runner(...) as runner:`")
+        images = self.check_input(feeds)
+        return self._infer(images)
+
+    def check_input(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The input batch, C-contiguous, after checking name, dtype, layout and (translators) size divisor."""
+        name = self.sidecar.input_name()
+        if set(feeds) != {name}:
+            raise UserError(f"{self.path.name}: expects one input named '{name}', got {sorted(feeds)}")
+        images = feeds[name]
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+            kind = images.dtype if isinstance(images, np.ndarray) else type(images).__name__
+            raise UserError(f"{self.path.name}: input '{name}' must be a uint8 numpy array, got {kind}")
+        if images.ndim != 4 or images.shape[3] != 3:
+            raise UserError(
+                f"{self.path.name}: input '{name}' must be N x H x W x 3 (RGB, NHWC), got shape {images.shape}"
+            )
+        n, height, width, _ = images.shape
+        if n == 0 or height == 0 or width == 0:
+            raise UserError(f"{self.path.name}: input '{name}' is empty, shape {images.shape}")
+        divisor = self.sidecar.size_divisor
+        if height % divisor or width % divisor:
+            raise UserError(
+                f"{self.path.name}: image size {width}x{height} is not a multiple of {divisor}; "
+                f"resize inputs to the working size {_size_text(self.sidecar.working_size)}"
+            )
+        return np.ascontiguousarray(images)
+
+    def _activate(self) -> None:
+        raise NotImplementedError
+
+    def _deactivate(self) -> None:
+        raise NotImplementedError
+
+    def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+def _size_text(size: tuple[int, int] | None) -> str:
+    return f"{size[0]}x{size[1]}" if size else "(none recorded)"
+
+
+class OnnxRuntimeRunner(Runner):
+    """ONNX Runtime on the given execution providers; one session per `with` block."""
+
+    def __init__(self, path: Path, sidecar: Sidecar, backend: str = "onnxruntime-cpu", threads: int | None = None):
+        super().__init__(path, sidecar)
+        if backend not in _ORT_PROVIDERS:
+            raise UserError(f"{path}: backend '{backend}' is not an ONNX Runtime backend")
+        self.backend = backend
+        self.providers = list(_ORT_PROVIDERS[backend])
+        self.threads = threads or default_threads()
+        self._session = None
+
+    def _activate(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: unused-initializer warnings are noise to a user
+        try:
+            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=self.providers)
+        except Exception as error:  # ORT raises its own exception types for unreadable or invalid models
+            raise UserError(f"{self.path}: ONNX Runtime cannot load it: {_first_line(error)}") from None
+
+    def _deactivate(self) -> None:
+        self._session = None
+
+    def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        names = [tensor["name"] for tensor in self.sidecar.outputs]
+        results = self._session.run(names, {self.sidecar.input_name(): images})
+        return dict(zip(names, results, strict=True))
+
+
+class TensorRTRunner(Runner):
+    """Native TensorRT for `.engine` files; needs the `tensorrt` package and an NVIDIA GPU."""
+
+    backend = "tensorrt"
+
+    def _activate(self) -> None:
+        reason = tensorrt_unavailable_reason()
+        if reason is not None:
+            raise UserError(f"{self.path}: running a .engine needs TensorRT and an NVIDIA GPU: {reason}")
+        raise UserError(
+            f"{self.path}: this version of uda-trt cannot execute TensorRT engines yet; "
+            f"run {self.path.name[: -len('.engine')]}.onnx instead"
+        )
+
+    def _deactivate(self) -> None:
+        pass
+
+    def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - never activated
+        raise RuntimeError("TensorRT runner is not active")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def choose_backend(path: Path, backend: str = "auto") -> str:
+    """The concrete backend for an artifact: by suffix, then by what the machine has; refuses impossible asks."""
+    path = Path(path)
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend '{backend}'; choose one of {', '.join(BACKENDS)}")
+    if path.name.endswith(".engine"):
+        if backend not in ("auto", "tensorrt"):
+            raise UserError(f"{path}: a .engine file runs only on the tensorrt backend, not {backend}")
+        return "tensorrt"
+    if not path.name.endswith(".onnx"):
+        raise UserError(f"{path}: not a model artifact; expected a .onnx, .fp16.onnx or .engine file")
+    if backend == "tensorrt":
+        raise UserError(f"{path}: the native tensorrt backend runs .engine files; use onnxruntime-tensorrt")
+    if backend in ("auto", "onnxruntime"):
+        return "onnxruntime-cuda" if _ort_has("CUDAExecutionProvider") and gpu_present() else "onnxruntime-cpu"
+    if backend != "onnxruntime-cpu":
+        provider = _ORT_PROVIDERS[backend][0]
+        if not gpu_present():
+            raise UserError(f"backend {backend} needs an NVIDIA GPU; none found")
+        if not _ort_has(provider):
+            raise UserError(f"backend {backend} needs onnxruntime-gpu with {provider}; this onnxruntime lacks it")
+    return backend
+
+
+def _ort_has(provider: str) -> bool:
+    import onnxruntime as ort
+
+    return provider in ort.get_available_providers()
+
+
+def open_runner(path: Path, backend: str = "auto", threads: int | None = None) -> Runner:
+    """A runner for an artifact, to use as `with open_runner(path) as runner:`.
+
+    Reads and validates the sidecar and checks the artifact's sha256 now, so a bad artifact fails before a job
+    starts; the session (or engine) is created on `__enter__` and released on `__exit__`.
+    `threads`: ONNX Runtime intra-op threads, all available cores by default.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: model file not found")
+    chosen = choose_backend(path, backend)
+    sidecar = load_sidecar(path)
+    if chosen == "tensorrt":
+        return TensorRTRunner(path, sidecar)
+    return OnnxRuntimeRunner(path, sidecar, chosen, threads)

@@ -1,0 +1,236 @@
+"""ONNX export: ORT matches PyTorch on images read through the real reader; golden colours; negative control."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from export.graphs import SegmenterGraph, TranslatorGraph
+from export.onnx_export import IR_VERSION, check_onnx_against_torch, export_graph, export_onnx
+from export.parity import ParityError, compare
+from runtime.errors import UserError
+from runtime.imageio import read_rgb
+from runtime.runners import OnnxRuntimeRunner, open_runner
+from runtime.sidecar import Sidecar, file_sha256, load_sidecar
+from train.checkpoints import build_translator, require_model_checkpoint, save_segmenter_checkpoint
+from train.networks import ResnetGenerator
+from train.segmenters import NORMALIZATION, build_segmenter
+
+
+def write_test_images(folder: Path, size: tuple[int, int], count: int = 2) -> list[np.ndarray]:
+    """Smooth colour gradients plus noise and a few blocks, written as PNG and read back with `read_rgb`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:height, 0:width]
+    for index in range(count):
+        rgb = np.stack([xx * 255 / width, yy * 255 / height, (xx + yy + 40 * index) % 256], axis=-1)
+        rgb = rgb + rng.normal(0, 12, rgb.shape)
+        rgb[height // 4 : height // 2, width // 5 : width // 3] = rng.integers(0, 256, 3)
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(folder / f"{index:03d}.png")
+    return [read_rgb(path) for path in sorted(folder.glob("*.png"))]
+
+
+@pytest.fixture
+def generator_file(tmp_path) -> Path:
+    """A tiny ResNet generator saved as the reference code saves it: a bare state_dict named latest_net_G_A.pth,
+    with the InstanceNorm running stats that 2018-era PyTorch wrote (which loading must drop)."""
+    torch.manual_seed(0)
+    state = ResnetGenerator(ngf=4, n_blocks=2).state_dict()
+    state["model.2.running_mean"] = torch.zeros(4)
+    state["model.2.running_var"] = torch.ones(4)
+    path = tmp_path / "ckpt" / "latest_net_G_A.pth"
+    path.parent.mkdir()
+    torch.save(state, path)
+    return path
+
+
+@pytest.fixture
+def segmenter_file(tmp_path) -> Path:
+    torch.manual_seed(0)
+    model = build_segmenter("lraspp_mobilenet_v3_large", num_classes=19)
+    config = {
+        "architecture": "lraspp_mobilenet_v3_large",
+        "num_classes": 19,
+        "scale": 0.5,
+        "normalization": NORMALIZATION,
+    }
+    path = tmp_path / "ckpt" / "best.pt"
+    save_segmenter_checkpoint(path, config, model.state_dict())
+    return path
+
+
+def _torch_graph(checkpoint: Path) -> TranslatorGraph:
+    info = require_model_checkpoint(checkpoint)
+    return TranslatorGraph(build_translator(info.architecture, info.args, info.state_dict))
+
+
+def test_translator_export_matches_pytorch(tmp_path, generator_file):
+    images = write_test_images(tmp_path / "parity", (40, 20), count=2)  # resized to the working size inside
+    result = export_onnx(generator_file, working_size=(32, 16), parity_images=images)
+    assert result.onnx_path == generator_file.with_name("latest_net_G_A.onnx")
+    sidecar = load_sidecar(result.onnx_path)  # verifies sha256 as every runner does
+    assert sidecar == result.sidecar
+    assert sidecar.task == "translate" and sidecar.working_size == (32, 16) and sidecar.size_divisor == 4
+    assert sidecar.architecture == "resnet_generator" and sidecar.architecture_args["ngf"] == 4
+    assert sidecar.source_checkpoint == {"file": "latest_net_G_A.pth", "sha256": file_sha256(generator_file)}
+    assert sidecar.validation["onnx"]["passed"] and sidecar.validation["onnx"]["images"] == 2
+    model = onnx.load(result.onnx_path)
+    assert model.ir_version == IR_VERSION and model.opset_import[0].version == 17
+
+    # independently: another size and batch than traced or checked (dynamic axes), same reader-made images
+    batch = np.stack(write_test_images(tmp_path / "more", (48, 24), count=2))
+    with open_runner(result.onnx_path) as runner:
+        ort_out = runner.infer({"images": batch})["translated"]
+    with torch.inference_mode():
+        torch_out = _torch_graph(generator_file)(torch.from_numpy(batch)).numpy()
+    assert ort_out.shape == (2, 24, 48, 3) and ort_out.dtype == np.uint8
+    diff = np.abs(ort_out.astype(int) - torch_out.astype(int)).max(axis=-1)
+    assert (diff <= 1).mean() >= 0.999
+    assert ort_out.std() > 1  # a real image, not a constant
+
+
+@pytest.mark.slow
+def test_segmenter_export_matches_pytorch(tmp_path, segmenter_file):
+    images = write_test_images(tmp_path / "parity", (64, 32), count=2)
+    result = export_onnx(segmenter_file, parity_images=images)
+    sidecar = load_sidecar(result.onnx_path)
+    assert sidecar.task == "segment" and sidecar.scale == 0.5 and sidecar.working_size is None
+    assert sidecar.outputs == [{"name": "labels", "dtype": "uint8", "layout": "NHW"}]
+    assert sidecar.class_names[0] == "road" and sidecar.train_id_to_label_id[0] == 7 and len(sidecar.palette) == 19
+    assert sidecar.validation["onnx"]["fraction"] >= 0.999
+
+    batch = np.stack(images)
+    with open_runner(result.onnx_path) as runner:
+        labels = runner.infer({"images": batch})["labels"]
+    info = require_model_checkpoint(segmenter_file)
+    from train.segmenters import build_segmenter_from_checkpoint
+
+    graph = SegmenterGraph(build_segmenter_from_checkpoint(info), 0.5, NORMALIZATION["mean"], NORMALIZATION["std"])
+    with torch.inference_mode():
+        expected = graph(torch.from_numpy(batch)).numpy()
+    assert labels.shape == (2, 32, 64) and labels.dtype == np.uint8 and labels.max() < 19
+    assert (labels == expected).mean() >= 0.999
+
+
+class _ChannelMix(nn.Module):
+    """A channel-asymmetric 'generator': out R = in R, out G = in R / 2, out B = -1 (normalised space)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x[:, :1], x[:, :1] / 2, -torch.ones_like(x[:, :1])], dim=1)
+
+
+def test_golden_colours_catch_channel_order_and_scaling(tmp_path):
+    # known colours written by Pillow (RGB) and read through the runtime's reader (cv2, BGR converted)
+    golden = np.zeros((8, 8, 3), np.uint8)
+    golden[:, :4] = (255, 0, 0)
+    golden[:, 4:] = (0, 51, 204)
+    Image.fromarray(golden).save(tmp_path / "golden.png")
+    image = read_rgb(tmp_path / "golden.png")
+    np.testing.assert_array_equal(image, golden)
+
+    # x/127.5 - 1 in, (y + 1) * 127.5 rounded out: red -> R 255, G round(191.25) = 191, B 0;
+    # (0, 51, 204) -> R 0, G round(63.75) = 64, B 0. A BGR swap or an x/255 scaling gives other numbers.
+    expected = np.zeros_like(golden)
+    expected[:, :4] = (255, 191, 0)
+    expected[:, 4:] = (0, 64, 0)
+    graph = TranslatorGraph(_ChannelMix())
+    with torch.inference_mode():
+        np.testing.assert_array_equal(graph(torch.from_numpy(image[None])).numpy()[0], expected)
+    path = tmp_path / "golden.onnx"
+    path.write_bytes(export_graph(graph, "translated", (8, 8)).SerializeToString())
+    sidecar = _sidecar_for(path, "translate")
+    with OnnxRuntimeRunner(path, sidecar) as runner:
+        np.testing.assert_array_equal(runner.infer({"images": image[None]})["translated"][0], expected)
+
+    # segmenter: class k scores channel k after normalisation: pure red -> 0, pure blue-ish -> 2
+    conv = nn.Conv2d(3, 19, 1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.fill_(-100.0)
+        conv.bias[:3] = 0.0
+        for k in range(3):
+            conv.weight[k, k] = 1.0
+
+    class Head(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x):
+            return {"out": self.conv(x)}
+
+    seg = SegmenterGraph(Head(), 1.0, NORMALIZATION["mean"], NORMALIZATION["std"])
+    seg_path = tmp_path / "golden_seg.onnx"
+    seg_path.write_bytes(export_graph(seg, "labels", (8, 8)).SerializeToString())
+    with OnnxRuntimeRunner(seg_path, _sidecar_for(seg_path, "segment")) as runner:
+        labels = runner.infer({"images": image[None]})["labels"][0]
+    assert (labels[:, :4] == 0).all() and (labels[:, 4:] == 2).all()
+
+
+def _sidecar_for(path: Path, task: str) -> Sidecar:
+    segment = task == "segment"
+    return Sidecar(
+        task=task,
+        architecture="test",
+        architecture_args={},
+        inputs=[{"name": "images", "dtype": "uint8", "layout": "NHWC"}],
+        outputs=[{"name": "labels" if segment else "translated", "dtype": "uint8", "layout": "NHW"}],
+        size_divisor=1 if segment else 4,
+        artifacts={"onnx": {"file": path.name, "sha256": file_sha256(path)}},
+        source_checkpoint={"file": "none", "sha256": "0" * 64},
+        opset=17,
+        ir_version=IR_VERSION,
+        exporter_version="test",
+        working_size=None if segment else (8, 8),
+        scale=1.0 if segment else None,
+    )
+
+
+def test_perturbed_weights_fail_parity(tmp_path, generator_file):
+    images = write_test_images(tmp_path / "parity", (32, 16), count=2)
+    result = export_onnx(generator_file, working_size=(32, 16), parity_images=images)
+    graph = _torch_graph(generator_file)
+    with torch.no_grad():
+        for parameter in graph.parameters():
+            parameter.add_(torch.randn_like(parameter) * parameter.std() * 0.2)
+    with pytest.raises(ParityError) as info:
+        check_onnx_against_torch(graph, result.onnx_path, result.sidecar, images)
+    message = info.value.format_message()
+    assert info.value.exit_code == 1
+    assert "parity check failed for latest_net_G_A.onnx" in message and "need >= 99.900%" in message
+
+
+def test_compare_labels_threshold():
+    reference = [np.zeros((10, 100), np.uint8)]
+    close = reference[0].copy()
+    close[0, 0] = 3  # 1 of 1000 pixels differs: exactly 99.9 %
+    assert compare("segment", reference, [close], required=0.999).passed
+    close[0, 1] = 3
+    report = compare("segment", reference, [close], required=0.999)
+    assert not report.passed and report.fraction == pytest.approx(0.998)
+
+
+def test_sizes_and_flags_that_do_not_fit(generator_file, segmenter_file):
+    with pytest.raises(UserError, match="multiples of 4, e.g. 32x16"):
+        export_onnx(generator_file, working_size=(33, 15))
+    with pytest.raises(UserError, match="--scale applies to segmenters"):
+        export_onnx(generator_file, scale=0.5)
+    with pytest.raises(UserError, match="--size applies to translators"):
+        export_onnx(segmenter_file, working_size=(64, 32))
+
+
+def test_reexport_replaces_the_sidecar(tmp_path, generator_file):
+    images = write_test_images(tmp_path / "parity", (32, 16), count=1)
+    first = export_onnx(generator_file, working_size=(32, 16), parity_images=images)
+    second = export_onnx(generator_file, working_size=(64, 32), parity_images=images, output_dir=tmp_path / "out")
+    assert second.onnx_path.parent == tmp_path / "out"
+    assert json.loads(second.sidecar_path.read_text())["working_size"] == [64, 32]
+    assert load_sidecar(first.onnx_path).working_size == (32, 16)

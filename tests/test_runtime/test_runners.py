@@ -1,0 +1,179 @@
+"""Runners on tiny ONNX models built here with onnx.helper: backend choice, input checks, real inference."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from runtime import runners
+from runtime.errors import UserError
+from runtime.runners import OnnxRuntimeRunner, choose_backend, gpu_present, open_runner
+from runtime.sidecar import Sidecar, file_sha256, sidecar_path
+
+NO_GPU = pytest.mark.skipif(gpu_present(), reason="checks the CPU-only machine's behaviour")
+
+
+def _model(task: str) -> onnx.ModelProto:
+    """translate: 255 - images (NHWC uint8); segment: labels = max over channels (NHW uint8)."""
+    images = helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", "height", "width", 3])
+    if task == "translate":
+        out = helper.make_tensor_value_info("translated", TensorProto.UINT8, ["batch", "height", "width", 3])
+        white = helper.make_tensor("white", TensorProto.UINT8, [], [255])
+        nodes = [helper.make_node("Sub", ["white", "images"], ["translated"])]
+        graph = helper.make_graph(nodes, "invert", [images], [out], initializer=[white])
+    else:
+        out = helper.make_tensor_value_info("labels", TensorProto.UINT8, ["batch", "height", "width"])
+        nodes = [helper.make_node("ReduceMax", ["images"], ["labels"], axes=[3], keepdims=0)]
+        graph = helper.make_graph(nodes, "channel_max", [images], [out])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    return model
+
+
+def write_artifact(folder: Path, task: str = "translate", data: bytes | None = None) -> Path:
+    """STEM.onnx (the tiny model, or `data`) plus a matching STEM.json."""
+    path = folder / f"{task}.onnx"
+    path.write_bytes(data if data is not None else _model(task).SerializeToString())
+    segment = task == "segment"
+    Sidecar(
+        task=task,
+        architecture="test",
+        architecture_args={},
+        inputs=[{"name": "images", "dtype": "uint8", "layout": "NHWC"}],
+        outputs=[
+            {"name": "labels" if segment else "translated", "dtype": "uint8", "layout": "NHW" if segment else "NHWC"}
+        ],
+        size_divisor=1 if segment else 4,
+        artifacts={"onnx": {"file": path.name, "sha256": file_sha256(path)}},
+        source_checkpoint={"file": "x.pth", "sha256": "0" * 64},
+        opset=17,
+        ir_version=10,
+        exporter_version="test",
+        working_size=None if segment else (16, 8),
+        scale=0.5 if segment else None,
+        class_names=["a"] if segment else None,
+        train_id_to_label_id=[7] if segment else None,
+        palette=[[1, 2, 3]] if segment else None,
+    ).write(sidecar_path(path))
+    return path
+
+
+def test_translator_runs_on_cpu(tmp_path):
+    path = write_artifact(tmp_path)
+    batch = np.random.default_rng(0).integers(0, 256, (2, 8, 12, 3), dtype=np.uint8)
+    with open_runner(path, threads=1) as runner:
+        assert runner.sidecar.task == "translate"
+        assert runner.backend == (
+            "onnxruntime-cuda" if gpu_present() and runners._ort_has("CUDAExecutionProvider") else "onnxruntime-cpu"
+        )
+        out = runner.infer({"images": batch})
+        again = runner.infer({"images": batch[:, :, ::-1]})  # non-contiguous views are accepted
+    assert set(out) == {"translated"}
+    np.testing.assert_array_equal(out["translated"], 255 - batch)
+    np.testing.assert_array_equal(again["translated"], 255 - batch[:, :, ::-1])
+
+
+def test_segmenter_any_size(tmp_path):
+    path = write_artifact(tmp_path, "segment")
+    batch = np.random.default_rng(1).integers(0, 19, (1, 7, 5, 3), dtype=np.uint8)
+    with open_runner(path, backend="onnxruntime-cpu") as runner:
+        labels = runner.infer({"images": batch})["labels"]
+    assert labels.dtype == np.uint8 and labels.shape == (1, 7, 5)
+    np.testing.assert_array_equal(labels, batch.max(axis=3))
+
+
+@pytest.mark.parametrize(
+    ("feeds", "message"),
+    [
+        ({"images": np.zeros((1, 8, 8, 3), np.float32)}, "must be a uint8 numpy array"),
+        ({"images": [[1]]}, "must be a uint8 numpy array"),
+        ({"images": np.zeros((1, 3, 8, 8), np.uint8)}, "N x H x W x 3"),
+        ({"images": np.zeros((8, 8, 3), np.uint8)}, "N x H x W x 3"),
+        ({"images": np.zeros((1, 8, 10, 3), np.uint8)}, "not a multiple of 4"),
+        ({"images": np.zeros((0, 8, 8, 3), np.uint8)}, "empty"),
+        ({"input": np.zeros((1, 8, 8, 3), np.uint8)}, "one input named 'images'"),
+    ],
+)
+def test_bad_input_is_a_clear_error(tmp_path, feeds, message):
+    with (
+        open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu") as runner,
+        pytest.raises(UserError, match=message) as info,
+    ):
+        runner.infer(feeds)
+    assert "translate.onnx" in info.value.format_message()
+
+
+def test_infer_outside_with_block(tmp_path):
+    runner = open_runner(write_artifact(tmp_path))
+    with pytest.raises(RuntimeError, match="with open_runner"):
+        runner.infer({"images": np.zeros((1, 8, 8, 3), np.uint8)})
+
+
+def test_threads_default_to_all_cores(tmp_path):
+    runner = open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu")
+    assert isinstance(runner, OnnxRuntimeRunner) and runner.threads == runners.default_threads() >= 1
+    assert open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu", threads=1).threads == 1
+
+
+def test_unloadable_model_is_one_line(tmp_path):
+    path = write_artifact(tmp_path, data=b"\x08garbage")
+    runner = open_runner(path, backend="onnxruntime-cpu")
+    with pytest.raises(UserError, match="ONNX Runtime cannot load it") as info, runner:
+        pass
+    assert "\n" not in info.value.format_message()
+
+
+def test_missing_file_and_wrong_suffix(tmp_path):
+    with pytest.raises(UserError, match="model file not found"):
+        open_runner(tmp_path / "nothing.onnx")
+    (tmp_path / "model.pth").write_bytes(b"x")
+    with pytest.raises(UserError, match="not a model artifact"):
+        open_runner(tmp_path / "model.pth")
+
+
+def test_backend_choice_by_suffix(tmp_path):
+    assert choose_backend(Path("m.engine")) == "tensorrt"
+    assert choose_backend(Path("m.fp16.onnx"), "onnxruntime-cpu") == "onnxruntime-cpu"
+    with pytest.raises(UserError, match="runs only on the tensorrt backend"):
+        choose_backend(Path("m.engine"), "onnxruntime-cpu")
+    with pytest.raises(UserError, match="runs .engine files"):
+        choose_backend(Path("m.onnx"), "tensorrt")
+    with pytest.raises(UserError, match="unknown backend"):
+        choose_backend(Path("m.onnx"), "cuda")
+
+
+@NO_GPU
+def test_cpu_machine_never_asks_for_gpu_providers(tmp_path):
+    assert choose_backend(Path("m.onnx")) == "onnxruntime-cpu"
+    assert choose_backend(Path("m.onnx"), "onnxruntime") == "onnxruntime-cpu"
+    for backend in ("onnxruntime-cuda", "onnxruntime-tensorrt"):
+        with pytest.raises(UserError, match="needs an NVIDIA GPU"):
+            choose_backend(Path("m.onnx"), backend)
+    assert runners.tensorrt_unavailable_reason() == "no NVIDIA GPU found"
+
+
+def test_hidden_gpu_counts_as_none(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert not gpu_present()
+    assert choose_backend(Path("m.onnx")) == "onnxruntime-cpu"
+
+
+def test_engine_without_tensorrt_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    onnx_path = write_artifact(tmp_path)
+    engine = tmp_path / "translate.engine"
+    engine.write_bytes(b"serialized plan")
+    sidecar = runners.load_sidecar(onnx_path)
+    artifacts = {**sidecar.artifacts, "engine": {"file": engine.name, "sha256": file_sha256(engine)}}
+    dataclasses.replace(sidecar, artifacts=artifacts).write(sidecar_path(engine))
+    runner = open_runner(engine)
+    assert runner.backend == "tensorrt"
+    with pytest.raises(UserError, match="needs TensorRT and an NVIDIA GPU: no NVIDIA GPU found") as info, runner:
+        pass
+    assert "\n" not in info.value.format_message()
