@@ -58,7 +58,7 @@ def make_data(config: StudyConfig, preset: Preset) -> tuple[Path, Path]:
     """The source (GTA5 layout) and target (Cityscapes layout) roots: the user's, or synthetic ones made now."""
     if not config.synthetic:
         return config.source_root, config.target_root
-    from runtime.synthetic import write_synthetic_datasets
+    from runtime.synthetic_datasets import write_synthetic_datasets
 
     data = config.output / "data"
     s = preset.synthetic
@@ -67,7 +67,7 @@ def make_data(config: StudyConfig, preset: Preset) -> tuple[Path, Path]:
         gta5_count=s.gta5_count,
         cityscapes_train=s.cityscapes_train,
         cityscapes_val=s.cityscapes_val,
-        size_preset=s.preset,
+        preset=s.preset,
         seed=config.seed,
     )
     return data / "gta5", data / "cityscapes"
