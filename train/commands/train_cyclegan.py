@@ -1,0 +1,117 @@
+"""`train-cyclegan`: train a CycleGAN translating source images (domain A) into the target style (domain B)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from runtime.cli_support import SIZE, setup_logging
+
+EPILOG = """\b
+Writes into --output: latest_net_G_A.pth (source -> target, the file to export), latest_net_G_B.pth,
+latest_net_D_A.pth, latest_net_D_B.pth and ITER_net_*.pth every --save-every iterations (bare state_dicts
+with the reference implementation's key names), latest_train_state.pt (for --resume), config.json,
+train.log and samples/iter_NNNNNN.png (real A, fake B, rec A / real B, fake A, rec B).
+\b
+Example (demo-sized):
+  train-cyclegan --source data/gta5 --target data/cityscapes --output runs/cyclegan \\
+      --ngf 16 --n-blocks 6 --load-width 128 --crop-size 128x64 --iterations 2000
+"""
+
+
+@click.command(
+    context_settings={"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 110},
+    epilog=EPILOG,
+)
+@click.option(
+    "--source",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Domain A: a GTA5-layout root (images/, labels/) or any image folder.",
+)
+@click.option(
+    "--target",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Domain B: a Cityscapes-layout root (its train split) or any image folder.",
+)
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for checkpoints, samples, config.json and train.log.",
+)
+@click.option("--ngf", type=click.IntRange(min=1), default=64, help="Generator width (filters of the first conv).")
+@click.option(
+    "--n-blocks",
+    type=click.IntRange(min=0),
+    default=9,
+    help="Residual blocks in each generator (9 = resnet_9blocks, 6 = resnet_6blocks).",
+)
+@click.option("--ndf", type=click.IntRange(min=1), default=64, help="Discriminator width.")
+@click.option(
+    "--load-width",
+    type=click.IntRange(min=1),
+    default=286,
+    help="Images are scaled to this width, keeping their aspect ratio, before cropping.",
+)
+@click.option(
+    "--crop-size", type=SIZE, default="256x256", help="Random crop WIDTHxHEIGHT taken after scaling (multiples of 4)."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, help="Images per domain per iteration.")
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Total iterations. Default: 200 epochs' worth, as the reference (100 constant + 100 decay).",
+)
+@click.option(
+    "--decay-iterations",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Decay the learning rate linearly to zero over the last N iterations. Default: half of them.",
+)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, help="Adam learning rate.")
+@click.option("--seed", type=int, default=0, help="Seed for weights, crops, pairing and the image pools.")
+@click.option("--resume", is_flag=True, help="Continue the run in --output from latest_train_state.pt.")
+@click.option("--sample-every", type=click.IntRange(min=1), default=400, help="Write a sample grid every N iterations.")
+@click.option(
+    "--save-every",
+    type=click.IntRange(min=1),
+    default=5000,
+    help="Write ITER_net_*.pth, latest_net_*.pth and the training state every N iterations (and at the end).",
+)
+@click.option("--log-every", type=click.IntRange(min=1), default=100, help="Write a loss line to train.log every N.")
+@click.option("--num-workers", type=click.IntRange(min=0), default=2, help="Data-loading worker processes.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads. Default: all cores.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    help="Where to train; auto uses a CUDA GPU when there is one.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(**options) -> None:
+    """Train a CycleGAN with the reference implementation's networks, losses and defaults.
+
+    Domain A is the source (e.g. GTA5), domain B the target (e.g. Cityscapes); G_A maps A to B. Images are
+    scaled to --load-width keeping their aspect ratio, randomly cropped to --crop-size and flipped.
+    """
+    setup_logging(options.pop("verbose"))
+    resume = options.pop("resume")
+    if options["device"] == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            from runtime.errors import UserError
+
+            raise UserError("--device cuda: no CUDA GPU is available to PyTorch on this machine")
+    from train.cyclegan import CycleGANConfig, TrainingFailed, train_cyclegan
+
+    config = CycleGANConfig(**options)
+    try:
+        output = train_cyclegan(config, resume=resume)
+    except TrainingFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"CycleGAN written to {output} (export {output / 'latest_net_G_A.pth'})")

@@ -1,0 +1,398 @@
+"""Train a semantic segmenter on GTA5- or Cityscapes-layout data; keep the checkpoint best on held-out training data.
+
+One short loop in the torchvision-references style: cross-entropy with ignore 255, SGD or AdamW, poly learning rate,
+a held-out score every `val_every` iterations. The held-out part is a seeded fraction of the TRAINING data (never the
+target evaluation set); it is scored with runtime.metrics.ConfusionMatrix at the evaluation protocol (image at the
+working scale, logits upsampled to the label), so training and `evaluate-seg` measure the same thing.
+
+Outputs in `output_dir`: best.pt, last.pt (train.segmenters checkpoint format), config.json (resolved config),
+history.json (held-out scores per validation), train.log, samples/ (image | ground truth | prediction per validation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import platform
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from runtime.datasets import detect_layout, samples_for
+from runtime.errors import UserError
+from runtime.imageio import atomic_write_bytes, resize_label, write_image
+from runtime.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, colorize
+from runtime.metrics import ConfusionMatrix
+from train.segmentation_data import (
+    HeldOutSegmentationDataset,
+    TrainSegmentationDataset,
+    collate_single,
+    collate_skipping_broken,
+    split_holdout,
+)
+from train.segmenters import NORMALIZATION, SEGMENTER_ARCHITECTURES, build_segmenter, save_segmenter_checkpoint
+
+log = logging.getLogger(__name__)
+
+OPTIMIZERS = ("sgd", "adamw")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the job failed (exit 1); a lower learning rate usually helps."""
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    """Everything one segmenter training run depends on; written resolved to config.json and into checkpoints.
+
+    Defaults follow the torchvision segmentation references for real data (SGD, momentum 0.9, lr 0.01, poly,
+    weight decay 1e-4). From scratch on a small CPU budget (the demo) AdamW with lr 1e-3 learns much faster.
+    """
+
+    data_root: Path
+    output_dir: Path
+    layout: str = "auto"  # auto | gta5 | cityscapes
+    split: str = "train"  # Cityscapes split to train on
+    architecture: str = "lraspp_mobilenet_v3_large"
+    scale: float = 0.5  # working scale: images are resized by it for training and at inference
+    crop_size: tuple[int, int] | None = (512, 512)  # (w, h) random crop at the working scale; None: whole image
+    batch_size: int = 8
+    iterations: int = 20000
+    optimizer: str = "sgd"  # sgd (momentum 0.9) | adamw
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    val_fraction: float = 0.1  # of the training data, held out to choose the best checkpoint
+    val_every: int | None = None  # iterations between held-out scores; None: ten times per run
+    seed: int = 0
+    num_workers: int = 2
+    pretrained_backbone: bool = False  # ImageNet backbone from torchvision (needs a network once)
+    precise_bn_batches: int = 8  # training batches that re-estimate BatchNorm statistics before scoring; 0: off
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda
+
+    def check(self) -> None:
+        """Refuse an impossible setting in one line naming its flag and value (UserError, exit 2)."""
+        rules = (
+            ("layout", self.layout in ("auto", "gta5", "cityscapes"), "auto, gta5 or cityscapes"),
+            (
+                "architecture",
+                self.architecture in SEGMENTER_ARCHITECTURES,
+                "one of " + ", ".join(SEGMENTER_ARCHITECTURES),
+            ),
+            ("optimizer", self.optimizer in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
+            ("scale", self.scale > 0, "positive"),
+            ("crop_size", self.crop_size is None or min(self.crop_size) > 0, "positive"),
+            ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("iterations", self.iterations >= 1, "at least 1"),
+            ("lr", self.lr > 0, "positive"),
+            ("weight_decay", self.weight_decay >= 0, "zero or positive"),
+            ("val_fraction", 0 <= self.val_fraction < 1, "in [0, 1)"),
+            ("val_every", self.val_every is None or self.val_every >= 1, "at least 1"),
+            ("num_workers", self.num_workers >= 0, "zero or positive"),
+            ("precise_bn_batches", self.precise_bn_batches >= 0, "zero or positive"),
+        )
+        for name, ok, expected in rules:
+            if not ok:
+                flag = "--arch" if name == "architecture" else "--" + name.replace("_", "-")
+                raise UserError(f"{flag} {getattr(self, name)!r}: must be {expected}")
+
+    def resolved_val_every(self) -> int:
+        return self.val_every or max(1, self.iterations // 10)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON types (paths as strings, sizes as lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+
+def _seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def make_optimizer(model: nn.Module, config: SegmenterConfig) -> torch.optim.Optimizer:
+    """SGD with momentum 0.9 (torchvision references) or AdamW, over the parameters that train."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def poly_schedule(optimizer: torch.optim.Optimizer, iterations: int, power: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """lr * (1 - it / iterations) ** power, stepped once per iteration (as the torchvision references do)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: (1 - min(it, iterations) / iterations) ** power)
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """One optimisation step of pixel-wise cross-entropy (train ID 255 ignored); returns the loss."""
+    loss = F.cross_entropy(model(images)["out"], labels, ignore_index=IGNORE)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, batches: Iterator, count: int, device: torch.device) -> None:
+    """Re-estimate BatchNorm running statistics as plain averages over `count` training batches ("precise BN").
+
+    torchvision's MobileNetV3 keeps BatchNorm momentum 0.01, so after a short from-scratch run the running
+    statistics still mostly hold their initial values and eval-mode predictions collapse (held-out mIoU 3% where
+    train-mode predictions reach 35%). Averaging fresh statistics under the current weights, as pycls and
+    Detectron2 do, fixes that; the weights are untouched. Checkpoints are saved right after this.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or count <= 0:
+        return
+    momenta = [norm.momentum for norm in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    was_training = model.training
+    model.train()  # batch statistics feed the running averages
+    for _ in range(count):
+        batch = next(batches)
+        if batch is not None and batch[0].shape[0] > 1:
+            model(batch[0].to(device))
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.train(was_training)
+
+
+def _forever(loader: DataLoader) -> Iterator:
+    """Batches from `loader`, epoch after epoch (training is bounded by iterations, not epochs)."""
+    while True:
+        yield from loader
+
+
+@torch.no_grad()
+def evaluate_heldout(
+    model: nn.Module, loader: DataLoader, device: torch.device, picture: Path | None = None
+) -> dict[str, Any]:
+    """Score the model on held-out pairs: logits at the working scale, bilinearly upsampled to the label, argmax.
+
+    Writes `picture` (image | ground truth | prediction, at the working scale) for the first readable sample.
+    """
+    was_training = model.training
+    model.eval()
+    matrix, scored, skipped = ConfusionMatrix(), 0, 0
+    for item in loader:
+        if item is None:
+            skipped += 1
+            continue
+        image, scaled_rgb, label = item
+        logits = model(image.unsqueeze(0).to(device))["out"]
+        logits = F.interpolate(logits, size=label.shape, mode="bilinear", align_corners=False)
+        prediction = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
+        matrix.update(label, prediction)
+        if picture is not None and scored == 0:
+            size = (scaled_rgb.shape[1], scaled_rgb.shape[0])
+            row = [scaled_rgb, colorize(resize_label(label, size)), colorize(resize_label(prediction, size))]
+            write_image(picture, np.concatenate(row, axis=1))
+        scored += 1
+    model.train(was_training)
+    scores = matrix.scores() if scored else {"mean_iou": float("nan"), "pixel_accuracy": float("nan")}
+    return {
+        "mean_iou": scores["mean_iou"],
+        "pixel_accuracy": scores["pixel_accuracy"],
+        "images_scored": scored,
+        "images_skipped": skipped,
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    text = json.dumps(data, indent=2, allow_nan=False, default=str)
+    atomic_write_bytes(path, (text + "\n").encode())
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _loaders(
+    config: SegmenterConfig, layout_samples: list, generator: torch.Generator
+) -> tuple[DataLoader, DataLoader | None, int, int]:
+    """(train loader, held-out loader or None, train count, held-out count) from the dataset's samples."""
+    train_samples, held_out = split_holdout(layout_samples, config.val_fraction, config.seed)
+    min_train = 2 if config.architecture.startswith("deeplabv3") else 1  # ASPP pooling has BatchNorm on 1x1
+    if len(train_samples) < min_train:
+        raise UserError(
+            f"{config.data_root}: {len(train_samples)} training sample(s) after holding out {len(held_out)}; "
+            f"{config.architecture} needs at least {min_train}"
+        )
+    workers = {"num_workers": config.num_workers, "persistent_workers": config.num_workers > 0}
+    train_loader = DataLoader(
+        TrainSegmentationDataset(train_samples, config.scale, config.crop_size),
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(train_samples) > config.batch_size,
+        generator=generator,
+        collate_fn=collate_skipping_broken,
+        **workers,
+    )
+    held_loader = None
+    if held_out:
+        held_loader = DataLoader(
+            HeldOutSegmentationDataset(held_out, config.scale), batch_size=1, collate_fn=collate_single, **workers
+        )
+    return train_loader, held_loader, len(train_samples), len(held_out)
+
+
+def train_segmenter(config: SegmenterConfig) -> Path:
+    """Train per `config`; returns the path of the best checkpoint (output_dir/best.pt)."""
+    config.check()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    root_logger = logging.getLogger()
+    file_handler = logging.FileHandler(out / "train.log", mode="w", encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    old_level = root_logger.level
+    root_logger.addHandler(file_handler)
+    root_logger.setLevel(min(old_level, logging.INFO) if old_level else logging.INFO)
+    try:
+        with logging_redirect_tqdm():
+            return _train(config, out)
+    finally:
+        root_logger.removeHandler(file_handler)
+        root_logger.setLevel(old_level)
+        file_handler.close()
+
+
+def _train(config: SegmenterConfig, out: Path) -> Path:
+    root = Path(config.data_root)
+    if not root.is_dir():
+        raise UserError(f"{root}: no such folder (expected a GTA5 or Cityscapes layout dataset)")
+    layout = detect_layout(root) if config.layout == "auto" else config.layout
+    if layout not in ("gta5", "cityscapes"):
+        raise UserError(f"{root}: not a GTA5 (images/, labels/) or Cityscapes (leftImg8bit/, gtFine/) dataset")
+    layout, samples = samples_for(root, layout, config.split, require_labels=True)
+    device = _device(config.device)
+    generator = _seed_everything(config.seed)
+    train_loader, held_loader, n_train, n_held = _loaders(config, samples, generator)
+    val_every = config.resolved_val_every()
+    resolved = {
+        **config.as_dict(),
+        "layout_detected": layout,
+        "val_every_resolved": val_every,
+        "train_samples": n_train,
+        "heldout_samples": n_held,
+        "device_resolved": str(device),
+        "versions": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "torchvision": torchvision.__version__,
+        },
+    }
+    _write_json(out / "config.json", resolved)
+    log.info("training %s on %d %s samples (%d held out) on %s", config.architecture, n_train, layout, n_held, device)
+
+    model = build_segmenter(config.architecture, NUM_CLASSES, config.pretrained_backbone).to(device).train()
+    optimizer = make_optimizer(model, config)
+    scheduler = poly_schedule(optimizer, config.iterations, config.poly_power)
+    checkpoint_config = {
+        "architecture": config.architecture,
+        "num_classes": NUM_CLASSES,
+        "scale": config.scale,
+        "normalization": NORMALIZATION,
+        "class_names": list(CLASS_NAMES),
+        "training": resolved,
+    }
+    history: dict[str, Any] = {"validations": [], "best_iteration": None, "best_heldout_miou": None}
+    best_miou, losses, images_seen, skipped, validation_seconds = -math.inf, [], 0, 0, 0.0
+    batches, started = _forever(train_loader), time.perf_counter()
+    progress = tqdm(range(1, config.iterations + 1), desc="train-segmenter", unit="it", dynamic_ncols=True)
+    for iteration in progress:
+        batch = next(batches)
+        if batch is not None:
+            images, labels, n_skipped = batch
+            skipped += n_skipped
+            # Skip a batch with nothing to learn (all ignore), or one BatchNorm in ASPP pooling cannot take.
+            if (labels != IGNORE).any() and (images.shape[0] > 1 or not config.architecture.startswith("deeplabv3")):
+                loss = train_step(model, optimizer, images.to(device), labels.to(device))
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss} at iteration {iteration}; try a lower --lr")
+                losses.append(loss)
+                images_seen += images.shape[0]
+                progress.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+        scheduler.step()
+        if iteration % val_every == 0 or iteration == config.iterations:
+            validation_started = time.perf_counter()
+            recalibrate_batchnorm(model, batches, config.precise_bn_batches, device)
+            picture = out / "samples" / f"iter_{iteration:06d}.png"
+            held = evaluate_heldout(model, held_loader, device, picture) if held_loader else None
+            miou = held["mean_iou"] if held else float("nan")
+            entry = {
+                "iteration": iteration,
+                "train_loss": float(np.mean(losses)) if losses else None,
+                "lr": scheduler.get_last_lr()[0],
+                "heldout_miou": _finite_or_none(miou),
+                "heldout_pixel_accuracy": _finite_or_none(held["pixel_accuracy"]) if held else None,
+                "heldout_images_scored": held["images_scored"] if held else 0,
+                "heldout_images_skipped": held["images_skipped"] if held else 0,
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+            history["validations"].append(entry)
+            losses = []
+            log.info(
+                "iteration %d: train loss %s, held-out mIoU %s",
+                iteration,
+                "n/a" if entry["train_loss"] is None else f"{entry['train_loss']:.4f}",
+                "n/a" if entry["heldout_miou"] is None else f"{100 * miou:.2f}%",
+            )
+            if not math.isnan(miou) and miou > best_miou:
+                best_miou = miou
+                history["best_iteration"], history["best_heldout_miou"] = iteration, float(miou)
+                save_segmenter_checkpoint(
+                    out / "best.pt",
+                    {**checkpoint_config, "iteration": iteration, "heldout_miou": miou},
+                    model.state_dict(),
+                )
+            validation_seconds += time.perf_counter() - validation_started
+            elapsed = time.perf_counter() - started
+            train_seconds = elapsed - validation_seconds
+            history.update(
+                train_samples=n_train,
+                heldout_samples=n_held,
+                skipped_train_samples=skipped,
+                train_images_seen=images_seen,
+                seconds=round(elapsed, 3),
+                train_seconds=round(train_seconds, 3),  # data loading + steps, without held-out scoring
+                train_images_per_second=round(images_seen / train_seconds, 3) if train_seconds > 0 else None,
+            )
+            _write_json(out / "history.json", history)
+    progress.close()
+    last_config = {**checkpoint_config, "iteration": config.iterations, "heldout_miou": _finite_or_none(miou)}
+    save_segmenter_checkpoint(out / "last.pt", last_config, model.state_dict())
+    if history["best_iteration"] is None:  # no held-out score (val_fraction 0, or every held-out sample broken)
+        log.warning("no held-out score; best.pt is the last checkpoint")
+        atomic_write_bytes(out / "best.pt", (out / "last.pt").read_bytes())
+    log.info(
+        "best held-out mIoU %s at iteration %s -> %s",
+        history["best_heldout_miou"],
+        history["best_iteration"],
+        out / "best.pt",
+    )
+    return out / "best.pt"

@@ -1,0 +1,116 @@
+"""Unpaired image data for CycleGAN: domain A (source) and domain B (target), sampled independently.
+
+Preprocessing is the reference's `scale_width_and_crop`, its advice for wide images such as Cityscapes: scale so the
+width equals `load_width` keeping the aspect ratio (never below the crop height), take a random `crop` (width, height),
+flip horizontally with p=0.5, and map to [-1, 1]. Pairs are unaligned as in the reference: A is taken by index, B at
+random, so an epoch is max(len(A), len(B)) samples.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from runtime.datasets import Sample, samples_for
+from runtime.errors import SampleError, UserError
+from runtime.imageio import LogOnce, read_rgb, resize_rgb
+
+log = logging.getLogger(__name__)
+
+
+def scale_width_and_crop(
+    image: np.ndarray, load_width: int, crop: tuple[int, int], rng: random.Random | None = None, flip: bool = True
+) -> np.ndarray:
+    """H x W x 3 uint8 -> crop[1] x crop[0] x 3 uint8: scale to width `load_width` (aspect kept, height at least
+    the crop height), random crop, random horizontal flip."""
+    rng = rng or random.Random()
+    crop_w, crop_h = crop
+    if load_width < crop_w:
+        raise ValueError(f"load width {load_width} is smaller than the crop width {crop_w}")
+    height, width = image.shape[:2]
+    if width != load_width or height < crop_h:
+        new_h = max(round(load_width * height / width), crop_h)
+        image = resize_rgb(image, (load_width, new_h))
+    height, width = image.shape[:2]
+    x = rng.randint(0, width - crop_w)
+    y = rng.randint(0, height - crop_h)
+    image = image[y : y + crop_h, x : x + crop_w]
+    if flip and rng.random() < 0.5:
+        image = image[:, ::-1]
+    return np.ascontiguousarray(image)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 RGB -> 3 x H x W float in [-1, 1] (x / 127.5 - 1, the reference's normalisation)."""
+    return torch.from_numpy(image).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """3 x H x W in [-1, 1] -> H x W x 3 uint8 ((y + 1) * 127.5, rounded, clipped), for sample images."""
+    image = ((tensor.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return image.permute(1, 2, 0).numpy()
+
+
+class UnpairedImages(Dataset):
+    """Items are {"A": tensor, "B": tensor, "A_path": str, "B_path": str}; A by index, B at random.
+
+    An unreadable image is a per-sample fault: logged once and replaced by the next readable one in its domain.
+    Randomness comes from Python's `random`, which the training loop seeds (and DataLoader workers reseed).
+    """
+
+    def __init__(
+        self, samples_a: list[Sample], samples_b: list[Sample], load_width: int, crop: tuple[int, int]
+    ) -> None:
+        if not samples_a or not samples_b:
+            raise ValueError("both domains need at least one image")
+        self.samples_a = samples_a
+        self.samples_b = samples_b
+        self.load_width = load_width
+        self.crop = crop
+        self.log_once = LogOnce(log)
+
+    def __len__(self) -> int:
+        return max(len(self.samples_a), len(self.samples_b))
+
+    def __getitem__(self, index: int) -> dict:
+        path_a, image_a = self._read(self.samples_a, index % len(self.samples_a))
+        path_b, image_b = self._read(self.samples_b, random.randint(0, len(self.samples_b) - 1))
+        return {
+            "A": to_tensor(scale_width_and_crop(image_a, self.load_width, self.crop, random)),
+            "B": to_tensor(scale_width_and_crop(image_b, self.load_width, self.crop, random)),
+            "A_path": str(path_a),
+            "B_path": str(path_b),
+        }
+
+    def _read(self, samples: list[Sample], index: int) -> tuple[Path, np.ndarray]:
+        for step in range(len(samples)):
+            path = samples[(index + step) % len(samples)].image
+            try:
+                return path, read_rgb(path, self.log_once)
+            except SampleError as exc:
+                self.log_once(f"skip:{path}", f"skipping unreadable image {exc}")
+        raise UserError(f"{samples[0].image.parent}: no readable images in this domain")
+
+
+def unpaired_dataset(
+    source: Path, target: Path, load_width: int, crop: tuple[int, int], target_split: str = "train"
+) -> UnpairedImages:
+    """Domain A from `source` (GTA5 layout or an image folder), B from `target` (Cityscapes `target_split` or a
+    folder). Labels are not needed, so they are not required."""
+    layout_a, samples_a = samples_for(Path(source), split="train", require_labels=False)
+    layout_b, samples_b = samples_for(Path(target), split=target_split, require_labels=False)
+    log.info(
+        "domain A: %d images (%s, %s); domain B: %d images (%s, %s)",
+        len(samples_a),
+        layout_a,
+        source,
+        len(samples_b),
+        layout_b,
+        target,
+    )
+    return UnpairedImages(samples_a, samples_b, load_width, crop)
