@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.imageio import atomic_write_bytes
 from runtime.labels import CLASS_NAMES, colorize
 from runtime.sidecar import file_sha256
 
@@ -111,7 +112,7 @@ def write_markdown(out: Path, report: dict) -> None:
         "Resolved configs, artifact hashes and versions are in report.json.",
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    _write_text(out / "report.md", "\n".join(lines))
 
 
 def write_sample_grid(out: Path, report: dict, target_root: Path, split: str) -> Path:
@@ -174,9 +175,13 @@ def write_study_report(out: Path, report: dict, target_root: Path, split: str) -
         "artifact_sha256": _hashes(report),
     }
     report["figures"] = [write_sample_grid(out, report, target_root, split).name]
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    _write_text(out / "report.json", json.dumps(report, indent=2, default=_json_default) + "\n")
     write_markdown(out, report)
     return report
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
 
 
 def _json_default(value):
@@ -212,7 +217,7 @@ def write_seeds_report(out: Path, reports: list[dict]) -> dict:
     }
     diff = summary["adapted_minus_source_only"]
     payload = {"per_seed": per_seed, "summary": summary, "machine": machine_info()}
-    (out / "report.json").write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    _write_text(out / "report.json", json.dumps(payload, indent=2, default=_json_default) + "\n")
     lines = [
         f"# UDA study over seeds {', '.join(map(str, summary['seeds']))}",
         "",
@@ -227,5 +232,5 @@ def write_seeds_report(out: Path, reports: list[dict]) -> dict:
         + ", ".join(f"[seed {r['study']['seed']}](seed_{r['study']['seed']}/report.md)" for r in reports),
         "",
     ]
-    (out / "report.md").write_text("\n".join(lines))
+    _write_text(out / "report.md", "\n".join(lines))
     return payload

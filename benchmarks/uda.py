@@ -90,9 +90,9 @@ def run_study(config: StudyConfig) -> dict:
         source_root, target_root = make_data(config, preset)
     with timer.stage("train_cyclegan"):
         cyclegan_config = CycleGANConfig(
-            source_root=source_root,
-            target_root=target_root,
-            output_dir=out / "cyclegan",
+            source=source_root,
+            target=target_root,
+            output=out / "cyclegan",
             seed=config.seed,
             **preset.cyclegan,
         )

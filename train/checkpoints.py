@@ -27,6 +27,7 @@ from runtime.errors import UserError
 from train.networks import NLayerDiscriminator, ResnetGenerator, UnetGenerator
 
 SEGMENTER_FORMAT = "uda-trt-segmenter"
+SEGMENTER_VERSION = 1
 TRAIN_STATE_FORMAT = "uda-trt-cyclegan-train-state"
 TRANSLATOR_ARCHITECTURES = ("resnet_generator", "unet_generator")
 _STAT_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
@@ -146,15 +147,29 @@ def save_generator(path: Path | str, module: nn.Module) -> None:
 
 
 def save_segmenter_checkpoint(path: Path | str, config: Mapping[str, Any], state_dict: Mapping) -> None:
-    """Write `{"format": "uda-trt-segmenter", "version": 1, "config", "state_dict"}`, plain types only, atomically."""
-    json.dumps(config)  # plain types only, so weights_only loading can read it back; raises TypeError otherwise
+    """Write `{"format": "uda-trt-segmenter", "version": 1, "config", "state_dict"}` atomically.
+
+    `config` must hold at least architecture, num_classes, scale and normalization (what export needs to rebuild
+    the model); it is stored as JSON-plain types (tuples -> lists, paths -> str) so weights_only loading reads it.
+    """
+    missing = [key for key in ("architecture", "num_classes", "scale", "normalization") if key not in config]
+    if missing:
+        raise ValueError(f"segmenter checkpoint config lacks {', '.join(missing)}")
     payload = {
         "format": SEGMENTER_FORMAT,
-        "version": 1,
-        "config": dict(config),
+        "version": SEGMENTER_VERSION,
+        "config": json.loads(json.dumps(dict(config), default=str)),
         "state_dict": OrderedDict((k, v.detach().cpu()) for k, v in state_dict.items()),
     }
     atomic_torch_save(payload, path)
+
+
+def load_segmenter_checkpoint(path: Path | str) -> dict[str, Any]:
+    """Read a segmenter checkpoint (weights_only); a missing, unreadable or foreign file is a one-line UserError."""
+    obj = load_checkpoint_file(Path(path))
+    if not (isinstance(obj, Mapping) and obj.get("format") == SEGMENTER_FORMAT):
+        raise UserError(f"{path}: not a segmenter checkpoint (no 'format': {SEGMENTER_FORMAT!r})")
+    return obj
 
 
 def cpu_state_dict(module: nn.Module) -> OrderedDict:

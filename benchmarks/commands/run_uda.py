@@ -9,7 +9,7 @@ import click
 from runtime.cli_support import setup_logging
 from runtime.errors import UserError
 
-PRESET_NAMES = ("demo", "full")
+PRESET_NAMES = ("demo", "full", "smoke")
 
 
 def _parse_seeds(value: str) -> list[int]:
@@ -33,7 +33,8 @@ def _parse_seeds(value: str) -> list[int]:
     "--preset",
     type=click.Choice(PRESET_NAMES),
     default="demo",
-    help="Fixed budget: demo (~15 min on 2 CPU cores, synthetic data) or full (real-data sizes, a GPU job).",
+    help="Fixed budget: demo (~15 min on 2 CPU cores, synthetic data), full (real-data sizes, a GPU job), "
+    "or smoke (seconds; checks the plumbing, numbers meaningless).",
 )
 @click.option("--seed", type=int, default=0, help="Seed of data generation and training (one study).")
 @click.option("--seeds", default=None, help="Comma-separated seeds: one study per seed plus a mean-and-spread report.")

@@ -205,12 +205,18 @@ def test_generator_with_wrong_shapes_is_a_user_error(tmp_path: Path) -> None:
 
 def test_segmenter_checkpoint_is_described_with_its_config(tmp_path: Path) -> None:
     path = tmp_path / "best.pt"
-    config = {"architecture": "lraspp_mobilenet_v3_large", "num_classes": 19, "scale": 0.5, "crop": [64, 32]}
+    config = {
+        "architecture": "lraspp_mobilenet_v3_large",
+        "num_classes": 19,
+        "scale": 0.5,
+        "normalization": {"mean": [0.5] * 3, "std": [0.25] * 3},
+        "crop": [64, 32],
+    }
     save_segmenter_checkpoint(path, config, {"w": torch.ones(2)})
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == "uda-trt-segmenter" and raw["version"] == 1
     info = require_model_checkpoint(path)
     assert (info.kind, info.architecture, info.args) == ("segmenter", "lraspp_mobilenet_v3_large", config)
     assert torch.equal(info.state_dict["w"], torch.ones(2))
-    with pytest.raises(TypeError):
-        save_segmenter_checkpoint(tmp_path / "x.pt", {"architecture": "a", "root": Path("/")}, {})
+    with pytest.raises(ValueError, match="normalization"):
+        save_segmenter_checkpoint(tmp_path / "x.pt", {"architecture": "a", "num_classes": 19, "scale": 1}, {})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -42,7 +41,7 @@ Examples:
   train-segmenter --data data/gta5 --output runs/seg-source            (real data, torchvision-style defaults)
   train-segmenter --data data/gta5 --arch deeplabv3_resnet50 --pretrained-backbone --output runs/seg
   train-segmenter --data demo/gta5 --scale 1 --crop-size full --batch-size 16 --iterations 400 \\
-                  --optimizer adamw --lr 1e-3 --output runs/demo-seg     (from scratch on a CPU budget)
+                  --optimizer adamw --lr 1e-2 --num-workers 0 --output runs/demo-seg   (from scratch, CPU budget)
 
 \b
 Writes in --output: best.pt (best on the held-out part), last.pt, config.json, history.json, train.log, samples/.
@@ -112,6 +111,13 @@ Checkpoints feed `export-trt`.""",
     "--val-every", type=int, default=None, help="Iterations between held-out scores [default: iterations/10]."
 )
 @click.option(
+    "--precise-bn-batches",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Training batches that re-estimate BatchNorm statistics before each held-out score and save (0 = off).",
+)
+@click.option(
     "--seed", type=int, default=0, show_default=True, help="Seeds the held-out split, crops, flips and weights."
 )
 @click.option("--num-workers", type=int, default=2, show_default=True, help="Data-loading processes (0 = in process).")
@@ -136,10 +142,6 @@ def main(verbose: bool, **options) -> None:
     """
     setup_logging(verbose)
     check_dataset(options["data_root"], options["layout"], options["split"])
-    # OpenMP threads that busy-wait stall badly when the cores are shared (data-loading workers, other jobs):
-    # 7x slower training measured on 2 shared cores. Passive waiting unless the user chose otherwise; it must be
-    # set before torch loads OpenMP.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # torch is imported here, after the cheap checks, so --help and user errors stay fast.
     from train.segmenter import SegmenterConfig, TrainingDiverged, train_segmenter
 
