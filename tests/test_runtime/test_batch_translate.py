@@ -24,8 +24,8 @@ def _palette_label(size: tuple[int, int], seed: int) -> Image.Image:
     return label
 
 
-def make_gta5(root: Path, count: int = 3, size: tuple[int, int] = (40, 24)) -> Path:
-    """A GTA5-layout dataset of random RGB images with palette labels."""
+def make_gta5(root: Path, count: int = 3, size: tuple[int, int] = (41, 23)) -> Path:
+    """A GTA5-layout dataset of random RGB images (odd sizes, like real data) with palette labels."""
     (root / "images").mkdir(parents=True)
     (root / "labels").mkdir()
     rng = np.random.default_rng(0)
@@ -63,7 +63,7 @@ def test_gta5_at_working_size(tmp_path, cli, invert_translator):
 
 
 def test_original_size_copies_labels_byte_for_byte(tmp_path, cli, invert_translator):
-    source = make_gta5(tmp_path / "gta5", count=2, size=(40, 24))
+    source = make_gta5(tmp_path / "gta5", count=2)
     out = tmp_path / "out"
     result = cli(
         "batch-translate",
@@ -83,7 +83,7 @@ def test_original_size_copies_labels_byte_for_byte(tmp_path, cli, invert_transla
         assert (out / "labels" / f"{index:05d}.png").read_bytes() == (
             source / "labels" / f"{index:05d}.png"
         ).read_bytes()
-        assert read_rgb(out / "images" / f"{index:05d}.jpg").shape == (24, 40, 3)
+        assert read_rgb(out / "images" / f"{index:05d}.jpg").shape == (23, 41, 3)
 
 
 def test_folder_layout_keeps_relative_paths_and_converts_inputs(tmp_path, cli, invert_translator):
@@ -146,7 +146,7 @@ def test_missing_label_and_missing_sidecar(tmp_path, cli, user_error, invert_tra
     (source / "labels" / "00002.png").unlink()
     result = cli("batch-translate", "--engine", invert_translator, "--input", source, "--output", tmp_path / "out")
     user_error(result, names="00002")
-    _palette_label((40, 24), 2).save(source / "labels" / "00002.png")
+    _palette_label((41, 23), 2).save(source / "labels" / "00002.png")
     invert_translator.with_suffix(".json").unlink()
     result = cli("batch-translate", "--engine", invert_translator, "--input", source, "--output", tmp_path / "out")
     user_error(result, names="invert.json")
