@@ -98,8 +98,12 @@ def run_study(config: StudyConfig) -> dict:
         )
         cyclegan_dir = train_cyclegan(cyclegan_config)
     with timer.stage("export_translator"):
+        # The study runs ONNX Runtime on the CPU, where an FP16 model only costs export time (export-trt makes it).
         translator = export_onnx(
-            cyclegan_dir / "latest_net_G_A.pth", output_dir=out / "artifacts", working_size=preset.translate_size
+            cyclegan_dir / "latest_net_G_A.pth",
+            output_dir=out / "artifacts",
+            working_size=preset.translate_size,
+            fp16=False,
         )
     with timer.stage("batch_translate"):
         translate_job = TranslateJob(
@@ -120,7 +124,7 @@ def run_study(config: StudyConfig) -> dict:
         with timer.stage(f"train_segmenter_{arm}"):
             checkpoint = train_segmenter(arm_config)
         with timer.stage(f"export_segmenter_{arm}"):
-            artifact = export_onnx(checkpoint, output_dir=out / "artifacts" / arm)
+            artifact = export_onnx(checkpoint, output_dir=out / "artifacts" / arm, fp16=False)
         with timer.stage(f"evaluate_{arm}"):
             metrics = evaluate_engine(
                 artifact.onnx_path, target_root, split=config.cityscapes_val_split, output=out / "eval" / arm

@@ -24,6 +24,7 @@ from torch import nn
 from export.graphs import SegmenterGraph, TranslatorGraph
 from export.parity import (
     SEGMENTER_PARITY_SIZE,
+    ParityError,
     ParityReport,
     require,
     run_parity,
@@ -41,6 +42,7 @@ IR_VERSION = 10  # onnxruntime 1.31 reads IR <= 13; onnx 1.23 would write 14
 DEFAULT_OPSET = 17
 DEFAULT_WORKING_SIZE = (1024, 512)  # (w, h): half-resolution Cityscapes, a multiple of 4 and of 256
 ONNX_PARITY = {"translate": {"required": 0.999, "tolerance": 1}, "segment": {"required": 0.999, "tolerance": 0}}
+FP16_PARITY = {"translate": {"required": 0.995, "tolerance": 2}, "segment": {"required": 0.995, "tolerance": 0}}
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class ExportResult:
     sidecar_path: Path
     sidecar: Sidecar
     parity: ParityReport
+    fp16_path: Path | None = None  # None when FP16 was not asked for
+    fp16_parity: ParityReport | None = None
 
 
 @dataclass(frozen=True)
@@ -170,13 +174,16 @@ def export_onnx(
     scale: float | None = None,
     opset: int = DEFAULT_OPSET,
     parity_images: list[np.ndarray] | None = None,
+    fp16: bool = True,
 ) -> ExportResult:
     """Export a translator or segmenter checkpoint to `STEM.onnx` and write `STEM.json` once parity passes.
 
     working_size: (w, h) for translators (default 1024x512); scale: segmenter working scale (default: the
     checkpoint's). parity_images: RGB uint8 images (translators: resized to the working size; segmenters: used
-    at their own resolution); default: built-in synthetic scenes. Raises UserError (exit 2) for a checkpoint of
-    the wrong kind or impossible sizes, ParityError (exit 1) when ONNX Runtime disagrees with PyTorch.
+    at their own resolution); default: built-in synthetic scenes. fp16: also write `STEM.fp16.onnx` (see
+    export.fp16), checked against the FP32 ONNX on the same images. Raises UserError (exit 2) for a checkpoint of
+    the wrong kind or impossible sizes, ParityError (exit 1) when ONNX Runtime disagrees with PyTorch or the FP16
+    model with the FP32 one (the FP32 ONNX and its sidecar are kept in that case: they passed).
     """
     from train.checkpoints import require_model_checkpoint
 
@@ -220,7 +227,53 @@ def export_onnx(
     sidecar = dataclasses.replace(sidecar, validation={"onnx": report.to_dict()})
     sidecar.write(json_path)
     log.debug("wrote %s (%s)", json_path, report.summary())
-    return ExportResult(onnx_path=onnx_path, sidecar_path=json_path, sidecar=sidecar, parity=report)
+    result = ExportResult(onnx_path=onnx_path, sidecar_path=json_path, sidecar=sidecar, parity=report)
+    return export_fp16(result, model, images) if fp16 else result
+
+
+def export_fp16(result: ExportResult, model: onnx.ModelProto, images: list[np.ndarray]) -> ExportResult:
+    """Write `STEM.fp16.onnx` from the FP32 model, check it against `STEM.onnx` on `images`, extend the sidecar.
+
+    The FP32 sidecar is already on disk, so a failure here (ParityError, exit 1) leaves a working FP32 export.
+    """
+    from export.fp16 import Fp16PolicyError, convert_to_fp16
+
+    sidecar = result.sidecar
+    fp16_path = result.onnx_path.with_name(result.onnx_path.name[: -len(".onnx")] + ".fp16.onnx")
+    fp16_path.unlink(missing_ok=True)  # the sidecar on disk does not list it; never leave an old one beside
+    try:
+        converted = convert_to_fp16(model, [{"images": image[None]} for image in images])
+    except Fp16PolicyError as error:
+        raise ParityError(f"{fp16_path.name}: {error}; {result.onnx_path.name} is fine, use it") from None
+    try:
+        atomic_write_bytes(fp16_path, converted.model.SerializeToString())
+    except OSError as error:
+        raise UserError(f"{fp16_path}: cannot write it ({error.strerror})") from None
+    bounds = FP16_PARITY[sidecar.task]
+    name = sidecar.output_name()
+    with (
+        OnnxRuntimeRunner(result.onnx_path, sidecar, "onnxruntime-cpu") as fp32,
+        OnnxRuntimeRunner(fp16_path, sidecar, "onnxruntime-cpu") as half,
+    ):
+        report = run_parity(
+            sidecar.task,
+            images,
+            lambda batch: fp32.infer({"images": batch})[name],
+            lambda batch: half.infer({"images": batch})[name],
+            bounds["required"],
+            bounds["tolerance"],
+            "onnx",
+        )
+    require(report, fp16_path, f"; {fp16_path.name} kept for inspection and not listed in the sidecar")
+    sidecar = dataclasses.replace(
+        sidecar,
+        artifacts={**sidecar.artifacts, "fp16_onnx": {"file": fp16_path.name, "sha256": file_sha256(fp16_path)}},
+        fp16_policy=converted.policy(),
+        validation={**(sidecar.validation or {}), "fp16_onnx": report.to_dict()},
+    )
+    sidecar.write(result.sidecar_path)
+    log.debug("wrote %s (%s)", fp16_path, report.summary())
+    return dataclasses.replace(result, sidecar=sidecar, fp16_path=fp16_path, fp16_parity=report)
 
 
 def check_onnx_against_torch(

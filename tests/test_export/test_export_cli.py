@@ -46,9 +46,13 @@ def test_writes_onnx_and_sidecar_and_skips_engine(tmp_path, cli, generator_file,
     result = cli(EXPORT_TRT.name, generator_file, "--output-dir", out, "--size", "32x16", "--parity-images", parity_dir)
     assert result.returncode == 0, result.stderr
     onnx_path, json_path = out / "latest_net_G_A.onnx", out / "latest_net_G_A.json"
-    assert sorted(p.name for p in out.iterdir()) == [json_path.name, onnx_path.name]  # no temp files left
+    fp16_path = out / "latest_net_G_A.fp16.onnx"
+    assert sorted(p.name for p in out.iterdir()) == [fp16_path.name, json_path.name, onnx_path.name]  # no temps
     sidecar = json.loads(json_path.read_text())
-    assert sidecar["artifacts"] == {"onnx": {"file": onnx_path.name, "sha256": file_sha256(onnx_path)}}
+    assert sidecar["artifacts"] == {
+        "onnx": {"file": onnx_path.name, "sha256": file_sha256(onnx_path)},
+        "fp16_onnx": {"file": fp16_path.name, "sha256": file_sha256(fp16_path)},
+    }
     assert sidecar["source_checkpoint"] == {"file": generator_file.name, "sha256": file_sha256(generator_file)}
     assert sidecar["working_size"] == [32, 16] and sidecar["validation"]["onnx"]["images"] == 2
     skipped = [line for line in result.stderr.splitlines() if line.startswith("engine skipped")]
