@@ -13,7 +13,9 @@ from __future__ import annotations
 import io
 import logging
 import os
+import warnings
 from pathlib import Path
+from struct import error as struct_error
 
 import cv2
 import numpy as np
@@ -23,6 +25,11 @@ from runtime.errors import SampleError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
 PARTIAL_SUFFIX = ".partial"
+# Images declaring more pixels than this are refused before decoding (a 100-byte PNG can declare 10^10 pixels).
+# 2^27 = e.g. 16384 x 8192; GTA5 and Cityscapes frames are ~2 M. Pillow's own, lower warning threshold is then
+# redundant noise, so it is silenced; its hard limit (DecompressionBombError) still applies and is caught.
+MAX_PIXELS = 1 << 27
+warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +58,33 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+def check_dimensions(path: Path, width: int, height: int) -> None:
+    """Refuse an image whose header declares more than MAX_PIXELS pixels (a decompression bomb)."""
+    if width * height > MAX_PIXELS:
+        raise SampleError(path, f"declares {width}x{height} pixels, more than the {MAX_PIXELS} allowed; not decoded")
+
+
+def _check_header(path: Path, data: bytes) -> None:
+    """Read the declared size from the header (Pillow parses headers without decoding) and check it."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except Image.DecompressionBombError as exc:
+        raise SampleError(path, f"declares too many pixels ({exc}); not decoded") from None
+    except (OSError, ValueError, SyntaxError, struct_error):
+        return  # a format Pillow cannot parse: OpenCV decides, within its own limit
+    check_dimensions(path, width, height)
+
+
 def read_rgb(path: Path | str, log_once: LogOnce | None = None) -> np.ndarray:
     """Decode an image file to H x W x 3 RGB uint8, applying (and reporting) the CONTRACTS.md conversions."""
     path = Path(path)
     data = _read_bytes(path)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    _check_header(path, data)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:  # OpenCV's own size limits and some corrupt headers raise instead of returning None
+        raise SampleError(path, f"not a readable image ({str(exc).strip().splitlines()[-1]})") from None
     if image is None:
         raise SampleError(path, "not a readable image (corrupt, truncated or unsupported format)")
     if image.size == 0:
@@ -90,6 +119,7 @@ def read_label(path: Path | str) -> np.ndarray:
     data = _read_bytes(path)
     try:
         with Image.open(io.BytesIO(data)) as img:
+            check_dimensions(path, *img.size)
             img.load()
             mode = img.mode
             if mode == "P":
@@ -100,7 +130,7 @@ def read_label(path: Path | str) -> np.ndarray:
                 raise SampleError(path, f"expected a single-channel label image, got mode {mode}")
     except SampleError:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, struct_error, Image.DecompressionBombError) as exc:
         raise SampleError(path, f"not a readable label image ({exc})") from exc
     if array.size == 0:
         raise SampleError(path, "label image has zero size")
@@ -125,6 +155,20 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+
+
+def remove_partials(root: Path | str) -> int:
+    """Delete the hidden `.NAME.partial` files a killed job left under `root` (symlinks not followed).
+
+    Only names `atomic_write_bytes` makes are touched; returns how many were removed.
+    """
+    removed = 0
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
+                Path(dirpath, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def encode_image(rgb: np.ndarray, suffix: str, png_compression: int = 1, jpeg_quality: int = 95) -> bytes:

@@ -1,14 +1,17 @@
 """batch-translate: run a translator artifact over a whole dataset and write it back in the input's layout.
 
 Decode-and-resize and encode run in a thread pool around the runner, with bounded prefetch, so memory depends on the
-batch size and worker count, never on the dataset size. Outputs are written atomically; a rerun skips finished samples.
+batch size and worker count, never on the dataset size. Outputs are written atomically and journalled
+(runtime.jobstate); a rerun of the same command resumes. Batches are fixed slices of the sorted sample list, also on
+resume, so every image goes through the engine in the same company and a resumed run is byte-identical to an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
-import json
 import logging
 import os
 import time
@@ -22,15 +25,31 @@ from tqdm import tqdm
 
 from runtime.datasets import Sample, samples_for
 from runtime.errors import SampleError, UserError
-from runtime.imageio import LogOnce, atomic_write_bytes, read_rgb, resize_rgb, write_image
+from runtime.imageio import LogOnce, atomic_write_bytes, check_dimensions, encode_image, read_rgb, resize_rgb
+from runtime.jobstate import REPORT_NAME, JobState, write_json
 from runtime.pipeline import batched, prefetch
 from runtime.runners import open_runner
+from runtime.safepaths import check_input_inside, output_path
 from runtime.sidecar import file_sha256
 
 log = logging.getLogger(__name__)
 
 IMAGE_FORMATS = ("png", "jpg")
 OUTPUT_SIZES = ("working", "original")
+# identity key -> the option a user changes it with (for the one-line refusal to resume)
+RESUME_FLAGS = {
+    "artifact_sha256": "--engine (sha256)",
+    "input_root": "--input",
+    "layout": "--layout",
+    "split": "--split",
+    "working_size": "--size",
+    "output_size": "--output-size",
+    "image_format": "--format",
+    "png_compression": "--png-compression",
+    "jpeg_quality": "--jpeg-quality",
+    "batch_size": "--batch-size",
+    "backend": "--backend",
+}
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,7 @@ class TranslateJob:
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     backend: str = "auto"
     strict: bool = False
+    overwrite: bool = False  # redo everything, even when OUT holds a run with other options or another artifact
 
 
 @dataclass
@@ -69,29 +89,34 @@ class _Stats:
     skipped: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "infer": 0.0, "encode": 0.0})
 
+    def counts(self, total: int) -> dict[str, int]:
+        return {"total": total, "done": self.done + self.already_done, "skipped": len(self.skipped)}
+
 
 def _output_paths(job: TranslateJob, sample: Sample) -> tuple[Path, Path | None]:
-    image_out = (job.output_root / sample.image.relative_to(job.input_root)).with_suffix(f".{job.image_format}")
-    label_out = job.output_root / sample.label.relative_to(job.input_root) if sample.label else None
-    return image_out, label_out
+    """Where a sample's image and label go: the input's relative path under OUT, never outside it."""
+    image_rel = sample.image.relative_to(job.input_root).with_suffix(f".{job.image_format}").as_posix()
+    image_out = output_path(job.output_root, image_rel, sample.image)
+    if sample.label is None:
+        return image_out, None
+    label_rel = sample.label.relative_to(job.input_root).as_posix()
+    return image_out, output_path(job.output_root, label_rel, sample.label)
 
 
-def _is_finished(job: TranslateJob, sample: Sample) -> bool:
-    image_out, label_out = _output_paths(job, sample)
-    return image_out.exists() and (label_out is None or label_out.exists())
-
-
-def _decode(sample: Sample, working_size: tuple[int, int], log_once: LogOnce) -> _Decoded:
+def _decode(sample: Sample, root: Path, working_size: tuple[int, int], log_once: LogOnce) -> _Decoded:
     start = time.perf_counter()
     try:
+        check_input_inside(sample.image, root)
         image = read_rgb(sample.image, log_once)
         original_size = (image.shape[1], image.shape[0])
         if sample.label is not None:
+            check_input_inside(sample.label, root)
             try:
                 with Image.open(sample.label) as label:
                     label_size = label.size
-            except OSError as exc:
+            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
                 raise SampleError(sample.label, f"unreadable label ({exc})") from exc
+            check_dimensions(sample.label, *label_size)
             if label_size != original_size:
                 raise SampleError(
                     sample.label,
@@ -103,35 +128,36 @@ def _decode(sample: Sample, working_size: tuple[int, int], log_once: LogOnce) ->
         return _Decoded(sample, None, (0, 0), time.perf_counter() - start, error=str(exc))
 
 
-def _write_label(job: TranslateJob, sample: Sample, label_out: Path, size: tuple[int, int] | None) -> None:
-    """Copy the label byte for byte, or resize it with nearest neighbour (keeping mode and palette)."""
+def _label_bytes(sample: Sample, size: tuple[int, int] | None) -> bytes:
+    """The label byte for byte, or resized with nearest neighbour (keeping mode and palette)."""
     if size is None:
-        atomic_write_bytes(label_out, sample.label.read_bytes())
-        return
+        return sample.label.read_bytes()
     with Image.open(sample.label) as label:
         resized = label.resize(size, Image.NEAREST)
     buffer = io.BytesIO()
     resized.save(buffer, format="PNG")
-    atomic_write_bytes(label_out, buffer.getvalue())
+    return buffer.getvalue()
 
 
-def _encode(job: TranslateJob, decoded: _Decoded, translated: np.ndarray) -> float:
+def _write(path: Path, data: bytes) -> tuple[Path, int, str]:
+    atomic_write_bytes(path, data)
+    return path, len(data), hashlib.sha256(data).hexdigest()
+
+
+def _encode(job: TranslateJob, decoded: _Decoded, translated: np.ndarray) -> tuple[float, list]:
+    """Write one sample (label first, image last) and return (seconds, [(path, size, sha256), ...])."""
     start = time.perf_counter()
     image_out, label_out = _output_paths(job, decoded.sample)
-    image_out.parent.mkdir(parents=True, exist_ok=True)
     keep_original = job.output_size == "original" and decoded.original_size != translated.shape[1::-1]
     if keep_original:
         translated = resize_rgb(translated, decoded.original_size)
+    written = []
     if label_out is not None:
-        label_out.parent.mkdir(parents=True, exist_ok=True)
         same_size = decoded.original_size == translated.shape[1::-1]
-        _write_label(job, decoded.sample, label_out, None if same_size else translated.shape[1::-1])
-    write_image(image_out, translated, png_compression=job.png_compression, jpeg_quality=job.jpeg_quality)
-    return time.perf_counter() - start
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())
+        written.append(_write(label_out, _label_bytes(decoded.sample, None if same_size else translated.shape[1::-1])))
+    image_bytes = encode_image(translated, image_out.suffix, job.png_compression, job.jpeg_quality)
+    written.append(_write(image_out, image_bytes))
+    return time.perf_counter() - start, written
 
 
 def _validate(job: TranslateJob, sidecar) -> tuple[int, int]:
@@ -151,9 +177,29 @@ def _validate(job: TranslateJob, sidecar) -> tuple[int, int]:
         raise UserError(
             f"--size: {working_size[0]}x{working_size[1]} is not a multiple of {divisor} (the model's size divisor)"
         )
-    if job.output_root.resolve() == job.input_root.resolve():
+    output, source = job.output_root.resolve(), job.input_root.resolve()
+    if output == source:
         raise UserError(f"--output: {job.output_root} is the input folder; choose another folder")
+    if output.is_relative_to(source):
+        raise UserError(f"--output: {job.output_root} is inside the input folder; choose a folder outside it")
     return working_size
+
+
+def _identity(job: TranslateJob, layout: str, working_size: tuple[int, int], backend: str) -> dict:
+    """What must not change for a rerun to resume: the artifact and every option that changes output bytes."""
+    return {
+        "artifact_sha256": file_sha256(job.artifact),
+        "input_root": str(job.input_root.resolve()),
+        "layout": layout,
+        "split": job.split,
+        "working_size": list(working_size),
+        "output_size": job.output_size,
+        "image_format": job.image_format,
+        "png_compression": job.png_compression,
+        "jpeg_quality": job.jpeg_quality,
+        "batch_size": job.batch_size,
+        "backend": backend,
+    }
 
 
 def batch_translate(job: TranslateJob) -> dict:
@@ -163,22 +209,30 @@ def batch_translate(job: TranslateJob) -> dict:
     layout, samples = samples_for(job.input_root, job.layout, job.split, require_labels=True)
     with open_runner(job.artifact, backend=job.backend) as runner:
         working_size = _validate(job, runner.sidecar)
-        job.output_root.mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "command": "batch-translate",
-            "config": asdict(job) | {"working_size": list(working_size), "layout": layout},
-            "artifact_sha256": file_sha256(job.artifact),
-            "backend": runner.backend,
-            "total": len(samples),
-            "status": "running",
-        }
-        _write_json(job.output_root / "manifest.json", manifest)
-        stats = _Stats()
-        todo = [s for s in samples if not _is_finished(job, s)]
-        stats.already_done = len(samples) - len(todo)
-        started = time.perf_counter()
-        _run(job, runner, todo, working_size, stats)
-        wall = time.perf_counter() - started
+        identity = _identity(job, layout, working_size, runner.backend)
+        state = JobState(job.output_root, "batch-translate", identity, RESUME_FLAGS, overwrite=job.overwrite)
+        state.open(
+            {
+                "config": asdict(job) | {"working_size": list(working_size), "layout": layout},
+                "artifact_sha256": identity["artifact_sha256"],
+                "backend": runner.backend,
+                "total": len(samples),
+                "progress": {"total": len(samples), "done": 0, "skipped": 0},
+            }
+        )
+        try:
+            stats = _Stats()
+            finished = {s.key for s in samples if state.finished(s.key)}
+            stats.already_done = len(finished)
+            # whole fixed batches, so a resumed image meets the engine with the same neighbours as the first time
+            chunks = [samples[i : i + job.batch_size] for i in range(0, len(samples), job.batch_size)]
+            todo = [s for chunk in chunks if any(s.key not in finished for s in chunk) for s in chunk]
+            started = time.perf_counter()
+            _run(job, runner, todo, finished, working_size, stats, state, len(samples))
+            wall = time.perf_counter() - started
+        except BaseException:
+            state.close()
+            raise
     report = {
         "command": "batch-translate",
         "layout": layout,
@@ -191,17 +245,25 @@ def batch_translate(job: TranslateJob) -> dict:
         "wall_seconds": round(wall, 3),
         "images_per_second": round(stats.done / wall, 3) if wall > 0 else None,
         "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
-        "backend": manifest["backend"],
+        "backend": runner.backend,
     }
-    _write_json(job.output_root / "report.json", report)
-    _write_json(job.output_root / "manifest.json", manifest | {"status": "complete", "done": stats.done})
+    write_json(job.output_root / REPORT_NAME, report)
+    state.close("complete", stats.counts(len(samples)))
     return report
 
 
-def _run(job: TranslateJob, runner, todo: list[Sample], working_size: tuple[int, int], stats: _Stats) -> None:
+def _run(
+    job: TranslateJob,
+    runner,
+    todo: list[Sample],
+    finished: set[str],
+    working_size: tuple[int, int],
+    stats: _Stats,
+    state: JobState,
+    total: int,
+) -> None:
     log_once = LogOnce()
-
-    decode = functools.partial(_decode, working_size=working_size, log_once=log_once)
+    decode = functools.partial(_decode, root=job.input_root, working_size=working_size, log_once=log_once)
 
     def skip(sample: Sample, reason: str) -> None:
         if job.strict:
@@ -209,16 +271,29 @@ def _run(job: TranslateJob, runner, todo: list[Sample], working_size: tuple[int,
         log.warning("skipped %s", reason)
         stats.skipped.append({"image": str(sample.image), "reason": reason})
 
+    def finish(pending) -> None:
+        item, future = pending
+        try:
+            seconds, written = future.result()
+        except (SampleError, OSError) as exc:
+            skip(item.sample, f"{item.sample.image}: could not write output ({exc})")
+        else:
+            stats.seconds["encode"] += seconds
+            stats.done += 1
+            state.record(item.sample.key, written)
+        state.progress(stats.counts(total))
+        progress.update(1)
+
     depth = max(2 * job.batch_size, 2 * job.workers)
     with (
         ThreadPoolExecutor(job.workers) as pool,
-        tqdm(total=len(todo), unit="img", desc="translate") as progress,
+        tqdm(total=total, initial=len(finished), unit="img", desc="translate") as progress,
     ):
         encodes = []
         for batch in batched(prefetch(pool, decode, todo, depth), job.batch_size):
             decoded = [future.result() for future in batch]
             stats.seconds["decode"] += sum(d.seconds for d in decoded)
-            for bad in (d for d in decoded if d.error):
+            for bad in (d for d in decoded if d.error and d.sample.key not in finished):
                 skip(bad.sample, bad.error)
                 progress.update(1)
             good = [d for d in decoded if d.error is None]
@@ -228,18 +303,9 @@ def _run(job: TranslateJob, runner, todo: list[Sample], working_size: tuple[int,
             translated = runner.infer({"images": np.stack([d.image for d in good])})["translated"]
             stats.seconds["infer"] += time.perf_counter() - start
             for item, out in zip(good, translated, strict=True):
-                encodes.append((item, pool.submit(_encode, job, item, out)))
+                if item.sample.key not in finished:  # done before: inferred only to keep the batch as it was
+                    encodes.append((item, pool.submit(_encode, job, item, out)))
             while len(encodes) > depth:
-                _finish(encodes.pop(0), stats, skip, progress)
+                finish(encodes.pop(0))
         for pending in encodes:
-            _finish(pending, stats, skip, progress)
-
-
-def _finish(pending, stats: _Stats, skip, progress) -> None:
-    item, future = pending
-    try:
-        stats.seconds["encode"] += future.result()
-        stats.done += 1
-    except (SampleError, OSError) as exc:
-        skip(item.sample, f"{item.sample.image}: could not write output ({exc})")
-    progress.update(1)
+            finish(pending)

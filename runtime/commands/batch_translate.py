@@ -80,6 +80,12 @@ from runtime.runners import BACKENDS
     is_flag=True,
     help="Stop at the first unreadable or inconsistent sample instead of skipping it.",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Redo every image, even when --output holds a run made with other options or another artifact "
+    "(without it such a run is refused; the same command resumes).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(
     artifact: Path,
@@ -96,12 +102,14 @@ def main(
     workers: int,
     backend: str,
     strict: bool,
+    overwrite: bool,
     verbose: bool,
 ) -> None:
     """Translate every image under --input with a translator artifact and write a dataset in the same layout.
 
     GTA5 in -> OUT/images/NNNNN.png and OUT/labels/NNNNN.png. Unreadable or inconsistent samples are logged, skipped
-    and counted in OUT/report.json; a rerun of the same command skips images already written.
+    and counted in OUT/report.json. A killed run is finished by rerunning the same command: images already written
+    are checked and kept, and the result is byte-identical to an uninterrupted run.
     """
     from runtime.translate import TranslateJob, batch_translate
 
@@ -121,6 +129,7 @@ def main(
         workers=workers,
         backend=backend,
         strict=strict,
+        overwrite=overwrite,
     )
     report = batch_translate(job)
     click.echo(

@@ -192,59 +192,13 @@ def test_bad_invocations_are_one_line_user_errors(tmp_path, scored_tree, cli, us
 # ------------------------------------------------------------------------------------------------ engine mode
 
 
-def write_red_over_14_segmenter(folder: Path) -> Path:
-    """A real ONNX 'segmenter' whose labels are the red channel // 14 (train IDs 0..18), with its sidecar."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    from runtime.labels import CLASS_NAMES, PALETTE, TRAIN_ID_TO_LABEL_ID
-    from runtime.sidecar import Sidecar, file_sha256
-
-    graph = helper.make_graph(
-        [
-            helper.make_node("Gather", ["images", "channel"], ["red"], axis=3),
-            helper.make_node("Div", ["red", "fourteen"], ["labels"]),
-        ],
-        "red_over_14",
-        [helper.make_tensor_value_info("images", TensorProto.UINT8, ["N", "H", "W", 3])],
-        [helper.make_tensor_value_info("labels", TensorProto.UINT8, ["N", "H", "W"])],
-        [
-            helper.make_tensor("channel", TensorProto.INT64, [], [0]),
-            helper.make_tensor("fourteen", TensorProto.UINT8, [], [14]),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 10
-    folder.mkdir(parents=True, exist_ok=True)
-    onnx_path = folder / "seg.onnx"
-    onnx.save(model, onnx_path)
-    Sidecar(
-        task="segment",
-        architecture="red_over_14",
-        architecture_args={},
-        inputs=[{"name": "images", "dtype": "uint8", "layout": "NHWC"}],
-        outputs=[{"name": "labels", "dtype": "uint8", "layout": "NHW"}],
-        size_divisor=1,
-        artifacts={"onnx": {"file": onnx_path.name, "sha256": file_sha256(onnx_path)}},
-        source_checkpoint={"file": "", "sha256": ""},
-        opset=17,
-        ir_version=10,
-        exporter_version="test",
-        scale=1.0,
-        class_names=list(CLASS_NAMES),
-        train_id_to_label_id=TRAIN_ID_TO_LABEL_ID.tolist(),
-        palette=PALETTE.tolist(),
-    ).write(folder / "seg.json")
-    return onnx_path
-
-
-def test_engine_mode_scores_saves_and_round_trips(tmp_path, make_cityscapes, cli):
+def test_engine_mode_scores_saves_and_round_trips(tmp_path, make_cityscapes, cli, red_segmenter):
     root = tmp_path / "cityscapes"
     make_cityscapes(root, cities={"aachen": 3}, size=(64, 32), seed=1)
     make_cityscapes(root, cities={"bochum": 2}, size=(48, 40), seed=2)  # a second size: batches must not mix
     broken = root / "leftImg8bit" / "val" / "bochum" / "bochum_000001_000020_leftImg8bit.png"
     broken.write_bytes(b"")
-    model = write_red_over_14_segmenter(tmp_path / "model")
+    model = red_segmenter
     out = tmp_path / "out"
     args = ["--engine", model, "--cityscapes", root, "--output", out, "--batch-size", "2", "--save-predictions"]
     result = cli("evaluate-seg", *args)

@@ -1,0 +1,81 @@
+"""Fixtures for the reliability tests: tiny synthetic datasets (made once by the real make-synthetic) and checks
+that a folder holds nothing a reader would choke on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runtime.imageio import read_rgb
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> Path:
+    """make-synthetic output: gta5/ (120 images, 96x54) and cityscapes/ (val: 40 images, 96x48); never modified."""
+    root = tmp_path_factory.mktemp("synthetic")
+    subprocess.run(
+        [
+            str(BIN / "make-synthetic"),
+            "--out",
+            str(root),
+            "--gta5-count",
+            "120",
+            "--cityscapes-train",
+            "0",
+            "--cityscapes-val",
+            "40",
+            "--gta5-size",
+            "96x54",
+            "--cityscapes-size",
+            "96x48",
+            "--workers",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return root
+
+
+@pytest.fixture
+def gta5_copy(synthetic, tmp_path) -> Path:
+    """A private copy of the synthetic GTA5 dataset that a test may damage."""
+    return Path(shutil.copytree(synthetic / "gta5", tmp_path / "gta5"))
+
+
+def visible_files(root: Path) -> dict[str, bytes]:
+    """Every file a reader would pick up (no hidden file or folder), relative path -> bytes."""
+    found = {}
+    for path in sorted(Path(root).rglob("*")):
+        relative = path.relative_to(root)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            found[relative.as_posix()] = path.read_bytes()
+    return found
+
+
+def assert_nothing_partial(root: Path) -> None:
+    """Every visible image under `root` decodes and every visible JSON file parses."""
+    for relative, data in visible_files(root).items():
+        if relative.endswith(".png") or relative.endswith(".jpg"):
+            read_rgb(Path(root) / relative)  # raises SampleError when truncated
+        elif relative.endswith(".json"):
+            json.loads(data)
+
+
+@pytest.fixture
+def files():
+    """`visible_files` as a fixture."""
+    return visible_files
+
+
+@pytest.fixture
+def nothing_partial():
+    """`assert_nothing_partial` as a fixture."""
+    return assert_nothing_partial
