@@ -25,7 +25,9 @@ demo-seeds: setup
 test: setup
 	$(PY) -m pytest -q -m "not gpu"
 
+# GPU tests need tensorrt and pycuda (pycuda compiles against the CUDA toolkit); elsewhere they skip with the reason.
 test-gpu: setup
+	$(PY) -m pip install --quiet -e '.[dev,tensorrt]'
 	$(PY) -m pytest -q -m gpu
 
 lint: setup

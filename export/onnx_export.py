@@ -55,6 +55,7 @@ class ExportResult:
     parity: ParityReport
     fp16_path: Path | None = None  # None when FP16 was not asked for
     fp16_parity: ParityReport | None = None
+    parity_images: list[np.ndarray] = dataclasses.field(default_factory=list, repr=False)  # for later checks
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,9 @@ def export_onnx(
     sidecar = dataclasses.replace(sidecar, validation={"onnx": report.to_dict()})
     sidecar.write(json_path)
     log.debug("wrote %s (%s)", json_path, report.summary())
-    result = ExportResult(onnx_path=onnx_path, sidecar_path=json_path, sidecar=sidecar, parity=report)
+    result = ExportResult(
+        onnx_path=onnx_path, sidecar_path=json_path, sidecar=sidecar, parity=report, parity_images=images
+    )
     return export_fp16(result, model, images) if fp16 else result
 
 

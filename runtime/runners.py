@@ -1,16 +1,18 @@
 """One runner contract for every backend: `with open_runner(path) as r: out = r.infer({"images": batch})`.
 
 Numpy uint8 in, numpy uint8 out; the sidecar says what the tensors are called and what sizes are legal. The
-backend follows the artifact's suffix and what the machine has: `.onnx` runs on ONNX Runtime (CUDA execution
-provider only when an NVIDIA GPU is present, so a CPU box never logs provider errors), `.engine` runs on native
-TensorRT (imported lazily: a deployment box without it still imports this module). No torch here, ever.
+backend follows the artifact's suffix and what the machine has: `.onnx` / `.fp16.onnx` run on ONNX Runtime (its
+TensorRT or CUDA execution provider only when an NVIDIA GPU is present, so a CPU box never logs provider errors),
+`.engine` runs on native TensorRT (imported lazily: a deployment box without it still imports this module).
+No torch here, ever.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -39,14 +41,14 @@ def gpu_present() -> bool:
     return bool(glob.glob("/dev/nvidia[0-9]*")) or os.path.exists("/dev/dxg")
 
 
-def tensorrt_unavailable_reason() -> str | None:
-    """None when native TensorRT can run here, else a short reason (shared by runners and export)."""
+def tensorrt_unavailable_reason(for_running: bool = False) -> str | None:
+    """None when native TensorRT can build (or, `for_running`, also execute) engines here, else a short reason."""
     if not gpu_present():
         return "no NVIDIA GPU found"
-    try:
-        import tensorrt  # noqa: F401
-    except ImportError as error:
-        return f"the tensorrt package is not installed (pip install 'uda-trt[tensorrt]'; {error})"
+    packages = ("tensorrt", "pycuda") if for_running else ("tensorrt",)
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        return f"{' and '.join(missing)} not installed (pip install 'uda-trt[tensorrt]')"
     return None
 
 
@@ -85,6 +87,11 @@ class Runner:
             raise RuntimeError("use the runner inside `with open_runner(...) as runner:`")
         images = self.check_input(feeds)
         return self._infer(images)
+
+    def infer_many(self, batches: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """`infer` over a stream of input batches, in order; backends that can overlap transfers do so."""
+        for batch in batches:
+            yield self.infer({self.sidecar.input_name(): batch})
 
     def check_input(self, feeds: Mapping[str, np.ndarray]) -> np.ndarray:
         """The input batch, C-contiguous, after checking name, dtype, layout and (translators) size divisor."""
@@ -144,8 +151,11 @@ class OnnxRuntimeRunner(Runner):
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # errors only: unused-initializer warnings are noise to a user
+        providers: list = list(self.providers)
+        if providers[0] == "TensorrtExecutionProvider":
+            providers[0] = (providers[0], tensorrt_ep_options(self.path, self.sidecar))
         try:
-            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=self.providers)
+            self._session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as error:  # ORT raises its own exception types for unreadable or invalid models
             raise UserError(f"{self.path}: ONNX Runtime cannot load it: {_first_line(error)}") from None
 
@@ -159,24 +169,67 @@ class OnnxRuntimeRunner(Runner):
 
 
 class TensorRTRunner(Runner):
-    """Native TensorRT for `.engine` files; needs the `tensorrt` package and an NVIDIA GPU."""
+    """Native TensorRT for `.engine` files (runtime.tensorrt_runner); needs tensorrt, pycuda and an NVIDIA GPU."""
 
     backend = "tensorrt"
 
+    def __init__(self, path: Path, sidecar: Sidecar) -> None:
+        super().__init__(path, sidecar)
+        self._native = None
+
     def _activate(self) -> None:
-        reason = tensorrt_unavailable_reason()
+        reason = tensorrt_unavailable_reason(for_running=True)
         if reason is not None:
             raise UserError(f"{self.path}: running a .engine needs TensorRT and an NVIDIA GPU: {reason}")
-        raise UserError(
-            f"{self.path}: this version of uda-trt cannot execute TensorRT engines yet; "
-            f"run {self.path.name[: -len('.engine')]}.onnx instead"
-        )
+        if not self.sidecar.engine:
+            raise UserError(f"{self.path}: its sidecar has no 'engine' block; re-run export-trt on a GPU machine")
+        from runtime.tensorrt_runner import NativeTensorRT
+
+        self._native = NativeTensorRT(self.path, self.sidecar)
 
     def _deactivate(self) -> None:
-        pass
+        if self._native is not None:
+            self._native.close()
+            self._native = None
 
-    def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:  # pragma: no cover - never activated
-        raise RuntimeError("TensorRT runner is not active")
+    def _infer(self, images: np.ndarray) -> dict[str, np.ndarray]:
+        return {self.sidecar.output_name(): next(self._native.infer_many([images]))}
+
+    def infer_many(self, batches: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """Outputs batch by batch, uploading batch n+1 while batch n computes (two CUDA streams)."""
+        name = self.sidecar.input_name()
+        checked = (self.check_input({name: batch}) for batch in batches)
+        for output in self._native.infer_many(checked):
+            yield {self.sidecar.output_name(): output}
+
+
+ORT_TENSORRT_CACHE = Path.home() / ".cache" / "uda-trt" / "onnxruntime-tensorrt"
+
+
+def tensorrt_ep_options(path: Path, sidecar: Sidecar, cache_root: Path = ORT_TENSORRT_CACHE) -> dict[str, str]:
+    """ONNX Runtime TensorRT execution-provider options for an artifact.
+
+    Engines and timing caches are kept per artifact hash, so a second run starts in seconds. Precision comes from
+    the ONNX (a `.fp16.onnx` runs in FP16 with InstanceNorm in FP32); `trt_fp16_enable` would also put the FP32
+    model's InstanceNorm in FP16, so it stays off. Translators get a profile over batch 1..8 at the working size.
+    """
+    from runtime.sidecar import artifact_key
+
+    digest = sidecar.artifacts.get(artifact_key(path), {}).get("sha256", "unlisted")[:16]
+    cache = Path(cache_root) / digest
+    options = {
+        "trt_fp16_enable": "False",
+        "trt_engine_cache_enable": "True",
+        "trt_engine_cache_path": str(cache),
+        "trt_timing_cache_enable": "True",
+        "trt_timing_cache_path": str(cache),
+    }
+    if sidecar.task == "translate" and sidecar.working_size is not None:
+        width, height = sidecar.working_size
+        name = sidecar.input_name()
+        for key, batch in (("min", 1), ("opt", 4), ("max", 8)):
+            options[f"trt_profile_{key}_shapes"] = f"{name}:{batch}x{height}x{width}x3"
+    return options
 
 
 def _first_line(error: BaseException) -> str:
@@ -198,7 +251,11 @@ def choose_backend(path: Path, backend: str = "auto") -> str:
     if backend == "tensorrt":
         raise UserError(f"{path}: the native tensorrt backend runs .engine files; use onnxruntime-tensorrt")
     if backend in ("auto", "onnxruntime"):
-        return "onnxruntime-cuda" if _ort_has("CUDAExecutionProvider") and gpu_present() else "onnxruntime-cpu"
+        if not gpu_present():
+            return "onnxruntime-cpu"
+        if _ort_has("TensorrtExecutionProvider") and importlib.util.find_spec("tensorrt") is not None:
+            return "onnxruntime-tensorrt"
+        return "onnxruntime-cuda" if _ort_has("CUDAExecutionProvider") else "onnxruntime-cpu"
     if backend != "onnxruntime-cpu":
         provider = _ORT_PROVIDERS[backend][0]
         if not gpu_present():

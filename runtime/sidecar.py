@@ -182,6 +182,23 @@ def _tensor_list(value: Any, source: str, field: str) -> list[dict[str, str]]:
     return value
 
 
+def _validate_engine(engine: dict, source: str) -> None:
+    """The facts the TensorRT runner relies on: versions to compare, and profile ranges N x H x W x 3."""
+    for key in ("tensorrt_version", "gpu_name", "compute_capability"):
+        if key not in engine:
+            raise _fail(source, f"engine.{key}", "is missing")
+        _check(engine[key], str, source, f"engine.{key}")
+    profile = _check(engine.get("profile"), dict, source, "engine.profile")
+    for key in ("min", "opt", "max"):
+        shape = profile.get(key)
+        if (
+            not isinstance(shape, list)
+            or len(shape) != 4
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
+        ):
+            raise _fail(source, f"engine.profile.{key}", "must be [batch, height, width, 3] positive integers")
+
+
 _REQUIRED = (
     "schema_version",
     "task",
@@ -258,6 +275,10 @@ def _validate(data: Any, source: str) -> Sidecar:
     for name in ("fp16_policy", "engine", "validation"):
         if data.get(name) is not None:
             _check(data[name], dict, source, name)
+    if data.get("engine") is not None:
+        _validate_engine(data["engine"], source)
+    elif "engine" in artifacts:
+        raise _fail(source, "engine", "is missing (an engine artifact needs its TensorRT version, GPU and profile)")
 
     values = {name: data[name] for name in data if name in known}
     values["working_size"] = working_size

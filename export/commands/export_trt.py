@@ -15,14 +15,24 @@ from runtime.cli_support import SIZE, setup_logging
 from runtime.errors import UserError
 
 
-def engine_unavailable_reason() -> str | None:
+def engine_unavailable_reason(fp16: bool) -> str | None:
     """Why no engine is built on this machine, or None when one can be."""
     from runtime.runners import tensorrt_unavailable_reason
 
     reason = tensorrt_unavailable_reason()
-    if reason is not None:
-        return reason
-    return "this version of uda-trt exports ONNX only; engine building is not part of it"
+    if reason is None and not fp16:
+        return "the engine is built from STEM.fp16.onnx, which --no-fp16 turned off"
+    return reason
+
+
+def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int, int]:
+    try:
+        low, mid, high = (int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: write MIN,OPT,MAX, e.g. 1,4,8") from None
+    if not 1 <= low <= mid <= high:
+        raise click.BadParameter(f"{value!r}: need 1 <= MIN <= OPT <= MAX")
+    return low, mid, high
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,6 +71,42 @@ def engine_unavailable_reason() -> str | None:
     "The TensorRT engine is built from it.",
 )
 @click.option(
+    "--batch",
+    "batch",
+    default="1,4,8",
+    show_default=True,
+    metavar="MIN,OPT,MAX",
+    callback=_batch_range,
+    help="Engine profile batch sizes MIN,OPT,MAX: the engine runs any batch in the range, fastest at OPT.",
+)
+@click.option(
+    "--profile-sizes",
+    type=(SIZE, SIZE, SIZE),
+    default=None,
+    metavar="MIN OPT MAX",
+    help="Engine profile image sizes, three WIDTHxHEIGHT (default: the working size for translators; "
+    "256x128 2048x1024 2048x1024 for segmenters, which take full-resolution images).",
+)
+@click.option(
+    "--workspace",
+    type=click.FloatRange(0.25, 256),
+    default=4.0,
+    show_default=True,
+    help="TensorRT builder workspace limit in GiB.",
+)
+@click.option(
+    "--timing-cache",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="TensorRT timing cache, reused across builds (default ~/.cache/uda-trt/tensorrt.timing-cache).",
+)
+@click.option(
+    "--verify/--no-verify",
+    default=True,
+    show_default=True,
+    help="Check the engine against STEM.onnx on the parity images (same bounds as the FP16 check).",
+)
+@click.option(
     "--require-engine",
     is_flag=True,
     help="Exit 2 when no TensorRT engine can be built here (no GPU or no TensorRT) instead of skipping it.",
@@ -74,6 +120,11 @@ def main(
     parity_images: Path | None,
     opset: int,
     fp16: bool,
+    batch: tuple[int, int, int],
+    profile_sizes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None,
+    workspace: float,
+    timing_cache: Path | None,
+    verify: bool,
     require_engine: bool,
     verbose: bool,
 ) -> None:
@@ -81,7 +132,9 @@ def main(
 
     Writes STEM.onnx (uint8 NHWC RGB in, uint8 out, pre/post-processing inside) and its sidecar STEM.json,
     after checking ONNX Runtime against PyTorch (translators: within 1 grey level on >= 99.9% of pixels;
-    segmenters: >= 99.9% identical labels; exit 1 when that fails).
+    segmenters: >= 99.9% identical labels; exit 1 when that fails). Then STEM.fp16.onnx (see --fp16) and, on
+    a machine with an NVIDIA GPU and TensorRT, STEM.engine: a strongly typed FP16 engine (TensorRT 10 and 11)
+    with one optimisation profile (--batch, --profile-sizes), checked against STEM.onnx unless --no-verify.
     """
     setup_logging(verbose)
     from export.parity import load_parity_images
@@ -103,8 +156,17 @@ def main(
         click.echo(f"wrote {result.fp16_path} (parity: {result.fp16_parity.summary()})")
     click.echo(f"wrote {result.sidecar_path}")
 
-    reason = engine_unavailable_reason()
+    reason = engine_unavailable_reason(fp16)
     if reason is not None:
         if require_engine:
             raise UserError(f"--require-engine: no TensorRT engine built: {reason}")
         click.echo(f"engine skipped: {reason}", err=True)
+        return
+    from export.engine import DEFAULT_TIMING_CACHE, default_profile, export_engine
+
+    profile = default_profile(result.sidecar.task, result.sidecar.working_size, batch, profile_sizes)
+    build, report = export_engine(
+        result, profile, int(workspace * 2**30), timing_cache or DEFAULT_TIMING_CACHE, verify=verify
+    )
+    checked = f"parity: {report.summary()}" if report is not None else "not verified: --no-verify"
+    click.echo(f"wrote {build.path} (TensorRT {build.tensorrt_version}, {build.gpu_name}; {checked})")

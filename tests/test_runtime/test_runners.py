@@ -171,9 +171,92 @@ def test_engine_without_tensorrt_is_one_line(tmp_path, monkeypatch):
     engine.write_bytes(b"serialized plan")
     sidecar = runners.load_sidecar(onnx_path)
     artifacts = {**sidecar.artifacts, "engine": {"file": engine.name, "sha256": file_sha256(engine)}}
-    dataclasses.replace(sidecar, artifacts=artifacts).write(sidecar_path(engine))
+    dataclasses.replace(sidecar, artifacts=artifacts, engine=ENGINE_FIELDS).write(sidecar_path(engine))
     runner = open_runner(engine)
     assert runner.backend == "tensorrt"
     with pytest.raises(UserError, match="needs TensorRT and an NVIDIA GPU: no NVIDIA GPU found") as info, runner:
         pass
     assert "\n" not in info.value.format_message()
+
+
+ENGINE_FIELDS = {
+    "tensorrt_version": "10.13.0",
+    "gpu_name": "NVIDIA H100 80GB HBM3",
+    "compute_capability": "9.0",
+    "profile": {"min": [1, 16, 32, 3], "opt": [4, 16, 32, 3], "max": [8, 16, 32, 3]},
+}
+
+
+def test_engine_artifact_needs_its_engine_block(tmp_path):
+    onnx_path = write_artifact(tmp_path)
+    engine = tmp_path / "translate.engine"
+    engine.write_bytes(b"serialized plan")
+    sidecar = runners.load_sidecar(onnx_path)
+    artifacts = {**sidecar.artifacts, "engine": {"file": engine.name, "sha256": file_sha256(engine)}}
+    dataclasses.replace(sidecar, artifacts=artifacts).write(sidecar_path(engine))
+    with pytest.raises(UserError, match="field 'engine' is missing"):
+        open_runner(engine)
+    broken = {**ENGINE_FIELDS, "profile": {"min": [1, 16, 32], "opt": [4, 16, 32, 3], "max": [8, 16, 32, 3]}}
+    dataclasses.replace(sidecar, artifacts=artifacts, engine=broken).write(sidecar_path(engine))
+    with pytest.raises(UserError, match=r"engine.profile.min' must be \[batch, height, width, 3\]"):
+        open_runner(engine)
+
+
+def _machine(monkeypatch, gpu: bool, providers: tuple[str, ...], tensorrt: bool) -> None:
+    """Describe a machine to the backend choice: its GPU, onnxruntime's providers, the tensorrt package."""
+    monkeypatch.setattr(runners, "gpu_present", lambda: gpu)
+    monkeypatch.setattr(runners, "_ort_has", lambda provider: provider in providers)
+    real_find_spec = runners.importlib.util.find_spec
+
+    def find_spec(name: str, *args):
+        if name in ("tensorrt", "pycuda"):
+            return object() if tensorrt else None
+        return real_find_spec(name, *args)
+
+    monkeypatch.setattr(runners.importlib.util, "find_spec", find_spec)
+
+
+CPU_ONLY = ("CPUExecutionProvider",)
+ALL_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+@pytest.mark.parametrize(
+    ("gpu", "providers", "tensorrt", "expected"),
+    [
+        (False, CPU_ONLY, False, "onnxruntime-cpu"),
+        (False, ALL_PROVIDERS, True, "onnxruntime-cpu"),
+        (True, CPU_ONLY, False, "onnxruntime-cpu"),
+        (True, ALL_PROVIDERS[1:], False, "onnxruntime-cuda"),
+        (True, ALL_PROVIDERS, False, "onnxruntime-cuda"),
+        (True, ALL_PROVIDERS, True, "onnxruntime-tensorrt"),
+    ],
+)
+def test_auto_backend_follows_suffix_and_machine(monkeypatch, gpu, providers, tensorrt, expected):
+    _machine(monkeypatch, gpu, providers, tensorrt)
+    assert choose_backend(Path("m.onnx")) == expected
+    assert choose_backend(Path("m.fp16.onnx")) == expected
+    assert choose_backend(Path("m.engine")) == "tensorrt"
+    reason = runners.tensorrt_unavailable_reason(for_running=True)
+    assert (reason is None) == (gpu and tensorrt)
+
+
+def test_gpu_machine_without_the_provider_refuses_in_one_line(monkeypatch):
+    _machine(monkeypatch, True, ("CUDAExecutionProvider", "CPUExecutionProvider"), False)
+    with pytest.raises(UserError, match="needs onnxruntime-gpu with TensorrtExecutionProvider"):
+        choose_backend(Path("m.onnx"), "onnxruntime-tensorrt")
+    assert choose_backend(Path("m.onnx"), "onnxruntime-cuda") == "onnxruntime-cuda"
+    assert runners.tensorrt_unavailable_reason() == "tensorrt not installed (pip install 'uda-trt[tensorrt]')"
+    both = "tensorrt and pycuda not installed (pip install 'uda-trt[tensorrt]')"
+    assert runners.tensorrt_unavailable_reason(True) == both
+
+
+def test_tensorrt_provider_options_cache_per_artifact_and_profile_the_working_size(tmp_path):
+    onnx_path = write_artifact(tmp_path)
+    sidecar = runners.load_sidecar(onnx_path)
+    options = runners.tensorrt_ep_options(onnx_path, sidecar, cache_root=tmp_path / "cache")
+    digest = sidecar.artifacts["onnx"]["sha256"][:16]
+    assert options["trt_engine_cache_path"] == str(tmp_path / "cache" / digest)
+    assert options["trt_engine_cache_enable"] == "True" and options["trt_fp16_enable"] == "False"
+    width, height = sidecar.working_size
+    assert options["trt_profile_min_shapes"] == f"images:1x{height}x{width}x3"
+    assert options["trt_profile_max_shapes"] == f"images:8x{height}x{width}x3"
