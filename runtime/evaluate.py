@@ -26,7 +26,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from runtime.datasets import Sample, cityscapes_ground_truth, cityscapes_samples
 from runtime.errors import SampleError, UserError
-from runtime.imageio import LogOnce, read_label, read_rgb, write_label
+from runtime.imageio import LogOnce, read_label, read_rgb, remove_partials, write_label
 from runtime.labels import colors_to_train_ids, label_ids_to_train_ids, train_ids_to_label_ids
 from runtime.metrics import ConfusionMatrix, confusion_matrix, write_metrics
 from runtime.pipeline import prefetch
@@ -319,6 +319,15 @@ def score_engine(
     return outcome
 
 
+def _clean(output: Path) -> None:
+    """Remove the hidden temporaries a killed run left in OUT: every output is written to `.NAME.partial` and
+    renamed, so readers never see half a file, and a rerun starts from a clean folder."""
+    if output.is_dir():
+        removed = remove_partials(output)
+        if removed:
+            log.info("removed %d temporary file(s) left by an interrupted run under %s", removed, output)
+
+
 def _write(outcome: EvalOutcome, output: Path) -> dict:
     extra = {**outcome.info, "skipped": outcome.skipped}
     return write_metrics(Path(output), outcome.cm, outcome.scored, len(outcome.skipped), extra)
@@ -335,6 +344,7 @@ def evaluate_predictions(
     workers: int | None = None,
 ) -> dict:
     """`score_predictions`, then write OUT/metrics.json + metrics.md; returns the metrics.json dict."""
+    _clean(Path(output))
     return _write(score_predictions(pred_dir, cityscapes_root, split, id_type, strict=strict, workers=workers), output)
 
 
@@ -354,6 +364,7 @@ def evaluate_engine(
     Returns the metrics.json dict (the one `run-uda` puts in its report).
     """
     output = Path(output)
+    _clean(output)
     outcome = score_engine(
         artifact,
         cityscapes_root,
