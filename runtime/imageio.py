@@ -64,16 +64,37 @@ def check_dimensions(path: Path, width: int, height: int) -> None:
         raise SampleError(path, f"declares {width}x{height} pixels, more than the {MAX_PIXELS} allowed; not decoded")
 
 
+_BOMB = f"declares more than the {MAX_PIXELS} pixels allowed (a decompression bomb?); not decoded"
+
+
 def _check_header(path: Path, data: bytes) -> None:
     """Read the declared size from the header (Pillow parses headers without decoding) and check it."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
-    except Image.DecompressionBombError as exc:
-        raise SampleError(path, f"declares too many pixels ({exc}); not decoded") from None
+    except Image.DecompressionBombError:
+        raise SampleError(path, _BOMB) from None
     except (OSError, ValueError, SyntaxError, struct_error):
         return  # a format Pillow cannot parse: OpenCV decides, within its own limit
     check_dimensions(path, width, height)
+
+
+def decoded_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) of an image file after checking its header and decoding it fully with Pillow.
+
+    For files that are passed on without being read as pixels (labels copied byte for byte): a truncated or
+    corrupt file must be a fault here, not a broken copy in the output. Unreadable or oversized -> SampleError.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            check_dimensions(path, *img.size)
+            img.load()
+            return img.size
+    except Image.DecompressionBombError:
+        raise SampleError(path, _BOMB) from None
+    except (OSError, ValueError, SyntaxError, struct_error) as exc:
+        raise SampleError(path, f"not a readable image ({exc})") from None
 
 
 def read_rgb(path: Path | str, log_once: LogOnce | None = None) -> np.ndarray:
@@ -130,7 +151,9 @@ def read_label(path: Path | str) -> np.ndarray:
                 raise SampleError(path, f"expected a single-channel label image, got mode {mode}")
     except SampleError:
         raise
-    except (OSError, ValueError, SyntaxError, struct_error, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:
+        raise SampleError(path, _BOMB) from None
+    except (OSError, ValueError, SyntaxError, struct_error) as exc:
         raise SampleError(path, f"not a readable label image ({exc})") from exc
     if array.size == 0:
         raise SampleError(path, "label image has zero size")

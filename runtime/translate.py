@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from runtime.datasets import Sample, samples_for
 from runtime.errors import SampleError, UserError
-from runtime.imageio import LogOnce, atomic_write_bytes, check_dimensions, encode_image, read_rgb, resize_rgb
+from runtime.imageio import LogOnce, atomic_write_bytes, decoded_size, encode_image, read_rgb, resize_rgb
 from runtime.jobstate import REPORT_NAME, JobState, write_json
 from runtime.pipeline import batched, prefetch
 from runtime.runners import open_runner
@@ -111,12 +111,7 @@ def _decode(sample: Sample, root: Path, working_size: tuple[int, int], log_once:
         original_size = (image.shape[1], image.shape[0])
         if sample.label is not None:
             check_input_inside(sample.label, root)
-            try:
-                with Image.open(sample.label) as label:
-                    label_size = label.size
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-                raise SampleError(sample.label, f"unreadable label ({exc})") from exc
-            check_dimensions(sample.label, *label_size)
+            label_size = decoded_size(sample.label)
             if label_size != original_size:
                 raise SampleError(
                     sample.label,

@@ -138,3 +138,15 @@ def write_red_over_14_segmenter(folder: Path) -> Path:
 def red_segmenter(tmp_path) -> Path:
     """STEM.onnx of a segmenter whose labels are red // 14 (train IDs 0..18), sidecar beside it."""
     return write_red_over_14_segmenter(tmp_path / "model")
+
+
+@pytest.fixture(scope="session")
+def shared_invert_translator(tmp_path_factory) -> Path:
+    """Like `invert_translator`, made once per session for tests that only read it."""
+    return write_invert_translator(tmp_path_factory.mktemp("invert"))
+
+
+@pytest.fixture(scope="session")
+def shared_red_segmenter(tmp_path_factory) -> Path:
+    """Like `red_segmenter`, made once per session for tests that only read it."""
+    return write_red_over_14_segmenter(tmp_path_factory.mktemp("segmenter"))

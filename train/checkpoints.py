@@ -14,6 +14,8 @@ import json
 import os
 import pickle
 import re
+import warnings
+import zipfile
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,13 +58,40 @@ class CheckpointInfo:
         return f"{self.kind} {self.architecture} ({args})"
 
 
+# torch.save stores archive members uncompressed; a member may inflate to at most this many times the file size
+# (plus some slack) before the file is refused as a zip bomb, unread.
+_MAX_INFLATION = 4
+_INFLATION_SLACK = 64 << 20
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a zip archive whose members declare far more bytes than the file holds (a zip bomb)."""
+    if not zipfile.is_zipfile(path):
+        return  # legacy (pre-1.6) pickle checkpoints, or not a checkpoint at all: torch.load decides
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a PyTorch checkpoint (damaged zip archive: {exc})") from None
+    if declared > _MAX_INFLATION * path.stat().st_size + _INFLATION_SLACK:
+        raise UserError(
+            f"{path}: refused to load: its archive declares {declared} bytes in a {path.stat().st_size}-byte file "
+            "(torch.save never compresses; a zip bomb?)"
+        )
+
+
 def load_checkpoint_file(path: Path | str) -> object:
-    """torch.load(weights_only=True) on CPU; a missing, corrupt or code-carrying file -> UserError naming it."""
+    """torch.load(weights_only=True) on CPU; a missing, corrupt, code-carrying or zip-bomb file -> UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
+    _check_archive(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns (with a source line) about unusual pickle protocols before refusing or loading; the
+            # outcome is reported in one line below, so the warning is noise
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         found = re.search(r"GLOBAL (\S+) was not an allowed global", str(exc))
         if found:

@@ -4,6 +4,7 @@ that a folder holds nothing a reader would choke on."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -79,3 +80,46 @@ def files():
 def nothing_partial():
     """`assert_nothing_partial` as a fixture."""
     return assert_nothing_partial
+
+
+def snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
+    """Every entry under `root` except those under `skip`: relative path -> (size, mtime), symlinks not followed."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if path == skip or skip in path.parents:
+                continue
+            info = path.lstat()
+            found[str(path.relative_to(root))] = (info.st_size, info.st_mtime_ns)
+    return found
+
+
+@pytest.fixture
+def untouched():
+    """Call with (root, output folder) before a run, then call the result after it: fails when anything outside
+    the output folder was created, changed or removed."""
+
+    def start(root: Path, output: Path):
+        before = snapshot(root, output)
+        return lambda: _same(before, snapshot(root, output))
+
+    return start
+
+
+def _same(before: dict, after: dict) -> None:
+    created = sorted(set(after) - set(before))
+    changed = sorted(k for k in before if after.get(k) != before[k])
+    assert not created and not changed, (created, changed)
+
+
+@pytest.fixture(scope="module")
+def cli_module():
+    """The root conftest's `cli` helper, for module-scoped fixtures."""
+    return _run_cli
+
+
+def _run_cli(name: str, *args: object, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / name), *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+    )
