@@ -9,6 +9,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import io
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import click
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
@@ -35,6 +37,8 @@ from runtime.sidecar import file_sha256
 log = logging.getLogger(__name__)
 
 IMAGE_FORMATS = ("png", "jpg")
+# write errors that stop the job (every later write would fail too) instead of skipping one sample
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 OUTPUT_SIZES = ("working", "original")
 # identity key -> the option a user changes it with (for the one-line refusal to resume)
 RESUME_FLAGS = {
@@ -198,7 +202,24 @@ def _identity(job: TranslateJob, layout: str, working_size: tuple[int, int], bac
 
 
 def batch_translate(job: TranslateJob) -> dict:
-    """Translate every image of `job.input_root`; return the report (also written to OUT/report.json)."""
+    """Translate every image of `job.input_root`; return the report (also written to OUT/report.json).
+
+    A failed write stops the job in one line (exit 1); on a full disk the line says how many images are complete,
+    and the same command, rerun after freeing space, finishes the job.
+    """
+    stats = _Stats()
+    try:
+        return _batch_translate(job, stats)
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise click.ClickException(
+                f"{job.output_root}: {os.strerror(exc.errno).lower()}; {stats.done + stats.already_done} images are "
+                "complete and kept: free space and rerun the same command to finish"
+            ) from None
+        raise click.ClickException(f"{exc.filename or job.output_root}: {exc.strerror or exc}") from None
+
+
+def _batch_translate(job: TranslateJob, stats: _Stats) -> dict:
     if not job.input_root.is_dir():
         raise UserError(f"--input: {job.input_root} is not a folder")
     layout, samples = samples_for(job.input_root, job.layout, job.split, require_labels=True)
@@ -206,17 +227,16 @@ def batch_translate(job: TranslateJob) -> dict:
         working_size = _validate(job, runner.sidecar)
         identity = _identity(job, layout, working_size, runner.backend)
         state = JobState(job.output_root, "batch-translate", identity, RESUME_FLAGS, overwrite=job.overwrite)
-        state.open(
-            {
-                "config": asdict(job) | {"working_size": list(working_size), "layout": layout},
-                "artifact_sha256": identity["artifact_sha256"],
-                "backend": runner.backend,
-                "total": len(samples),
-                "progress": {"total": len(samples), "done": 0, "skipped": 0},
-            }
-        )
         try:
-            stats = _Stats()
+            state.open(
+                {
+                    "config": asdict(job) | {"working_size": list(working_size), "layout": layout},
+                    "artifact_sha256": identity["artifact_sha256"],
+                    "backend": runner.backend,
+                    "total": len(samples),
+                    "progress": {"total": len(samples), "done": 0, "skipped": 0},
+                }
+            )
             finished = {s.key for s in samples if state.finished(s.key)}
             stats.already_done = len(finished)
             # whole fixed batches, so a resumed image meets the engine with the same neighbours as the first time
@@ -225,25 +245,24 @@ def batch_translate(job: TranslateJob) -> dict:
             started = time.perf_counter()
             _run(job, runner, todo, finished, working_size, stats, state, len(samples))
             wall = time.perf_counter() - started
-        except BaseException:
-            state.close()
-            raise
-    report = {
-        "command": "batch-translate",
-        "layout": layout,
-        "working_size": list(working_size),
-        "images_total": len(samples),
-        "images_translated": stats.done,
-        "images_already_done": stats.already_done,
-        "images_skipped": len(stats.skipped),
-        "skipped": stats.skipped,
-        "wall_seconds": round(wall, 3),
-        "images_per_second": round(stats.done / wall, 3) if wall > 0 else None,
-        "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
-        "backend": runner.backend,
-    }
-    write_json(job.output_root / REPORT_NAME, report)
-    state.close("complete", stats.counts(len(samples)))
+            report = {
+                "command": "batch-translate",
+                "layout": layout,
+                "working_size": list(working_size),
+                "images_total": len(samples),
+                "images_translated": stats.done,
+                "images_already_done": stats.already_done,
+                "images_skipped": len(stats.skipped),
+                "skipped": stats.skipped,
+                "wall_seconds": round(wall, 3),
+                "images_per_second": round(stats.done / wall, 3) if wall > 0 else None,
+                "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
+                "backend": runner.backend,
+            }
+            write_json(job.output_root / REPORT_NAME, report)
+            state.close("complete", stats.counts(len(samples)))
+        finally:
+            state.close()  # releases the journal and lock when the job stopped early; a no-op after completion
     return report
 
 
@@ -271,6 +290,8 @@ def _run(
         try:
             seconds, written = future.result()
         except (SampleError, OSError) as exc:
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                raise
             skip(item.sample, f"{item.sample.image}: could not write output ({exc})")
         else:
             stats.seconds["encode"] += seconds
