@@ -95,7 +95,7 @@ def snapshot(root: Path, skip: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def untouched():
     """Call with (root, output folder) before a run, then call the result after it: fails when anything outside
     the output folder was created, changed or removed."""

@@ -62,7 +62,7 @@ PREDICTION_CASES = {
 
 
 @pytest.fixture(scope="module")
-def predictions_run(synthetic, tmp_path_factory, cli_module):
+def predictions_run(synthetic, tmp_path_factory, cli_module, untouched):
     """Perfect predictions (copies of the ground truth) with hostile case k applied to the k-th stem."""
     base = tmp_path_factory.mktemp("hostile_evaluate")
     root, pred, out = base / "cityscapes", base / "pred", base / "out"
@@ -79,7 +79,9 @@ def predictions_run(synthetic, tmp_path_factory, cli_module):
         stems[case] = (stem, truth, pred / f"{stem}_pred.png")
     with open(os.fsencode(pred) + b"/frankfurt_\xff\xfe_odd.png", "wb") as handle:  # matches no stem: ignored
         handle.write(b"not an image")
+    check = untouched(base, out)
     result = cli_module("evaluate-seg", "--predictions", pred, "--cityscapes", root, "--output", out)
+    check()
     return result, stems, json.loads((out / "metrics.json").read_text()), len(truths)
 
 
@@ -155,10 +157,14 @@ ARTIFACT_CASES = {
 
 
 @pytest.mark.parametrize("case", list(ARTIFACT_CASES))
-def test_bad_segmenter_artifact_is_a_one_line_error(case, synthetic, tmp_path, cli, user_error, red_segmenter):
+def test_bad_segmenter_artifact_is_a_one_line_error(
+    case, synthetic, tmp_path, cli, user_error, red_segmenter, untouched
+):
     damage, names = ARTIFACT_CASES[case]
     damage(red_segmenter)
     out = tmp_path / "out"
+    check = untouched(tmp_path, out)
     result = cli("evaluate-seg", "--engine", red_segmenter, "--cityscapes", synthetic / "cityscapes", "--output", out)
+    check()
     user_error(result, names=names)
     assert not (out / "metrics.json").exists()

@@ -108,7 +108,7 @@ NAMES = {case: f"{index + 1:05d}" for index, case in enumerate(SAMPLE_CASES)}
 
 
 @pytest.fixture(scope="module")
-def corpus_run(synthetic, shared_invert_translator, tmp_path_factory, cli_module):
+def corpus_run(synthetic, shared_invert_translator, tmp_path_factory, cli_module, untouched):
     """One batch-translate run over a GTA5 copy where sample k carries hostile case k (the rest are clean)."""
     base = tmp_path_factory.mktemp("hostile_translate")
     source, outside, out = base / "gta5", base / "outside", base / "out"
@@ -117,9 +117,9 @@ def corpus_run(synthetic, shared_invert_translator, tmp_path_factory, cli_module
     for case, (damage, _, _) in SAMPLE_CASES.items():
         name = NAMES[case]
         damage(source / "images" / f"{name}.png", source / "labels" / f"{name}.png", outside)
-    before = sorted(p.name for p in outside.iterdir())
+    check = untouched(base, out)
     result = cli_module("batch-translate", "--engine", shared_invert_translator, "--input", source, "--output", out)
-    assert sorted(p.name for p in outside.iterdir()) == before
+    check()
     return result, out, json.loads((out / "report.json").read_text())
 
 
