@@ -1,7 +1,7 @@
 """Fault injection: SIGKILL the real CLIs at seeded random points, check what a reader sees, rerun, compare.
 
 A kill lands when the job has written a seeded random number of outputs (polling the output folder is more
-deterministic on a loaded machine than a timer), or as soon as it has written its manifest (startup). After every
+deterministic on a loaded machine than a timer), or at its first write (startup). After every
 kill, every visible image must decode and every JSON must parse; the final rerun must leave files byte-identical
 to an uninterrupted run (images, labels, predictions) and metrics equal value for value.
 """
@@ -93,7 +93,7 @@ def test_evaluate_seg_killed_at_seeded_points_reruns_to_identical_metrics(
         return {k: v for k, v in json.loads((folder / "metrics.json").read_text()).items() if k not in varying}
 
     log = tmp_path / "stderr.log"
-    triggers = [("startup", lambda: out.exists())]
+    triggers = [("first output", lambda: out.exists())]
     triggers += [
         (f"{n} predictions", lambda n=n: count_visible(out / "predictions") >= n) for n in kill_points(40, 5, SEED + 1)
     ]
