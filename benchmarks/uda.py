@@ -111,6 +111,7 @@ def run_study(config: StudyConfig) -> dict:
             input_root=source_root,
             output_root=out / "translated",
             size=preset.translate_size,
+            overwrite=True,  # the translator was retrained just now: a previous study's images are stale
         )
         translate_report = batch_translate(translate_job)
 
