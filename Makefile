@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # torch/torchvision pinned to the builds this project is tested with (they install from the machine's wheel cache).
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo demo-seeds test test-gpu lint clean
+.PHONY: setup demo demo-seeds test test-gpu bench bench-full lint clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,14 @@ test: setup
 test-gpu: setup
 	$(PY) -m pip install --quiet -e '.[dev,tensorrt]'
 	$(PY) -m pytest -q -m gpu
+
+# Throughput benchmark report in bench-results/ (report.md, report.json, figures): <= 45 min on 2 CPU cores.
+bench: setup
+	$(BIN)/bench-throughput --suite standard --output bench-results
+
+# bench plus full-resolution sweeps (GTA5 1912x1052, Cityscapes 2048x1024): about an hour more on 2 CPU cores.
+bench-full: setup
+	$(BIN)/bench-throughput --suite full --output bench-results/full
 
 lint: setup
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -1,0 +1,85 @@
+"""Engine-only inference per backend, behind one callable: uint8 N x H x W x 3 batch in, translated batch out.
+
+ONNX Runtime and TensorRT go through the runtime's own runners (what batch-translate uses); PyTorch eager runs the
+checkpoint wrapped in the exported graph's pre/post-processing (export.graphs.TranslatorGraph), so all backends
+do the same work per image.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from runtime.runners import default_threads, open_runner, tensorrt_unavailable_reason
+
+ORT_CPU = "onnxruntime-cpu"
+EAGER = "pytorch-eager"
+TENSORRT = "tensorrt"
+BACKEND_NAMES = (ORT_CPU, EAGER, TENSORRT)
+Infer = Callable[[np.ndarray], np.ndarray]
+
+
+def unavailable_reason(backend: str) -> str | None:
+    """None when `backend` can run here, else one line saying why not."""
+    if backend == TENSORRT:
+        return tensorrt_unavailable_reason(for_running=True)
+    if backend == EAGER and importlib.util.find_spec("torch") is None:
+        return "torch not installed (pip install 'uda-trt[train]')"
+    return None
+
+
+def backend_for_artifact(path: Path) -> str:
+    """The backend that runs an artifact file: .engine -> tensorrt, .onnx -> ONNX Runtime CPU, .pth/.pt -> eager."""
+    name = Path(path).name
+    if name.endswith(".engine"):
+        return TENSORRT
+    if name.endswith(".onnx"):
+        return ORT_CPU
+    if name.endswith((".pth", ".pt")):
+        return EAGER
+    raise ValueError(f"{path}: not a benchmarkable artifact (expected .onnx, .engine, .pth or .pt)")
+
+
+def set_torch_threads(threads: int | None = None) -> int:
+    """Give PyTorch the same intra-op thread count as the ONNX Runtime runner; returns it."""
+    import torch
+
+    threads = threads or default_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
+@contextmanager
+def open_backend(backend: str, artifact: Path, threads: int | None = None) -> Iterator[Infer]:
+    """`with open_backend(name, path) as infer: out = infer(batch)`; the session or model lives for the block."""
+    if backend == EAGER:
+        with _eager(artifact, threads) as infer:
+            yield infer
+        return
+    runner_backend = TENSORRT if backend == TENSORRT else backend
+    with open_runner(Path(artifact), backend=runner_backend, threads=threads) as runner:
+        name = runner.sidecar.input_name()
+        output = runner.sidecar.output_name()
+        yield lambda batch: runner.infer({name: batch})[output]
+
+
+@contextmanager
+def _eager(checkpoint: Path, threads: int | None) -> Iterator[Infer]:
+    import torch
+
+    from export.graphs import TranslatorGraph
+    from train.checkpoints import build_translator, require_model_checkpoint
+
+    set_torch_threads(threads)
+    info = require_model_checkpoint(checkpoint)
+    graph = TranslatorGraph(build_translator(info.architecture, info.args, info.state_dict)).eval()
+
+    def infer(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return graph(torch.from_numpy(batch)).numpy()
+
+    yield infer

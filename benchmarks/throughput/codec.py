@@ -1,0 +1,106 @@
+"""The codec limit: how many images per second decode + resize + encode allow on this machine, measured in-run.
+
+Per image, on one thread, on the very files the end-to-end run reads: read and decode the PNG, resize it to the
+working size (INTER_AREA, as the runtime does), encode the result in the output format. The limit is
+`workers / mean seconds per image`, workers = the cores this process may use. No job can write images faster than
+this without a faster format, so the codec-bound end-to-end rate is judged against it (criterion B).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from benchmarks.throughput.measure import rate
+
+
+def available_workers() -> int:
+    """Cores this process may run on (CPU affinity), the number of codec workers the machine can run at once."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@contextmanager
+def opencv_threads(count: int):
+    """OpenCV's own worker threads set to `count` inside the block (resize would otherwise use every core)."""
+    previous = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def encode_params(image_format: str, png_compression: int, jpeg_quality: int) -> tuple[str, list[int]]:
+    """OpenCV's suffix and parameters for the output format ("png" or "jpg")."""
+    if image_format == "png":
+        return ".png", [cv2.IMWRITE_PNG_COMPRESSION, int(png_compression)]
+    if image_format == "jpg":
+        return ".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    raise ValueError(f"unknown image format {image_format!r}")
+
+
+def measure_codec_limit(
+    images: Sequence[Path],
+    working_size: tuple[int, int],
+    image_format: str = "png",
+    png_compression: int = 6,
+    jpeg_quality: int = 95,
+    workers: int | None = None,
+    labels: Sequence[Path] | None = None,
+) -> dict:
+    """Mean single-thread seconds per image of each codec stage over `images`, and the limit they imply.
+
+    labels (optional, informational): the same measurement for carrying each label over at the working size
+    (Pillow decode, nearest resize, PNG encode), which batch-translate also does but the limit leaves out.
+    """
+    workers = workers or available_workers()
+    suffix, params = encode_params(image_format, png_compression, jpeg_quality)
+    seconds = {"decode": 0.0, "resize": 0.0, "encode": 0.0}
+    label_seconds = 0.0
+    with opencv_threads(1):
+        for path in images:
+            start = time.perf_counter()
+            image = cv2.imdecode(np.frombuffer(Path(path).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+            decoded = time.perf_counter()
+            small = cv2.resize(image, working_size, interpolation=cv2.INTER_AREA)
+            resized = time.perf_counter()
+            ok, _ = cv2.imencode(suffix, small, params)
+            encoded = time.perf_counter()
+            if image is None or not ok:
+                raise RuntimeError(f"{path}: the codec measurement could not decode or encode it")
+            seconds["decode"] += decoded - start
+            seconds["resize"] += resized - decoded
+            seconds["encode"] += encoded - resized
+        for path in labels or ():
+            start = time.perf_counter()
+            with Image.open(path) as label:
+                small_label = label.resize(working_size, Image.NEAREST)
+            small_label.save(io.BytesIO(), format="PNG")
+            label_seconds += time.perf_counter() - start
+    count = len(images)
+    per_image = {stage: value / count for stage, value in seconds.items()}
+    total = sum(per_image.values())
+    return {
+        "images": count,
+        "working_size": list(working_size),
+        "format": image_format,
+        "png_compression": png_compression if image_format == "png" else None,
+        "jpeg_quality": jpeg_quality if image_format == "jpg" else None,
+        "per_image_seconds": per_image,
+        "seconds_per_image": total,
+        "single_thread_images_per_second": rate(1, total),
+        "workers": workers,
+        "limit_images_per_second": workers * rate(1, total),
+        "label_seconds_per_image": label_seconds / len(labels) if labels else None,
+    }

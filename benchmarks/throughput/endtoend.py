@@ -1,0 +1,106 @@
+"""End-to-end runs of the real job (runtime.translate.batch_translate) and comparison of what two ways wrote.
+
+The end-to-end rate is images / wall seconds of the whole `batch_translate` call: opening the session, listing the
+dataset, decoding, inference, encoding, writing and journalling. The job's own report (which times from the first
+image) is kept beside it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.throughput.codec import available_workers
+from benchmarks.throughput.measure import PeakRss, rate
+from runtime.imageio import read_rgb
+
+MIB = 1 << 20
+JOB_REPORT_KEYS = ("wall_seconds", "images_per_second", "stage_seconds", "backend", "images_skipped", "working_size")
+
+
+def run_batch_translate(
+    artifact: Path,
+    input_root: Path,
+    output_root: Path,
+    size: tuple[int, int],
+    batch_size: int,
+    peak: PeakRss,
+    image_format: str = "png",
+    png_compression: int = 6,
+    jpeg_quality: int = 95,
+    workers: int | None = None,
+    backend: str = "onnxruntime-cpu",
+    layout: str = "gta5",
+) -> dict:
+    """One fresh batch-translate run (outputs at the working size, ONNX Runtime CPU unless told); its figures."""
+    from runtime.translate import TranslateJob, batch_translate
+
+    shutil.rmtree(output_root, ignore_errors=True)  # a fresh run, never a resume
+    job = TranslateJob(
+        artifact=Path(artifact),
+        input_root=Path(input_root),
+        output_root=Path(output_root),
+        layout=layout,
+        size=tuple(size),
+        output_size="working",
+        image_format=image_format,
+        png_compression=png_compression,
+        jpeg_quality=jpeg_quality,
+        batch_size=batch_size,
+        workers=workers or available_workers(),
+        backend=backend,
+    )
+    peak.reset()
+    started = time.perf_counter()
+    report = batch_translate(job)
+    wall = time.perf_counter() - started
+    images = report["images_translated"]
+    return {
+        "way": "batch_translate",
+        "config": {key: str(value) if isinstance(value, Path) else value for key, value in asdict(job).items()},
+        "output": str(output_root),
+        "images": images,
+        "wall_seconds": wall,
+        "images_per_second": rate(images, wall),
+        "stage_seconds": dict(report["stage_seconds"]),
+        "job_report": {key: report[key] for key in JOB_REPORT_KEYS},
+        "batch_size": batch_size,
+        "png_compression": png_compression if image_format == "png" else None,
+        "image_format": image_format,
+        "peak_rss_mb": peak.read() / MIB,
+    }
+
+
+def median_run(runs: Sequence[dict]) -> dict:
+    """The run with the median images/s (the lower middle one for an even count), for repeated runs."""
+    ordered = sorted(runs, key=lambda run: run["images_per_second"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def compare_outputs(first: Path, second: Path, stems: Sequence[str]) -> dict:
+    """Pixel differences between `first/STEM.png` and `second/STEM.png` for every stem (RGB, grey levels)."""
+    max_diff = 0
+    total = 0
+    within_one = 0
+    diff_sum = 0
+    for stem in stems:
+        a = read_rgb(Path(first) / f"{stem}.png").astype(np.int16)
+        b = read_rgb(Path(second) / f"{stem}.png").astype(np.int16)
+        if a.shape != b.shape:
+            raise ValueError(f"{stem}: outputs differ in size: {a.shape} vs {b.shape}")
+        diff = np.abs(a - b)
+        max_diff = max(max_diff, int(diff.max()))
+        total += diff.size
+        within_one += int(np.count_nonzero(diff <= 1))
+        diff_sum += int(diff.sum())
+    return {
+        "images": len(stems),
+        "max_abs_diff": max_diff,
+        "mean_abs_diff": diff_sum / total if total else 0.0,
+        "fraction_within_1": within_one / total if total else 1.0,
+    }

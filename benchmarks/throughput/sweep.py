@@ -1,0 +1,106 @@
+"""Engine-only sweeps: images/s, latency percentiles, GFLOP/s and peak memory per backend, batch size and size.
+
+Batches are built before timing (preloaded), so only the backend's own work is measured: for ONNX Runtime and
+TensorRT, the runtime runner's `infer` call, as batch-translate makes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from benchmarks.throughput.backends import open_backend
+from benchmarks.throughput.measure import PeakRss, RunPolicy, latency_summary, rate, time_runs
+from runtime.imageio import read_rgb, resize_rgb
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class SweepTarget:
+    """One model on one backend: which file runs, at which sizes and batch sizes, and its MACs per pixel."""
+
+    model: str
+    backend: str
+    artifact: Path
+    sizes: tuple[tuple[int, int], ...]
+    batch_sizes: tuple[int, ...]
+    policy: RunPolicy
+
+
+def sample_frames(size: tuple[int, int], count: int, paths: Sequence[Path] = ()) -> list[np.ndarray]:
+    """`count` RGB frames at size (w, h): the given image files decoded and resized, else synthetic street scenes."""
+    if paths:
+        return [resize_rgb(read_rgb(path), size) for path in list(paths)[:count]]
+    from runtime.synthetic import SOURCE_STYLE, apply_style, draw_scene
+
+    frames = []
+    for index in range(count):
+        scene = draw_scene(1000 + index, size)
+        rng = np.random.default_rng(index)
+        frames.append(apply_style(scene.label_ids, SOURCE_STYLE, rng, scene.material, scene.tone))
+    return frames
+
+
+def _batch(frames: Sequence[np.ndarray], batch_size: int) -> np.ndarray:
+    return np.stack([frames[i % len(frames)] for i in range(batch_size)])
+
+
+def sweep(
+    target: SweepTarget,
+    macs_per_image: Callable[[tuple[int, int]], int | None],
+    frames_for: Callable[[tuple[int, int]], list[np.ndarray]],
+    peak: PeakRss,
+    threads: int | None = None,
+) -> list[dict]:
+    """One row per (size, batch size): the engine-only figures of `target` (see `point`)."""
+    rows = []
+    points = [(size, batch) for size in target.sizes for batch in target.batch_sizes]
+    with (
+        open_backend(target.backend, target.artifact, threads) as infer,
+        tqdm(points, desc=f"sweep {target.model} {target.backend}", unit="point", leave=False) as bar,
+    ):
+        for size, batch_size in bar:
+            batch = _batch(frames_for(size), batch_size)
+            peak.reset()
+            times = time_runs(lambda batch=batch: infer(batch), target.policy)
+            rows.append(point(target, size, batch_size, times, macs_per_image(size), peak.read()))
+    return rows
+
+
+def point(
+    target: SweepTarget,
+    size: tuple[int, int],
+    batch_size: int,
+    times: Sequence[float],
+    macs_per_image: int | None,
+    peak_rss_bytes: int,
+) -> dict:
+    """The figures of one sweep point; every rate is computed from the same timed runs as the percentiles.
+
+    images/s = batch_size * runs / seconds; GFLOP/s = 2 * MACs per image * images/s / 1e9; latency is per call
+    (one batch). Without a MAC count (an engine with no ONNX beside it) GFLOP/s is None.
+    """
+    seconds = float(sum(times))
+    images = batch_size * len(times)
+    images_per_second = rate(images, seconds)
+    return {
+        "model": target.model,
+        "backend": target.backend,
+        "artifact": str(target.artifact),
+        "size": list(size),
+        "batch_size": batch_size,
+        "warmup_runs": target.policy.warmup,
+        "runs": len(times),
+        "images": images,
+        "seconds": seconds,
+        "images_per_second": images_per_second,
+        "latency_ms": latency_summary(times),
+        "macs_per_image": None if macs_per_image is None else int(macs_per_image),
+        "gflops": None if macs_per_image is None else 2 * macs_per_image * images_per_second / 1e9,
+        "peak_rss_mb": peak_rss_bytes / MIB,
+    }

@@ -1,0 +1,343 @@
+"""bench-throughput: the quick suite runs end to end and its report is complete and consistent with itself.
+
+Benchmarks are not timed tests: nothing here asserts that a number beats a threshold, only that every figure is
+there, finite, and agrees with the figures it is computed from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from benchmarks.throughput.criteria import THRESHOLDS
+from benchmarks.throughput.measure import (
+    PeakRss,
+    RunPolicy,
+    latency_summary,
+    percentiles,
+    python_code_command,
+    python_entry_command,
+    rate,
+    run_child,
+    time_runs,
+)
+from benchmarks.throughput.passthrough import write_passthrough
+from runtime.runners import open_runner
+
+CRITERIA = ("A1", "A2", "A3", "A4", "B1", "B2", "C1", "C2", "D1")
+SECTIONS = (
+    "schema_version",
+    "suite",
+    "config",
+    "threads",
+    "skipped",
+    "artifacts",
+    "matmul",
+    "codec",
+    "sweeps",
+    "compute_bound",
+    "codec_bound",
+    "evaluation",
+    "memory",
+    "criteria",
+    "stage_seconds",
+    "wall_seconds",
+    "machine",
+    "figures",
+)
+
+
+def close(a: float, b: float, rel: float = 1e-6) -> bool:
+    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------- helpers, unit
+
+
+def test_percentiles_interpolate_and_order():
+    values = list(range(1, 101))
+    p = percentiles(values)
+    assert p == {"p50": pytest.approx(50.5), "p90": pytest.approx(90.1), "p99": pytest.approx(99.01)}
+    assert percentiles([3.0]) == {"p50": 3.0, "p90": 3.0, "p99": 3.0}
+    with pytest.raises(ValueError):
+        percentiles([])
+
+
+def test_latency_summary_is_milliseconds_and_ordered():
+    summary = latency_summary([0.010, 0.030, 0.020, 0.050])
+    assert summary["min"] == pytest.approx(10.0) and summary["max"] == pytest.approx(50.0)
+    assert summary["mean"] == pytest.approx(27.5)
+    assert summary["min"] <= summary["p50"] <= summary["p90"] <= summary["p99"] <= summary["max"]
+
+
+def test_rate_and_time_runs_policy():
+    assert rate(10, 2.0) == 5.0
+    assert math.isnan(rate(1, 0.0))
+    calls = []
+    times = time_runs(lambda: calls.append(1), RunPolicy(warmup=2, min_runs=4, min_seconds=0.0, max_runs=10))
+    assert len(times) == 4 and len(calls) == 6  # warm-up calls are made but not timed
+    times = time_runs(lambda: None, RunPolicy(warmup=0, min_runs=1, min_seconds=10.0, max_runs=3))
+    assert len(times) == 3  # max_runs stops a point that would otherwise run for min_seconds
+
+
+def test_peak_rss_sees_an_allocation_and_resets():
+    peak = PeakRss()
+    peak.reset()
+    before = peak.read()
+    block = np.ones(64 << 20, dtype=np.uint8)  # 64 MiB, touched
+    after = peak.read()
+    assert after - before >= 48 << 20
+    del block
+    if peak.resettable:
+        peak.reset()
+        assert peak.read() < after - (32 << 20)
+
+
+def test_run_child_measures_the_childs_own_peak():
+    allocate = "import numpy as np; a = np.ones(160 << 20, dtype=np.uint8); print(int(a.sum() > 0))"
+    child = run_child(python_code_command(allocate))
+    assert child.returncode == 0 and child.stdout.strip() == "1"
+    assert child.peak_rss_method == "VmHWM at exit"
+    assert child.peak_rss_bytes >= 150 << 20 and child.seconds > 0
+    # a small child of a large parent: its own peak, not the parent's memory it was forked from
+    ballast = np.ones(400 << 20, dtype=np.uint8)
+    small = run_child(python_code_command("print(1)"))
+    assert small.peak_rss_bytes < 100 << 20, small.peak_rss_bytes
+    del ballast
+    failing = run_child(python_code_command("import sys; sys.exit(3)"))
+    assert failing.returncode == 3
+
+
+def test_python_entry_command_runs_a_console_main(tmp_path):
+    child = run_child(python_entry_command("runtime.commands.batch_translate:main", "--help"))
+    assert child.returncode == 0 and "--engine" in child.stdout
+    assert child.peak_rss_method == "VmHWM at exit"
+
+
+def test_passthrough_artifact_returns_its_input_exactly(tmp_path):
+    onnx_path = write_passthrough(tmp_path, (64, 32), divisor=4)
+    batch = np.random.default_rng(0).integers(0, 256, size=(3, 32, 64, 3), dtype=np.uint8)
+    with open_runner(onnx_path, backend="onnxruntime-cpu") as runner:
+        assert runner.sidecar.task == "translate"
+        assert runner.sidecar.working_size == (64, 32) and runner.sidecar.size_divisor == 4
+        out = runner.infer({"images": batch})["translated"]
+    assert out.dtype == np.uint8 and np.array_equal(out, batch)
+    with pytest.raises(ValueError):
+        write_passthrough(tmp_path, (30, 32), divisor=4)
+
+
+# ----------------------------------------------------------------------------------------------- the CLI
+
+
+def test_cli_refuses_nothing_or_both(cli, user_error, tmp_path):
+    user_error(cli("bench-throughput", "--output", tmp_path / "r"), names="ARTIFACT")
+    user_error(cli("bench-throughput", tmp_path / "x.onnx", "--quick", "--output", tmp_path / "r"), names="ARTIFACT")
+
+
+def test_artifact_sweep(cli, shared_invert_translator, tmp_path):
+    out = tmp_path / "artifact"
+    result = cli(
+        "bench-throughput",
+        shared_invert_translator,
+        "--sizes",
+        "32x16",
+        "--sizes",
+        "64x32",
+        "--batch-sizes",
+        "1,2",
+        "--runs",
+        "2",
+        "--min-seconds",
+        "0",
+        "--output",
+        out,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert [(r["size"], r["batch_size"]) for r in report["sweeps"]] == [
+        ([32, 16], 1),
+        ([32, 16], 2),
+        ([64, 32], 1),
+        ([64, 32], 2),
+    ]
+    for row in report["sweeps"]:
+        check_sweep_row(row)
+        assert row["backend"] == "onnxruntime-cpu"
+    assert report["matmul"]["gflops"] > 0
+    assert (out / "throughput_vs_batch.png").is_file() and (out / "report.md").is_file()
+
+
+# ----------------------------------------------------------------------------------------------- the quick suite
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory, cli):
+    """One real `bench-throughput --quick` run: (output folder, report.json, completed process)."""
+    out = tmp_path_factory.mktemp("bench") / "results"
+    result = cli("bench-throughput", "--quick", "--output", out)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return out, json.loads((out / "report.json").read_text()), result
+
+
+def test_quick_report_has_every_section(quick):
+    _, report, result = quick
+    assert set(SECTIONS) <= set(report)
+    assert report["suite"] == "quick"
+    assert [c["id"] for c in report["criteria"]] == list(CRITERIA)
+    assert set(report["machine"]["versions"]) >= {"onnxruntime", "numpy", "torch"}
+    assert report["threads"]["onnxruntime_intra_op"] == report["matmul"]["intra_op_threads"]
+    assert "[9/9]" in result.stderr  # progress per stage
+    assert any(entry["what"] == "tensorrt" for entry in report["skipped"]) or any(
+        row["backend"] == "tensorrt" for row in report["sweeps"]
+    )
+
+
+def test_quick_report_hashes_every_artifact(quick):
+    _, report, _ = quick
+    assert len(report["artifacts"]) >= 6  # two checkpoints, two ONNX exports, two pass-through graphs
+    for path, entry in report["artifacts"].items():
+        assert len(entry["sha256"]) == 64
+        assert all(isinstance(m, int) and m >= 0 for m in entry["macs_per_image"].values()), path
+    compute = report["compute_bound"]
+    onnx = next(p for p, e in report["artifacts"].items() if e["model"] == compute["model"] and p.endswith(".onnx"))
+    width, height = compute["working_size"]
+    assert report["artifacts"][onnx]["macs_per_image"][f"{width}x{height}"] == compute["engine_only"]["macs_per_image"]
+
+
+def finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_sweep_row(row: dict) -> None:
+    assert row["runs"] >= 1 and row["images"] == row["runs"] * row["batch_size"]
+    assert finite(row["seconds"]) and row["seconds"] > 0
+    assert close(row["images_per_second"], row["images"] / row["seconds"])
+    lat = row["latency_ms"]
+    assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"]
+    assert close(lat["mean"] * row["runs"] / 1000, row["seconds"], rel=1e-6)
+    if row["macs_per_image"] is not None:
+        assert close(row["gflops"], 2 * row["macs_per_image"] * row["images_per_second"] / 1e9)
+    assert row["peak_rss_mb"] > 0
+
+
+def test_quick_sweeps_are_consistent(quick):
+    _, report, _ = quick
+    config = report["config"]
+    backends = {(row["model"], row["backend"]) for row in report["sweeps"]}
+    for model in (config["compute_model"]["name"], config["codec_model"]["name"]):
+        assert {(model, "onnxruntime-cpu"), (model, "pytorch-eager")} <= backends
+    assert ("passthrough", "onnxruntime-cpu") in backends
+    for row in report["sweeps"]:
+        check_sweep_row(row)
+        if row["model"] != "passthrough":
+            assert row["macs_per_image"] > 0 and row["gflops"] > 0
+
+
+def test_quick_matmul_and_codec_are_consistent(quick):
+    _, report, _ = quick
+    m = report["matmul"]
+    shape = m["shape"]
+    assert m["macs"] == shape["m"] * shape["k"] * shape["n"]
+    assert close(m["gflops"], 2 * m["macs"] * m["runs"] / m["seconds"] / 1e9)
+    assert m["latency_ms"]["p50"] <= m["latency_ms"]["p90"] <= m["latency_ms"]["p99"]
+    for key, limit in report["codec"].items():
+        per_image = limit["per_image_seconds"]
+        assert all(finite(v) and v > 0 for v in per_image.values()), key
+        assert close(limit["seconds_per_image"], sum(per_image.values()))
+        assert close(limit["limit_images_per_second"], limit["workers"] / limit["seconds_per_image"])
+    assert report["codec"]["png"]["png_compression"] == report["config"]["png_compression"]
+    assert report["codec"]["png_fast"]["png_compression"] == report["config"]["fast_png_compression"]
+    assert report["codec"]["jpg"]["format"] == "jpg"
+
+
+def check_run(run: dict, images: int) -> None:
+    assert run["images"] == images
+    assert finite(run["wall_seconds"]) and run["wall_seconds"] > 0
+    assert close(run["images_per_second"], run["images"] / run["wall_seconds"])
+    assert set(run["stage_seconds"]) >= {"decode", "infer", "encode"}
+    assert all(finite(v) and v >= 0 for v in run["stage_seconds"].values())
+    assert run["peak_rss_mb"] > 0
+
+
+def test_quick_end_to_end_runs_are_consistent(quick):
+    _, report, _ = quick
+    config = report["config"]
+    compute = report["compute_bound"]
+    for way in ("batch_translate", "reference"):
+        check_run(compute[way], config["compute_images"])
+        assert compute[way]["png_compression"] == config["png_compression"]
+    assert compute["batch_translate"]["job_report"]["images_skipped"] == 0
+    assert compute["engine_only"] in report["sweeps"]
+    assert compute["engine_only"]["batch_size"] == compute["batch_translate"]["batch_size"]
+    assert compute["output_comparison"]["images"] == config["compute_images"]
+    codec = report["codec_bound"]
+    for way in ("passthrough", "batch_translate", "reference", "eager_batched"):
+        check_run(codec[way], config["codec_images"])
+    for way in ("passthrough", "batch_translate", "reference"):
+        runs = codec[f"{way}_runs"]
+        assert len(runs) == config["codec_repeats"] and codec[way] in runs
+    assert codec["codec_limit"] == report["codec"]["png"]
+    for label, runs in codec["formats"].items():
+        for run in runs.values():
+            check_run(run, config["codec_images"])
+            assert run["image_format"] == ("jpg" if label == "jpg" else "png")
+
+
+def test_quick_evaluation_and_memory(quick):
+    _, report, _ = quick
+    evaluation = report["evaluation"]
+    assert evaluation["images"] == report["config"]["eval_images"] == evaluation["ours"]["images_scored"]
+    assert isinstance(evaluation["official"]["cython_fast_path"], bool)
+    assert set(evaluation["official"]["class_iou"]) == set(evaluation["ours"]["class_iou"])
+    assert evaluation["comparison"]["identical"] == (evaluation["comparison"]["differing_classes"] == [])
+    for side in ("ours", "official"):
+        assert evaluation[side]["seconds"] > 0 and evaluation[side]["peak_rss_mb"] > 0
+    memory = report["memory"]
+    small, large = report["config"]["memory_counts"]
+    assert (memory["small"]["images"], memory["large"]["images"]) == (small, large)
+    for run in (memory["small"], memory["large"]):
+        assert run["peak_rss_mb"] > 0 and close(run["images_per_second"], run["images"] / run["seconds"])
+
+
+def test_quick_criteria_are_their_quotients_and_verdicts(quick):
+    _, report, _ = quick
+    by_id = {c["id"]: c for c in report["criteria"]}
+    for c in report["criteria"]:
+        assert c["threshold"] == THRESHOLDS[c["id"]]
+        if c["kind"] == "ratio":
+            assert c["numerator"] > 0 and c["denominator"] > 0
+            assert close(c["value"], c["numerator"] / c["denominator"])
+        assert c["passed"] == (c["value"] >= c["threshold"] if c["op"] == ">=" else c["value"] <= c["threshold"])
+    compute, codec = report["compute_bound"], report["codec_bound"]
+    assert by_id["A1"]["numerator"] == compute["engine_only"]["gflops"]
+    assert by_id["A1"]["denominator"] == report["matmul"]["gflops"]
+    assert by_id["A2"]["numerator"] == compute["batch_translate"]["images_per_second"]
+    assert by_id["A2"]["denominator"] == compute["engine_only"]["images_per_second"]
+    assert by_id["A3"]["denominator"] == compute["reference"]["images_per_second"]
+    assert by_id["A4"]["value"] == compute["output_comparison"]["max_abs_diff"]
+    assert by_id["B1"]["numerator"] == codec["passthrough"]["images_per_second"]
+    assert by_id["B1"]["denominator"] == report["codec"]["png"]["limit_images_per_second"]
+    assert by_id["B2"]["numerator"] == codec["batch_translate"]["images_per_second"]
+    assert by_id["C1"]["numerator"] == report["evaluation"]["official"]["seconds"]
+    assert by_id["C2"]["value"] == report["evaluation"]["comparison"]["max_abs_diff"]
+    assert by_id["D1"]["op"] == "<=" and by_id["D1"]["numerator"] == report["memory"]["large"]["peak_rss_mb"]
+
+
+def test_quick_figures_and_markdown(quick):
+    out, report, _ = quick
+    assert report["figures"] == ["throughput_vs_batch.png", "stage_breakdown.png"]
+    for name in report["figures"]:
+        with Image.open(out / name) as image:
+            image.load()
+            assert image.size[0] > 100 and image.size[1] > 100
+    markdown = (out / "report.md").read_text()
+    for c in report["criteria"]:
+        assert f"| {c['id']} | {c['name']} |" in markdown
+        assert ("**pass**" if c["passed"] else "**FAIL**") in markdown
+    for heading in ("## Criteria", "## Compute-bound", "## Codec-bound", "Faster output formats", "## Engine-only"):
+        assert heading in markdown
+    assert "TensorRT" in markdown
