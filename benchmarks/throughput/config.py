@@ -30,10 +30,10 @@ class SuiteConfig:
     size_divisor: int = 4
     # A: compute-bound
     compute_model: GeneratorSpec = GeneratorSpec("resnet9_ngf64", ngf=64, n_blocks=9)
-    compute_images: int = 6
+    compute_images: int = 8
     compute_batch: int = 2
     compute_sweep_batches: tuple[int, ...] = (1, 2, 4)
-    compute_policy: RunPolicy = RunPolicy(warmup=1, min_runs=2, min_seconds=0.0, max_runs=2)
+    compute_policy: RunPolicy = RunPolicy(warmup=1, min_runs=3, min_seconds=0.0, max_runs=3)
     # B: codec-bound
     codec_model: GeneratorSpec = GeneratorSpec("resnet3_ngf8", ngf=8, n_blocks=3)
     codec_images: int = 48
@@ -45,7 +45,7 @@ class SuiteConfig:
     matmul_shape: tuple[int, int, int] = (3072, 3072, 3072)
     matmul_policy: RunPolicy = RunPolicy(warmup=1, min_runs=5, min_seconds=3.0, max_runs=50)
     # C: evaluator
-    eval_images: int = 40
+    eval_images: int = 500  # the real Cityscapes val split's size
     # D: memory against dataset size
     memory_counts: tuple[int, int] = (200, 2000)
     memory_size: tuple[int, int] = (64, 64)

@@ -1,12 +1,12 @@
 """evaluate-seg --predictions against the official Cityscapes evaluator, both run as users run them (criterion C).
 
-Both are separate processes timed from start to exit on the same prediction files. The official one runs what
-its `csEvalPixelLevelSemanticLabeling` script's `main` runs (ground truth found through CITYSCAPES_DATASET,
-predictions through CITYSCAPES_RESULTS, `getPrediction` per file, `evaluateImgLists`, JSON written to
-CITYSCAPES_EXPORT_DIR) with one default changed: instance-level scores are off, because that path calls `np.in1d`,
-which NumPy 2.4 removed (the unchanged script fails there). That leaves it less work than users' runs on older
-NumPy, so the measured speed-up understates ours. The other process is the `evaluate-seg` console script.
-Their per-class IoU must be identical.
+Both are separate processes timed from start to exit on the same prediction files. The official evaluator runs its
+`csEvalPixelLevelSemanticLabeling` script's `main()` with its defaults, ground truth found through
+CITYSCAPES_DATASET, predictions through CITYSCAPES_RESULTS, results written to CITYSCAPES_EXPORT_DIR. Its defaults
+include instance-level scores (iIoU), whose code calls `np.in1d`, which NumPy 2.4 removed: the child restores it as
+the `np.isin` NumPy documents as its replacement, so the script runs as it does for users on older NumPy. It runs a
+second time with instance-level scores off (pixel-level IoU only, what evaluate-seg computes), reported beside.
+The other process is the `evaluate-seg` console script. Per-class IoU must be identical in all three.
 """
 
 from __future__ import annotations
@@ -26,15 +26,32 @@ from runtime.imageio import read_label
 from runtime.labels import CLASS_NAMES, TRAIN_ID_TO_LABEL_ID
 
 OFFICIAL_MODULE = "cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling"
-# The script's main(), with instance-level scores off (see the module docstring).
-OFFICIAL_DRIVER = f"""
+OFFICIAL_RESULT = "resultPixelLevelSemanticLabeling.json"
+_RESTORE_IN1D = """
+import numpy as np
+if not hasattr(np, "in1d"):  # removed in NumPy 2.4; isin is its documented replacement
+    np.in1d = lambda a, b, assume_unique=False, invert=False: np.isin(
+        a, b, assume_unique=assume_unique, invert=invert
+    ).ravel()
+"""
+# The script's main(), as its console script runs it (no arguments: ground truth by glob, predictions by search).
+OFFICIAL_DEFAULT = (
+    _RESTORE_IN1D
+    + f"""
+import sys
+from {OFFICIAL_MODULE} import main
+sys.argv = [sys.argv[0]]
+main()
+"""
+)
+# The same with instance-level scores off: what main() runs, minus the iIoU work.
+OFFICIAL_PIXEL_ONLY = f"""
 import glob
 from {OFFICIAL_MODULE} import args, evaluateImgLists, getPrediction
 args.evalInstLevelScore = False
 ground_truth = glob.glob(args.groundTruthSearch)
 evaluateImgLists([getPrediction(args, gt) for gt in ground_truth], ground_truth, args)
 """
-OFFICIAL_RESULT = "resultPixelLevelSemanticLabeling.json"
 MAX_LABEL_ID = 33  # the official evaluator's confusion matrix covers label IDs 0..33
 MIB = 1 << 20
 
@@ -77,8 +94,11 @@ def make_predictions(cityscapes_root: Path, split: str, pred_dir: Path, seed: in
     return len(pairs)
 
 
-def run_official(cityscapes_root: Path, pred_dir: Path, out_dir: Path) -> dict:
-    """The official evaluator on split val (the only split it scores): seconds, peak RSS, per-class IoU by name."""
+def run_official(cityscapes_root: Path, pred_dir: Path, out_dir: Path, instance_level: bool = True) -> dict:
+    """The official evaluator on split val (the only split it scores): seconds, peak RSS, per-class IoU by name.
+
+    instance_level: its default run (with iIoU); False: pixel-level scores only.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -86,18 +106,19 @@ def run_official(cityscapes_root: Path, pred_dir: Path, out_dir: Path) -> dict:
         "CITYSCAPES_RESULTS": str(Path(pred_dir).resolve()),
         "CITYSCAPES_EXPORT_DIR": str(Path(out_dir).resolve()),
     }
-    child = run_child(python_code_command(OFFICIAL_DRIVER), env=env)
+    child = run_child(python_code_command(OFFICIAL_DEFAULT if instance_level else OFFICIAL_PIXEL_ONLY), env=env)
     if child.returncode != 0:
         tail = (child.stdout + child.stderr).strip().splitlines()[-3:]
         raise RuntimeError(f"the official evaluator failed (exit {child.returncode}): {' | '.join(tail)}")
     result = json.loads((Path(out_dir) / OFFICIAL_RESULT).read_text())
+    how = "main() with its defaults" if instance_level else "main() with evalInstLevelScore = False"
     return {
-        "command": f"{OFFICIAL_MODULE}: main() with evalInstLevelScore = False",
+        "command": f"{OFFICIAL_MODULE}: {how}",
         "seconds": child.seconds,
         "peak_rss_mb": child.peak_rss_bytes / MIB,
         "peak_rss_method": child.peak_rss_method,
         "cython_fast_path": cython_fast_path(),
-        "instance_level_scores": False,
+        "instance_level_scores": instance_level,
         "class_iou": {name: float(result["classScores"][name]) for name in CLASS_NAMES},
     }
 

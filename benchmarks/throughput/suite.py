@@ -74,7 +74,7 @@ class SuiteData:
 
     codec: Path  # codec_images at GTA5 size
     compute: Path  # the first compute_images of `codec`
-    cityscapes: Path  # Cityscapes layout, val split
+    cityscapes: Path  # Cityscapes layout, val split, ground truth only
     memory_small: Path  # the first memory_counts[0] of `memory_large`
     memory_large: Path
 
@@ -141,8 +141,9 @@ def prepare_data(config: SuiteConfig, root: Path) -> SuiteData:
     codec = root / f"gta5_{config.gta5_size[0]}x{config.gta5_size[1]}"
     bench_data.gta5(codec, config.codec_images, config.gta5_size, config.seed)
     compute = bench_data.gta5_prefix(codec, root / "gta5_compute", config.compute_images)
-    cityscapes = root / f"cityscapes_{config.cityscapes_size[0]}x{config.cityscapes_size[1]}"
-    bench_data.cityscapes_val(cityscapes, config.eval_images, config.cityscapes_size, config.seed)
+    width, height = config.cityscapes_size
+    cityscapes = root / f"cityscapes_gt_{width}x{height}"
+    bench_data.cityscapes_ground_truth(cityscapes, config.eval_images, config.cityscapes_size, config.seed)
     small, large = config.memory_counts
     memory_large = root / f"memory_{large}"
     bench_data.gta5(memory_large, large, config.memory_size, config.seed)
@@ -373,12 +374,17 @@ def evaluation(config: SuiteConfig, data: SuiteData, runs: Path, report: dict) -
     echo(f"  evaluate-seg: {ours['seconds']:.1f} s")
     official = run_official(data.cityscapes, predictions, runs / "official")
     echo(f"  official evaluator: {official['seconds']:.1f} s (Cython fast path: {official['cython_fast_path']})")
+    pixel_only = run_official(data.cityscapes, predictions, runs / "official_pixel_only", instance_level=False)
+    echo(f"  official evaluator, pixel-level scores only: {pixel_only['seconds']:.1f} s")
     return {
         "images": count,
         "size": list(config.cityscapes_size),
         "ours": ours,
         "official": official,
+        "official_pixel_only": pixel_only,
         "comparison": compare_iou(official["class_iou"], ours["class_iou"]),
+        "comparison_pixel_only": compare_iou(pixel_only["class_iou"], ours["class_iou"]),
+        "speedup_vs_pixel_only": pixel_only["seconds"] / ours["seconds"],
     }
 
 

@@ -294,8 +294,15 @@ def test_quick_evaluation_and_memory(quick):
     assert isinstance(evaluation["official"]["cython_fast_path"], bool)
     assert set(evaluation["official"]["class_iou"]) == set(evaluation["ours"]["class_iou"])
     assert evaluation["comparison"]["identical"] == (evaluation["comparison"]["differing_classes"] == [])
-    for side in ("ours", "official"):
+    assert (
+        evaluation["official"]["instance_level_scores"]
+        and not evaluation["official_pixel_only"]["instance_level_scores"]
+    )
+    for side in ("ours", "official", "official_pixel_only"):
         assert evaluation[side]["seconds"] > 0 and evaluation[side]["peak_rss_mb"] > 0
+        assert evaluation[side]["peak_rss_method"] == "VmHWM at exit"
+    speedup = evaluation["official_pixel_only"]["seconds"] / evaluation["ours"]["seconds"]
+    assert close(evaluation["speedup_vs_pixel_only"], speedup)
     memory = report["memory"]
     small, large = report["config"]["memory_counts"]
     assert (memory["small"]["images"], memory["large"]["images"]) == (small, large)
