@@ -30,11 +30,11 @@ test-gpu: setup
 	$(PY) -m pip install --quiet -e '.[dev,tensorrt]'
 	$(PY) -m pytest -q -m gpu
 
-# Throughput benchmark report in bench-results/ (report.md, report.json, figures): <= 45 min on 2 CPU cores.
+# Throughput benchmark report in bench-results/ (report.md, report.json, figures): ~17 min on 2 idle CPU cores.
 bench: setup
 	$(BIN)/bench-throughput --suite standard --output bench-results
 
-# bench plus full-resolution sweeps (GTA5 1912x1052, Cityscapes 2048x1024): about an hour more on 2 CPU cores.
+# bench plus full-resolution sweeps (GTA5 1912x1052, Cityscapes 2048x1024): about 15 min more on 2 CPU cores.
 bench-full: setup
 	$(BIN)/bench-throughput --suite full --output bench-results/full
 

@@ -32,8 +32,9 @@ class SuiteConfig:
     compute_model: GeneratorSpec = GeneratorSpec("resnet9_ngf64", ngf=64, n_blocks=9)
     compute_images: int = 8
     compute_batch: int = 2
+    compute_repeats: int = 2
     compute_sweep_batches: tuple[int, ...] = (1, 2, 4)
-    compute_policy: RunPolicy = RunPolicy(warmup=1, min_runs=3, min_seconds=0.0, max_runs=3)
+    compute_policy: RunPolicy = RunPolicy(warmup=1, min_runs=4, min_seconds=0.0, max_runs=4)
     # B: codec-bound
     codec_model: GeneratorSpec = GeneratorSpec("resnet3_ngf8", ngf=8, n_blocks=3)
     codec_images: int = 48
@@ -78,10 +79,10 @@ class SuiteConfig:
 
 
 SUITES: dict[str, SuiteConfig] = {
-    # ~25-30 min on 2 CPU cores; dominated by the ResNet-9 (~0.8 T MACs per 1024x512 image) runs.
+    # ~17 min on 2 idle CPU cores, mostly the ResNet-9 runs (396 G MACs, ~5 s per 1024x512 image on ONNX Runtime).
     "standard": SuiteConfig(name="standard"),
     # standard + full-resolution sweeps: GTA5's 1914x1052 (as 1912x1052, the nearest multiple of 4) and
-    # Cityscapes' 2048x1024, for both generators on every backend; adds ~30 min on 2 CPU cores.
+    # Cityscapes' 2048x1024, for both generators on ONNX Runtime and PyTorch eager; adds ~15 min on 2 CPU cores.
     "full": SuiteConfig(name="full", full_sizes=((1912, 1052), (2048, 1024))),
     # Seconds: checks the harness end to end; the numbers mean nothing.
     "quick": SuiteConfig(
@@ -92,6 +93,7 @@ SUITES: dict[str, SuiteConfig] = {
         compute_model=GeneratorSpec("resnet1_ngf4", ngf=4, n_blocks=1),
         compute_images=3,
         compute_batch=2,
+        compute_repeats=1,
         compute_sweep_batches=(1, 2),
         compute_policy=RunPolicy(warmup=1, min_runs=3, min_seconds=0.0, max_runs=3),
         codec_model=GeneratorSpec("resnet1_ngf2", ngf=2, n_blocks=1),

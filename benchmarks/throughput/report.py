@@ -204,7 +204,8 @@ def markdown(report: dict) -> str:
             "",
             f"{compute['batch_translate']['images']} synthetic GTA5-layout images of "
             f"{compute['input_size'][0]}x{compute['input_size'][1]}, written as PNG level "
-            f"{compute['batch_translate']['png_compression']} by every way.",
+            f"{compute['batch_translate']['png_compression']} by every way; median of {compute['repeats']} "
+            "interleaved runs per way.",
             "",
             *_side_by_side(compute, report.get("sweeps", []), report.get("skipped", []), None),
             "",
@@ -288,7 +289,15 @@ def markdown(report: dict) -> str:
             "",
         ]
     for label, run in (report.get("end_to_end") or {}).items():
-        lines += [f"## End to end: {label}", "", _stages_line(label, run), ""]
+        lines += [
+            f"## End to end: {label}",
+            "",
+            f"{run['images']} images in {_num(run['wall_seconds'], 2)} s: "
+            f"{_num(run['images_per_second'], 3)} images/s.",
+            "",
+            _stages_line(label, run),
+            "",
+        ]
     if report.get("sweeps"):
         lines += [
             "## Engine-only sweep",

@@ -270,6 +270,9 @@ def test_quick_end_to_end_runs_are_consistent(quick):
     for way in ("batch_translate", "reference"):
         check_run(compute[way], config["compute_images"])
         assert compute[way]["png_compression"] == config["png_compression"]
+    for way in ("batch_translate", "reference"):
+        runs = compute[f"{way}_runs"]
+        assert len(runs) == config["compute_repeats"] and compute[way] in runs
     assert compute["batch_translate"]["job_report"]["images_skipped"] == 0
     assert compute["engine_only"] in report["sweeps"]
     assert compute["engine_only"]["batch_size"] == compute["batch_translate"]["batch_size"]
