@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from importlib import metadata
 from pathlib import Path
 
 from benchmarks.report import machine_info
@@ -15,6 +16,18 @@ from benchmarks.throughput import plots
 from runtime.imageio import atomic_write_bytes
 
 FIGURES = {"throughput": "throughput_vs_batch.png", "stages": "stage_breakdown.png"}
+# beyond benchmarks.report.machine_info's list: what the codecs, the official evaluator and the figures ran on
+EXTRA_PACKAGES = ("pillow", "cityscapesScripts", "matplotlib", "tensorrt", "pycuda")
+
+
+def _versions(packages: tuple[str, ...]) -> dict[str, str | None]:
+    found = {}
+    for package in packages:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
 
 
 def json_safe(value):
@@ -37,6 +50,7 @@ def write_report(output: Path, report: dict) -> dict:
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     report["machine"] = machine_info()
+    report["machine"]["versions"].update(_versions(EXTRA_PACKAGES))
     report["figures"] = write_figures(output, report)
     safe = json_safe(report)
     text = json.dumps(safe, indent=2, allow_nan=False) + "\n"
