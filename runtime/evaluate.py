@@ -29,7 +29,7 @@ from runtime.errors import SampleError, UserError
 from runtime.imageio import LogOnce, read_label, read_rgb, remove_partials, write_label
 from runtime.labels import colors_to_train_ids, label_ids_to_train_ids, train_ids_to_label_ids
 from runtime.metrics import ConfusionMatrix, confusion_matrix, write_metrics
-from runtime.pipeline import prefetch
+from runtime.pipeline import EngineFeed, prefetch
 from runtime.sidecar import file_sha256
 
 log = logging.getLogger(__name__)
@@ -216,6 +216,10 @@ def _batches(
         yield batch
 
 
+def _stack_images(batch: list[_Loaded]) -> np.ndarray:
+    return np.stack([item.image for item in batch])
+
+
 def score_engine(
     artifact: Path,
     cityscapes_root: Path,
@@ -251,10 +255,13 @@ def score_engine(
             return _Loaded(sample, error=exc)
         return _Loaded(sample, image=image, gt=gt)
 
-    def finish(sample: Sample, gt: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    def finish(batch: list[_Loaded], labels: np.ndarray) -> np.ndarray:
+        """Save the batch's predictions when asked; one confusion matrix (one bincount) for the whole batch."""
         if save_dir is not None:
-            write_label(Path(save_dir) / f"{sample.key}{PREDICTION_SUFFIX}", train_ids_to_label_ids(labels))
-        return confusion_matrix(gt, labels)
+            for item, item_labels in zip(batch, labels, strict=True):
+                path = Path(save_dir) / f"{item.sample.key}{PREDICTION_SUFFIX}"
+                write_label(path, train_ids_to_label_ids(item_labels))
+        return confusion_matrix(np.stack([item.gt for item in batch]), labels)
 
     workers = workers or default_workers()
     started = time.perf_counter()
@@ -266,39 +273,39 @@ def score_engine(
             logging_redirect_tqdm(),
             _progress(len(samples), "segmenting") as bar,
         ):
-            pending: collections.deque[Future] = collections.deque()
+            pending: collections.deque[tuple[int, Future]] = collections.deque()
 
             def drain(keep: int) -> None:
                 while len(pending) > keep:
-                    outcome.cm.add(pending.popleft().result())
-                    outcome.scored += 1
+                    count, future = pending.popleft()
+                    outcome.cm.add(future.result())
+                    outcome.scored += count
 
             def on_fault(item: _Loaded) -> None:
                 outcome.skip(item.error.path, item.error.problem)
                 bar.update(1)
 
             loaded = (f.result() for f in prefetch(pool, load, samples, depth=max(2 * batch_size, 2 * workers)))
-            for batch in _batches(loaded, batch_size, on_fault):
-                images = np.stack([item.image for item in batch])
-                try:
-                    labels = runner.infer({"images": images})["labels"]
-                except click.ClickException:
-                    raise
-                except Exception as exc:  # the backend's own error types vary; any of them fails the job
-                    log.debug("inference failed", exc_info=True)
-                    first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                    raise click.ClickException(
-                        f"{artifact}: inference failed on {batch[0].sample.image}: {first_line}"
-                    ) from exc
-                if labels.shape != images.shape[:3]:
-                    raise click.ClickException(
-                        f"{artifact}: returned labels of shape {labels.shape} for images {images.shape}; "
-                        "expected N x H x W (is it a segmenter exported at full resolution?)"
-                    )
-                for item, item_labels in zip(batch, labels, strict=True):
-                    pending.append(pool.submit(finish, item.sample, item.gt, item_labels))
-                drain(keep=4 * workers)
-                bar.update(len(batch))
+            feed = EngineFeed(runner, _batches(loaded, batch_size, on_fault), _stack_images)
+            try:
+                for batch, outputs in feed:
+                    labels = outputs["labels"]
+                    if labels.shape != (len(batch), *batch[0].image.shape[:2]):
+                        raise click.ClickException(
+                            f"{artifact}: returned labels of shape {labels.shape} for {len(batch)} image(s) of "
+                            f"{batch[0].image.shape[1]}x{batch[0].image.shape[0]}; expected N x H x W "
+                            "(is it a segmenter exported at full resolution?)"
+                        )
+                    pending.append((len(batch), pool.submit(finish, batch, labels)))
+                    drain(keep=2 * workers)
+                    bar.update(len(batch))
+            except click.ClickException:
+                raise
+            except Exception as exc:  # the backend's own error types vary; any of them fails the job
+                log.debug("inference failed", exc_info=True)
+                first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                where = f" on {feed.oldest_in_flight[0].sample.image}" if feed.oldest_in_flight else ""
+                raise click.ClickException(f"{artifact}: inference failed{where}: {first_line}") from exc
             drain(keep=0)
         outcome.info = {
             "mode": "engine",

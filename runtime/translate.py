@@ -16,6 +16,7 @@ import io
 import logging
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ from runtime.datasets import Sample, samples_for
 from runtime.errors import SampleError, UserError
 from runtime.imageio import LogOnce, atomic_write_bytes, decoded_size, encode_image, read_rgb, resize_rgb
 from runtime.jobstate import REPORT_NAME, JobState, write_json
-from runtime.pipeline import batched, prefetch
+from runtime.pipeline import EngineFeed, batched, prefetch
 from runtime.runners import open_runner
 from runtime.safepaths import check_input_inside, output_path
 from runtime.sidecar import file_sha256
@@ -300,12 +301,8 @@ def _run(
         state.progress(stats.counts(total))
         progress.update(1)
 
-    depth = max(2 * job.batch_size, 2 * job.workers)
-    with (
-        ThreadPoolExecutor(job.workers) as pool,
-        tqdm(total=total, initial=len(finished), unit="img", desc="translate") as progress,
-    ):
-        encodes = []
+    def good_batches(pool: ThreadPoolExecutor, progress: tqdm) -> Iterator[list[_Decoded]]:
+        """Decoded batches without their faulty samples (each logged and counted on the way)."""
         for batch in batched(prefetch(pool, decode, todo, depth), job.batch_size):
             decoded = [future.result() for future in batch]
             stats.seconds["decode"] += sum(d.seconds for d in decoded)
@@ -313,15 +310,22 @@ def _run(
                 skip(bad.sample, bad.error)
                 progress.update(1)
             good = [d for d in decoded if d.error is None]
-            if not good:
-                continue
-            start = time.perf_counter()
-            translated = runner.infer({"images": np.stack([d.image for d in good])})["translated"]
-            stats.seconds["infer"] += time.perf_counter() - start
-            for item, out in zip(good, translated, strict=True):
+            if good:
+                yield good
+
+    depth = max(2 * job.batch_size, 2 * job.workers)
+    with (
+        ThreadPoolExecutor(job.workers) as pool,
+        tqdm(total=total, initial=len(finished), unit="img", desc="translate") as progress,
+    ):
+        encodes = []
+        feed = EngineFeed(runner, good_batches(pool, progress), lambda good: np.stack([d.image for d in good]))
+        for good, outputs in feed:
+            for item, out in zip(good, outputs["translated"], strict=True):
                 if item.sample.key not in finished:  # done before: inferred only to keep the batch as it was
                     encodes.append((item, pool.submit(_encode, job, item, out)))
             while len(encodes) > depth:
                 finish(encodes.pop(0))
+        stats.seconds["infer"] += feed.engine_seconds
         for pending in encodes:
             finish(pending)
