@@ -27,7 +27,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from runtime.datasets import Sample, cityscapes_ground_truth, cityscapes_samples
 from runtime.errors import SampleError, UserError
 from runtime.imageio import LogOnce, read_label, read_rgb, remove_partials, write_label
-from runtime.labels import colors_to_train_ids, label_ids_to_train_ids, train_ids_to_label_ids
+from runtime.labels import LABEL_ID_TO_TRAIN_ID, TRAIN_ID_IDENTITY, colors_to_train_ids, train_ids_to_label_ids
 from runtime.metrics import ConfusionMatrix, confusion_matrix, write_metrics
 from runtime.pipeline import EngineFeed, prefetch
 from runtime.sidecar import file_sha256
@@ -95,22 +95,18 @@ def index_predictions(pred_dir: Path, stems: set[str]) -> tuple[dict[str, Path],
     return found, unmatched
 
 
-def decode_prediction(path: Path, id_type: str, log_once: LogOnce | None = None) -> np.ndarray:
-    """Read a prediction file as H x W train IDs (anything outside 0..18 counts as 'other')."""
+def decode_prediction(path: Path, id_type: str, log_once: LogOnce | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read a prediction file as H x W uint8 IDs and the 256-entry table mapping them to train IDs (anything
+    outside 0..18 counts as 'other'). The table is applied inside the confusion matrix, not per pixel here."""
     if id_type == "color":
-        return colors_to_train_ids(read_rgb(path, log_once))
+        return colors_to_train_ids(read_rgb(path, log_once)), TRAIN_ID_IDENTITY
     try:
         values = read_label(path)
     except SampleError as exc:
         if "single-channel" in exc.problem:
             raise SampleError(path, f"{exc.problem} (colour predictions need --id-type color)") from exc
         raise
-    return label_ids_to_train_ids(values) if id_type == "labelid" else values
-
-
-def read_ground_truth(path: Path) -> np.ndarray:
-    """gtFine labelIds PNG -> H x W train IDs (void and non-evaluated IDs -> 255)."""
-    return label_ids_to_train_ids(read_label(path))
+    return values, LABEL_ID_TO_TRAIN_ID if id_type == "labelid" else TRAIN_ID_IDENTITY
 
 
 def _check_same_size(path: Path, array: np.ndarray, gt_path: Path, gt: np.ndarray) -> None:
@@ -157,12 +153,12 @@ def score_predictions(
     def score(pair: tuple[Path, Path]) -> np.ndarray | SampleError:
         pred_path, gt_path = pair
         try:
-            gt = read_ground_truth(gt_path)
-            pred = decode_prediction(pred_path, id_type, log_once)
+            gt = read_label(gt_path)  # label IDs, mapped to train IDs inside the confusion matrix
+            pred, pred_to_train = decode_prediction(pred_path, id_type, log_once)
             _check_same_size(pred_path, pred, gt_path, gt)
         except SampleError as exc:
             return exc
-        return confusion_matrix(gt, pred)
+        return confusion_matrix(gt, pred, gt_to_train=LABEL_ID_TO_TRAIN_ID, pred_to_train=pred_to_train)
 
     workers = workers or default_workers()
     with (
@@ -249,7 +245,7 @@ def score_engine(
     def load(sample: Sample) -> _Loaded:
         try:
             image = read_rgb(sample.image, log_once)
-            gt = read_ground_truth(sample.label)
+            gt = read_label(sample.label)  # label IDs
             _check_same_size(sample.image, image, sample.label, gt)
         except SampleError as exc:
             return _Loaded(sample, error=exc)
@@ -261,7 +257,8 @@ def score_engine(
             for item, item_labels in zip(batch, labels, strict=True):
                 path = Path(save_dir) / f"{item.sample.key}{PREDICTION_SUFFIX}"
                 write_label(path, train_ids_to_label_ids(item_labels))
-        return confusion_matrix(np.stack([item.gt for item in batch]), labels)
+        gt = np.stack([item.gt for item in batch])
+        return confusion_matrix(gt, labels, gt_to_train=LABEL_ID_TO_TRAIN_ID)
 
     workers = workers or default_workers()
     started = time.perf_counter()

@@ -3,7 +3,8 @@
 Images go through OpenCV (fast decode/encode, releases the GIL) and leave this module as RGB uint8, whatever the file
 held: grayscale is replicated, alpha dropped, 16-bit scaled to 8-bit, each conversion reported once per job.
 Labels go through Pillow, because palette PNGs (GTA5 labels) must be read as palette *indices*, which OpenCV
-would expand to colours. A file that cannot be decoded is a per-sample fault (`SampleError`), never a crash.
+would expand to colours; plain 8-bit grayscale PNGs (Cityscapes labelIds, predictions) take OpenCV's faster decoder.
+A file that cannot be decoded is a per-sample fault (`SampleError`), never a crash.
 Writes go to a hidden temporary file in the target folder and are renamed into place, so a killed job never
 leaves a half-written output under the final name.
 """
@@ -16,6 +17,7 @@ import os
 import warnings
 from pathlib import Path
 from struct import error as struct_error
+from struct import unpack
 
 import cv2
 import numpy as np
@@ -134,10 +136,34 @@ def read_rgb(path: Path | str, log_once: LogOnce | None = None) -> np.ndarray:
     raise SampleError(path, f"unsupported number of channels ({channels})")
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _decode_plain_gray_png(path: Path, data: bytes) -> np.ndarray | None:
+    """Decode an 8-bit grayscale PNG with OpenCV (about 2x Pillow's speed under threads); None for any other file,
+    and for any file OpenCV does not decode to exactly H x W uint8, so that Pillow reads it and names the problem."""
+    if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        return None
+    bit_depth, colour_type = data[24], data[25]
+    if (bit_depth, colour_type) != (8, 0):
+        return None
+    check_dimensions(path, *unpack(">II", data[16:24]))
+    try:
+        array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    if array is None or array.ndim != 2 or array.dtype != np.uint8 or array.size == 0:
+        return None
+    return array
+
+
 def read_label(path: Path | str) -> np.ndarray:
     """Read a single-channel label PNG as H x W uint8: palette indices for "P" images, values for grayscale."""
     path = Path(path)
     data = _read_bytes(path)
+    fast = _decode_plain_gray_png(path, data)
+    if fast is not None:
+        return fast
     try:
         with Image.open(io.BytesIO(data)) as img:
             check_dimensions(path, *img.size)

@@ -38,6 +38,7 @@ CLASS_NAMES: tuple[str, ...] = tuple(name for name, _, _ in _TABLE)
 TRAIN_ID_TO_LABEL_ID = np.array([label_id for _, label_id, _ in _TABLE], dtype=np.uint8)
 PALETTE = np.array([colour for _, _, colour in _TABLE], dtype=np.uint8)  # 19 x 3, train-ID order
 
+TRAIN_ID_IDENTITY = np.arange(256, dtype=np.uint8)  # train IDs read as they are
 LABEL_ID_TO_TRAIN_ID = np.full(256, IGNORE, dtype=np.uint8)
 LABEL_ID_TO_TRAIN_ID[TRAIN_ID_TO_LABEL_ID] = np.arange(NUM_CLASSES, dtype=np.uint8)
 

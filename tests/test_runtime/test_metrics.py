@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from runtime.imageio import read_label
-from runtime.labels import CLASS_NAMES, NUM_CLASSES, label_ids_to_train_ids
-from runtime.metrics import ConfusionMatrix, confusion_matrix, write_metrics
+from runtime.labels import CLASS_NAMES, LABEL_ID_TO_TRAIN_ID, NUM_CLASSES, label_ids_to_train_ids
+from runtime.metrics import ConfusionMatrix, confusion_matrix, joint_histogram, write_metrics
 
 # label IDs used below: 31 (train) and 32 (motorcycle) never appear in the ground truth
 GT_IDS = (0, 1, 4, 6, 7, 8, 11, 13, 17, 21, 23, 24, 26, 29, 30, 33)
@@ -48,6 +48,29 @@ def test_hand_computed_tiny_case():
 def test_confusion_matrix_rejects_shape_mismatch():
     with pytest.raises(ValueError, match="differ in shape"):
         confusion_matrix(np.zeros((2, 3), np.uint8), np.zeros((3, 2), np.uint8))
+
+
+def test_raw_ids_through_lookup_tables_equal_the_per_pixel_mapping():
+    """The fast path (joint histogram of raw uint8 IDs folded through the tables) against the plain path
+    (tables applied per pixel, then the int64 bincount): equal for random IDs and random tables, batches too."""
+    rng = np.random.default_rng(7)
+    gt = rng.integers(0, 256, size=(3, 37, 53), dtype=np.uint8)
+    pred = rng.integers(0, 256, size=(3, 37, 53), dtype=np.uint8)
+    pred_table = rng.integers(0, 256, size=256, dtype=np.uint8)
+    expected = confusion_matrix(LABEL_ID_TO_TRAIN_ID[gt].astype(np.int64), pred_table[pred].astype(np.int64))
+    fast = confusion_matrix(gt, pred, gt_to_train=LABEL_ID_TO_TRAIN_ID, pred_to_train=pred_table)
+    assert fast.dtype == np.int64 and (fast == expected).all() and expected.sum() > 0
+    assert (confusion_matrix(gt[1:], pred[1:]) == confusion_matrix(gt[1:].astype(np.int16), pred[1:])).all()
+
+
+def test_joint_histogram_is_exact_beyond_float32_counts():
+    """More than 2^24 equal pairs: a float32 count would round; the count must be exact."""
+    pixels = (1 << 24) + 3
+    ones = np.ones(pixels, dtype=np.uint8)
+    histogram = joint_histogram(ones, ones)
+    assert histogram[1, 1] == pixels and histogram.sum() == pixels
+    small = joint_histogram(np.array([[0, 255], [3, 3]], np.uint8), np.array([[255, 0], [4, 4]], np.uint8))
+    assert (small[0, 255], small[255, 0], small[3, 4], small.sum()) == (1, 1, 2, 4)
 
 
 def test_empty_matrix_scores_are_nan():
