@@ -131,6 +131,24 @@ def _size_text(size: tuple[int, int] | None) -> str:
     return f"{size[0]}x{size[1]}" if size else "(none recorded)"
 
 
+def session_options(threads: int):
+    """ONNX Runtime session options for the jobs: `threads` intra-op threads, full graph optimisation, errors only.
+
+    Intra-op threads do not spin while waiting for work: in batch-translate and evaluate-seg they share the cores
+    with the decode and encode threads, and spinning would burn the cycles those need (measured: +8 % end to end
+    with a small generator; no change for the compute-bound ResNet-9).
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: unused-initializer warnings are noise to a user
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
 class OnnxRuntimeRunner(Runner):
     """ONNX Runtime on the given execution providers; one session per `with` block."""
 
@@ -146,11 +164,7 @@ class OnnxRuntimeRunner(Runner):
     def _activate(self) -> None:
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.threads
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: unused-initializer warnings are noise to a user
+        options = session_options(self.threads)
         providers: list = list(self.providers)
         if providers[0] == "TensorrtExecutionProvider":
             providers[0] = (providers[0], tensorrt_ep_options(self.path, self.sidecar))

@@ -12,7 +12,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks.throughput.measure import RunPolicy, latency_summary, rate, time_runs
-from runtime.runners import default_threads
+from runtime.runners import default_threads, session_options
 
 IR_VERSION = 10  # onnxruntime 1.31 reads IR <= 13
 OPSET = 17
@@ -31,18 +31,6 @@ def matmul_model(m: int, k: int, n: int, seed: int = 0) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = IR_VERSION
     return model
-
-
-def session_options(threads: int):
-    """The session options of runtime.runners.OnnxRuntimeRunner, with `threads` intra-op threads."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return options
 
 
 def measure_matmul(m: int, k: int, n: int, policy: RunPolicy, threads: int | None = None) -> dict:
