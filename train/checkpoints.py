@@ -31,6 +31,7 @@ from train.networks import NLayerDiscriminator, ResnetGenerator, UnetGenerator
 SEGMENTER_FORMAT = "uda-trt-segmenter"
 SEGMENTER_VERSION = 1
 TRAIN_STATE_FORMAT = "uda-trt-cyclegan-train-state"
+SEGMENTER_TRAIN_STATE_FORMAT = "uda-trt-segmenter-train-state"
 TRANSLATOR_ARCHITECTURES = ("resnet_generator", "unet_generator")
 _STAT_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
 
@@ -129,6 +130,11 @@ def require_model_checkpoint(path: Path | str) -> CheckpointInfo:
         raise UserError(
             f"{info.path} is a discriminator checkpoint; export needs a generator "
             f"(latest_net_G_A.pth maps source to target) or a segmenter checkpoint (best.pt)"
+        )
+    if info.kind == "training_state" and info.architecture == "segmenter":
+        raise UserError(
+            f"{info.path} is a training state (for train-segmenter --resume); export needs a segmenter checkpoint "
+            f"such as {info.path.parent / 'best.pt'}"
         )
     if info.kind == "training_state":
         raise UserError(
@@ -236,6 +242,8 @@ def _describe_tagged(path: Path, obj: Mapping) -> CheckpointInfo:
         return CheckpointInfo(path, "segmenter", str(config["architecture"]), dict(config), state)
     if fmt == TRAIN_STATE_FORMAT:
         return CheckpointInfo(path, "training_state", "cyclegan", dict(obj.get("config", {})), {})
+    if fmt == SEGMENTER_TRAIN_STATE_FORMAT:
+        return CheckpointInfo(path, "training_state", "segmenter", dict(obj.get("config", {})), {})
     raise UserError(f"{path}: unknown checkpoint format {fmt!r}")
 
 

@@ -6,8 +6,14 @@ images and on fakes drawn from a 50-image pool. Adam(2e-4, betas (0.5, 0.999)); 
 then decays linearly towards zero over the last `decay_iterations` (the reference's 100 + 100 epochs, in iterations).
 
 Outputs in the output folder: `latest_net_{G_A,G_B,D_A,D_B}.pth` and `{iteration}_net_*.pth` (bare state_dicts,
-reference names; G_A maps source A to target B), `latest_train_state.pt` (everything needed to resume),
-`config.json`, `train.log`, and `samples/iter_NNNNNN.png` grids (real A, fake B, rec A / real B, fake A, rec B).
+reference names; G_A maps source A to target B), `latest_train_state.pt` (everything needed to resume) and
+`previous_train_state.pt` (the one before it), `config.json`, `train.log`, and `samples/iter_NNNNNN.png` grids
+(real A, fake B, rec A / real B, fake A, rec B).
+
+Resume is bit-identical on CPU: the state holds networks, optimizers, schedulers, pools, iteration and RNG states,
+and the data order is a pure function of (seed, epoch) (train.resume), so a run killed at any point and resumed
+from its last save (redoing the iterations since) ends with the same bytes as an uninterrupted one, given the same
+command and thread count.
 """
 
 from __future__ import annotations
@@ -30,23 +36,29 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from runtime.errors import UserError
-from runtime.imageio import atomic_write_bytes, write_image
-from train.checkpoints import (
-    TRAIN_STATE_FORMAT,
-    atomic_torch_save,
-    cpu_state_dict,
-    load_checkpoint_file,
-    save_generator,
-)
+from runtime.imageio import atomic_write_bytes, remove_partials, write_image
+from train.checkpoints import TRAIN_STATE_FORMAT, cpu_state_dict, save_generator
 from train.networks import NLayerDiscriminator, ResnetGenerator, count_parameters, init_weights
+from train.resume import (
+    LATEST_STATE,
+    EpochBatches,
+    has_train_state,
+    load_train_state,
+    loader_generator,
+    rng_state,
+    save_train_state,
+    set_rng_state,
+)
 from train.unpaired_data import to_uint8, unpaired_dataset
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "latest_train_state.pt"
+STATE_FILE = LATEST_STATE
+STATE_KEYS = ("iteration", "config", "models", "optimizers", "schedulers", "pools", "rng")
 NET_NAMES = ("G_A", "G_B", "D_A", "D_B")
 LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")  # the reference's order
-_SHAPE_FIELDS = ("ngf", "n_blocks", "ndf", "n_layers_d")
+# What a resumed run must repeat: the network shapes, and what fixes the data order and the pooled images' size.
+_FIXED_ON_RESUME = ("ngf", "n_blocks", "ndf", "n_layers_d", "batch_size", "load_width", "crop_size", "seed")
 
 
 class TrainingFailed(RuntimeError):
@@ -277,35 +289,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy and torch RNG states as plain types and tensors (readable with weights_only=True)."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {
-        "python": random.getstate(),
-        "numpy": [name, [int(k) for k in keys], int(pos), int(has_gauss), float(gauss)],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Inverse of `rng_state`."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _forever(loader: DataLoader):
-    while True:
-        yield from loader
-
-
 def _sample_grid(real_A: torch.Tensor, real_B: torch.Tensor, visuals: dict[str, torch.Tensor]) -> np.ndarray:
     """Two rows of the batch's first image: real A, fake B, rec A / real B, fake A, rec B."""
     rows = [
@@ -352,10 +335,11 @@ class _Run:
 
     def restore(self, state: dict[str, Any], path: Path, device: torch.device) -> None:
         old = state["config"]
-        changed = [f for f in _SHAPE_FIELDS if old.get(f) != getattr(self.config, f)]
+        new = self.config.to_plain()
+        changed = [f for f in _FIXED_ON_RESUME if old.get(f) != new[f]]
         if changed:
             f = changed[0]
-            raise UserError(f"{path}: the run was trained with {f}={old.get(f)}, not {getattr(self.config, f)}")
+            raise UserError(f"{path}: the run was trained with {f}={old.get(f)}, not {new[f]}")
         for name, net in self.models.items():
             net.load_state_dict(state["models"][name], strict=True)
         self.opt_G.load_state_dict(state["optimizers"]["G"])
@@ -368,41 +352,54 @@ class _Run:
         set_rng_state(state["rng"])
 
     def save(self, output: Path, numbered: bool) -> None:
+        """Network files first, the training state last: a kill in between resumes from the older state and
+        rewrites the same network files."""
         for name, net in self.models.items():
             save_generator(output / f"latest_net_{name}.pth", net)
             if numbered:
                 save_generator(output / f"{self.iteration}_net_{name}.pth", net)
-        atomic_torch_save(self.state(), output / STATE_FILE)
+        save_train_state(self.state(), output)
+
+
+def _start(config: CycleGANConfig, resume: bool, device: torch.device) -> _Run:
+    """A new run, or the run in the output folder continued from its training state (with `resume`)."""
+    output = Path(config.output)
+    run = _Run(config, device)
+    if not resume:
+        return run
+    state = load_train_state(output, TRAIN_STATE_FORMAT, STATE_KEYS)
+    if state is None:
+        log.warning("--resume: %s holds no training state yet; starting a new run", output)
+        return run
+    run.restore(state, output / STATE_FILE, device)
+    log.info("resuming %s at iteration %d of %d", output, run.iteration, config.iterations)
+    return run
 
 
 def train_cyclegan(config: CycleGANConfig, resume: bool = False) -> Path:
     """Train a CycleGAN (A = config.source, B = config.target) and return the output folder.
 
     `resume=True` continues from `latest_train_state.pt` in the output folder (networks, optimizers, schedulers,
-    pools, iteration, RNG states); without it, an output folder that already holds a run is refused.
+    pools, iteration, RNG states; `previous_train_state.pt` when the latest is damaged), or starts the run when the
+    folder holds no state yet (a job killed before its first save). Without it, a folder that already holds a run
+    is refused in one line that names --resume: continuing must be asked for, as in the reference code.
     """
     output = Path(config.output)
-    state_path = output / STATE_FILE
-    if resume and not state_path.is_file():
-        raise UserError(f"{state_path}: no training state to resume from (--resume)")
-    if not resume and state_path.exists():
+    if not resume and has_train_state(output):
         raise UserError(
             f"{output} already holds a training run; pass --resume to continue it or choose another --output"
         )
-    dataset = unpaired_dataset(config.source, config.target, config.load_width, config.crop_size, config.target_split)
+    dataset = unpaired_dataset(
+        config.source, config.target, config.load_width, config.crop_size, config.target_split, config.seed
+    )
     config = resolve_config(config, len(dataset))
     torch.set_num_threads(config.threads)
     device = torch.device(config.device)
     seed_everything(config.seed)
-    run = _Run(config, device)
-    if resume:
-        state = load_checkpoint_file(state_path)
-        if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
-            raise UserError(f"{state_path}: not a CycleGAN training state")
-        run.restore(state, state_path, device)
-        log.info("resuming %s at iteration %d of %d", output, run.iteration, config.iterations)
+    run = _start(config, resume, device)
 
     output.mkdir(parents=True, exist_ok=True)
+    remove_partials(output)  # temporaries of a killed run's writes
     (output / "samples").mkdir(exist_ok=True)
     summary = {
         "config": config.to_plain(),
@@ -413,15 +410,15 @@ def train_cyclegan(config: CycleGANConfig, resume: bool = False) -> Path:
     }
     atomic_write_bytes(output / "config.json", (json.dumps(summary, indent=2) + "\n").encode())
 
+    # Endless batches from the run's position: epoch iteration // per_epoch, its earlier batches skipped unloaded.
     loader = DataLoader(
         dataset,
-        batch_size=config.batch_size,
-        shuffle=True,
+        batch_sampler=EpochBatches(len(dataset), config.batch_size, config.seed, start=run.iteration),
         num_workers=config.num_workers,
-        persistent_workers=config.num_workers > 0,
         pin_memory=device.type == "cuda",
+        generator=loader_generator(config.seed),
     )
-    batches = _forever(loader)
+    batches = iter(loader)
     started = time.perf_counter()
     start_iteration = run.iteration
     with (

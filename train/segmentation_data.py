@@ -5,6 +5,9 @@ and become train IDs (others -> 255, ignored by the loss). Training samples are 
 cropped (padded with ignore where smaller) and flipped; held-out samples are whole images at the working scale with
 their labels at full size, so the held-out score follows the evaluation protocol (logits upsampled to the label).
 A broken sample (unreadable, or label and image sizes differ) is logged and dropped from its batch, never a crash.
+A training item's crop and flip come from a generator seeded by (seed, epoch, index) (train.resume), so they do not
+depend on the worker that loads it or on what was loaded before: a resumed run sees the items an uninterrupted one
+would.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from runtime.datasets import Sample
 from runtime.errors import SampleError
 from runtime.imageio import LogOnce, read_label, read_rgb, resize_label, resize_rgb
 from runtime.labels import IGNORE, label_ids_to_train_ids
+from train.resume import ItemKey, derived_seed, item_key
 from train.segmenters import NORMALIZATION
 
 log = logging.getLogger(__name__)
@@ -72,28 +76,42 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     return (tensor - _MEAN) / _STD
 
 
-def random_crop(image: np.ndarray, label: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+def item_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The generator of one training item of one epoch: the same in every process."""
+    return torch.Generator().manual_seed(derived_seed(seed, "item", epoch, index))
+
+
+def random_crop(
+    image: np.ndarray, label: np.ndarray, size: tuple[int, int], generator: torch.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """A random size = (w, h) window; sides shorter than the crop are padded (image 0, label IGNORE) first."""
     width, height = size
     pad_h, pad_w = max(height - image.shape[0], 0), max(width - image.shape[1], 0)
     if pad_h or pad_w:
         image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)))
         label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=IGNORE)
-    top = int(torch.randint(0, image.shape[0] - height + 1, ()).item())
-    left = int(torch.randint(0, image.shape[1] - width + 1, ()).item())
+    top = int(torch.randint(0, image.shape[0] - height + 1, (), generator=generator).item())
+    left = int(torch.randint(0, image.shape[1] - width + 1, (), generator=generator).item())
     return image[top : top + height, left : left + width], label[top : top + height, left : left + width]
 
 
 class TrainSegmentationDataset(Dataset):
     """Training pairs: scaled, randomly cropped and flipped; (3 x h x w float, h x w int64) or None if broken.
 
-    Randomness comes from torch's generator, which DataLoader seeds per worker, so a seeded run repeats.
+    Keys are (epoch, index) (train.resume.EpochBatches serves them; a bare index means epoch 0); the crop and flip
+    of a key are the same in every process.
     """
 
     def __init__(
-        self, samples: Sequence[Sample], scale: float, crop_size: tuple[int, int] | None, flip: bool = True
+        self,
+        samples: Sequence[Sample],
+        scale: float,
+        crop_size: tuple[int, int] | None,
+        flip: bool = True,
+        seed: int = 0,
     ) -> None:
         self.samples = list(samples)
+        self.seed = seed
         self.scale = scale
         self.crop_size = crop_size
         self.flip = flip
@@ -102,7 +120,9 @@ class TrainSegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def __getitem__(self, key: ItemKey | int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        epoch, index = item_key(key)
+        generator = item_generator(self.seed, epoch, index)
         try:
             image, label = load_pair(self.samples[index], self.log_once)
         except SampleError as error:
@@ -111,8 +131,8 @@ class TrainSegmentationDataset(Dataset):
         size = scaled_size(image.shape[1], image.shape[0], self.scale)
         image, label = resize_rgb(image, size), resize_label(label, size)
         if self.crop_size is not None:
-            image, label = random_crop(image, label, self.crop_size)
-        if self.flip and bool(torch.rand(()) < 0.5):
+            image, label = random_crop(image, label, self.crop_size, generator)
+        if self.flip and bool(torch.rand((), generator=generator) < 0.5):
             image, label = image[:, ::-1], label[:, ::-1]
         return to_tensor(image), torch.from_numpy(np.ascontiguousarray(label)).long()
 

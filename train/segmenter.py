@@ -8,7 +8,14 @@ score (and so before each save) BatchNorm statistics are re-estimated on a few t
 short from-scratch runs otherwise leave eval mode, the mode that gets exported, far behind the weights.
 
 Outputs in `output_dir`: best.pt, last.pt (train.segmenters checkpoint format), config.json (resolved config),
-history.json (held-out scores per validation), train.log, samples/ (image | ground truth | prediction per validation).
+history.json (held-out scores per validation), train.log, samples/ (image | ground truth | prediction per validation),
+and latest_train_state.pt / previous_train_state.pt: model, optimizer, scheduler, iteration, batches drawn, RNG
+states, history and counters, written every `save_every` iterations and after every held-out score.
+
+Resume is bit-identical on CPU: batches (training and precise-BN ones, one stream) come in a fixed order that is a
+pure function of (seed, epoch) (train.resume), the state records how many were drawn, and best.pt, last.pt and
+history.json are rewritten from the restored history, so a run killed anywhere and resumed (redoing the iterations
+since its last save) writes the same best.pt and last.pt bytes as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -36,10 +43,20 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from runtime.datasets import detect_layout, samples_for
 from runtime.errors import UserError
-from runtime.imageio import atomic_write_bytes, resize_label, write_image
+from runtime.imageio import atomic_write_bytes, remove_partials, resize_label, write_image
 from runtime.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, colorize
 from runtime.metrics import ConfusionMatrix
-from train.checkpoints import save_segmenter_checkpoint
+from train.checkpoints import SEGMENTER_TRAIN_STATE_FORMAT, save_segmenter_checkpoint
+from train.resume import (
+    LATEST_STATE,
+    EpochBatches,
+    has_train_state,
+    load_train_state,
+    loader_generator,
+    rng_state,
+    save_train_state,
+    set_rng_state,
+)
 from train.segmentation_data import (
     HeldOutSegmentationDataset,
     TrainSegmentationDataset,
@@ -86,6 +103,8 @@ class SegmenterConfig:
     num_workers: int = 2
     pretrained_backbone: bool = False  # ImageNet backbone from torchvision (needs a network once)
     precise_bn_batches: int = 8  # training batches that re-estimate BatchNorm statistics before scoring; 0: off
+    save_every: int = 500  # iterations between training-state saves (also saved at every held-out score)
+    log_every: int = 100  # iterations between loss lines in train.log
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
 
     def check(self) -> None:
@@ -108,6 +127,8 @@ class SegmenterConfig:
             ("val_every", self.val_every is None or self.val_every >= 1, "at least 1"),
             ("num_workers", self.num_workers >= 0, "zero or positive"),
             ("precise_bn_batches", self.precise_bn_batches >= 0, "zero or positive"),
+            ("save_every", self.save_every >= 1, "at least 1"),
+            ("log_every", self.log_every >= 1, "at least 1"),
         )
         for name, ok, expected in rules:
             if not ok:
@@ -122,11 +143,10 @@ class SegmenterConfig:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
 
-def _seed_everything(seed: int) -> torch.Generator:
+def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
 
 
 def _device(name: str) -> torch.device:
@@ -186,12 +206,6 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterator, count: int, devic
     model.train(was_training)
 
 
-def _forever(loader: DataLoader) -> Iterator:
-    """Batches from `loader`, epoch after epoch (training is bounded by iterations, not epochs)."""
-    while True:
-        yield from loader
-
-
 @torch.no_grad()
 def evaluate_heldout(
     model: nn.Module, loader: DataLoader, device: torch.device, picture: Path | None = None
@@ -236,10 +250,24 @@ def _finite_or_none(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def _loaders(
-    config: SegmenterConfig, layout_samples: list, generator: torch.Generator
-) -> tuple[DataLoader, DataLoader | None, int, int]:
-    """(train loader, held-out loader or None, train count, held-out count) from the dataset's samples."""
+class _Batches:
+    """The endless training batch stream, counting the batches it served (where a resumed run starts from)."""
+
+    def __init__(self, loader: DataLoader, drawn: int) -> None:
+        self.iterator = iter(loader)
+        self.drawn = drawn
+
+    def __iter__(self) -> _Batches:
+        return self
+
+    def __next__(self):
+        batch = next(self.iterator)
+        self.drawn += 1
+        return batch
+
+
+def _split(config: SegmenterConfig, layout_samples: list) -> tuple[list, list]:
+    """(train samples, held-out samples), refusing too few training samples for the architecture."""
     train_samples, held_out = split_holdout(layout_samples, config.val_fraction, config.seed)
     min_train = 2 if config.architecture.startswith("deeplabv3") else 1  # ASPP pooling has BatchNorm on 1x1
     if len(train_samples) < min_train:
@@ -247,62 +275,160 @@ def _loaders(
             f"{config.data_root}: {len(train_samples)} training sample(s) after holding out {len(held_out)}; "
             f"{config.architecture} needs at least {min_train}"
         )
-    workers = {"num_workers": config.num_workers, "persistent_workers": config.num_workers > 0}
-    train_loader = DataLoader(
-        TrainSegmentationDataset(train_samples, config.scale, config.crop_size),
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=len(train_samples) > config.batch_size,
-        generator=generator,
+    return train_samples, held_out
+
+
+def _train_batches(config: SegmenterConfig, train_samples: list, drawn: int) -> _Batches:
+    """Shuffled batches (the last short one of an epoch dropped when there is more than one batch), starting at
+    batch `drawn` of the run's fixed order (train.resume.EpochBatches)."""
+    drop_last = len(train_samples) > config.batch_size
+    sampler = EpochBatches(len(train_samples), config.batch_size, config.seed, start=drawn, drop_last=drop_last)
+    loader = DataLoader(
+        TrainSegmentationDataset(train_samples, config.scale, config.crop_size, seed=config.seed),
+        batch_sampler=sampler,
         collate_fn=collate_skipping_broken,
-        **workers,
+        num_workers=config.num_workers,
+        generator=loader_generator(config.seed),
     )
-    held_loader = None
-    if held_out:
-        held_loader = DataLoader(
-            HeldOutSegmentationDataset(held_out, config.scale), batch_size=1, collate_fn=collate_single, **workers
-        )
-    return train_loader, held_loader, len(train_samples), len(held_out)
+    return _Batches(loader, drawn)
 
 
-def train_segmenter(config: SegmenterConfig) -> Path:
-    """Train per `config`; returns the path of the best checkpoint (output_dir/best.pt)."""
+def _heldout_loader(config: SegmenterConfig, held_out: list) -> DataLoader | None:
+    if not held_out:
+        return None
+    return DataLoader(
+        HeldOutSegmentationDataset(held_out, config.scale),
+        batch_size=1,
+        collate_fn=collate_single,
+        num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
+        generator=loader_generator(config.seed),  # iterating it never draws from the global torch RNG
+    )
+
+
+def train_segmenter(config: SegmenterConfig, resume: bool = False) -> Path:
+    """Train per `config`; returns the path of the best checkpoint (output_dir/best.pt).
+
+    `resume=True` continues the run in output_dir from its training state (`previous_train_state.pt` when the
+    latest is damaged), or starts it when there is none yet; a finished run returns at once. Without it, a folder
+    that holds a training state is refused in one line naming --resume.
+    """
     config.check()
     out = Path(config.output_dir)
+    if not resume and has_train_state(out):
+        raise UserError(f"{out} already holds a training run; pass --resume to continue it or choose another --output")
     out.mkdir(parents=True, exist_ok=True)
     root_logger = logging.getLogger()
-    file_handler = logging.FileHandler(out / "train.log", mode="w", encoding="utf-8")
+    file_handler = logging.FileHandler(out / "train.log", mode="a" if resume else "w", encoding="utf-8")
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     old_level = root_logger.level
     root_logger.addHandler(file_handler)
     root_logger.setLevel(min(old_level, logging.INFO) if old_level else logging.INFO)
     try:
         with logging_redirect_tqdm():
-            return _train(config, out)
+            return _train(config, out, resume)
     finally:
         root_logger.removeHandler(file_handler)
         root_logger.setLevel(old_level)
         file_handler.close()
 
 
-def _train(config: SegmenterConfig, out: Path) -> Path:
+@dataclass
+class _Run:
+    """The mutable state of one segmenter run: what the training state file holds, besides the config."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    history: dict[str, Any]
+    iteration: int = 0
+    losses: list[float] = dataclasses.field(default_factory=list)  # training losses since the last validation
+    images_seen: int = 0
+    skipped: int = 0
+    seconds_before: float = 0.0  # wall time of the earlier processes of this run
+    validation_seconds: float = 0.0
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def elapsed(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def state(self, resolved: dict[str, Any], batches_drawn: int) -> dict[str, Any]:
+        """Plain types and CPU tensors only, so torch.load(weights_only=True) reads it."""
+        return {
+            "format": SEGMENTER_TRAIN_STATE_FORMAT,
+            "version": 1,
+            "iteration": self.iteration,
+            "batches_drawn": batches_drawn,
+            "config": resolved,
+            "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "history": self.history,
+            "progress": {
+                "losses": list(self.losses),
+                "images_seen": self.images_seen,
+                "skipped": self.skipped,
+                "seconds": self.elapsed(),
+                "validation_seconds": self.validation_seconds,
+            },
+        }
+
+    def restore(self, state: dict[str, Any], config: SegmenterConfig, path: Path) -> None:
+        """Load `state` (read by train.resume.load_train_state); a changed setting that defines the run is refused."""
+        old, new = state["config"], config.as_dict()
+        for field, flag in _FIXED_ON_RESUME.items():
+            if old.get(field) != new[field]:
+                raise UserError(f"{path}: the run was trained with {flag} {old.get(field)}, not {new[field]}")
+        self.model.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.history = state["history"]
+        self.iteration = int(state["iteration"])
+        progress = state["progress"]
+        self.losses = [float(v) for v in progress["losses"]]
+        self.images_seen, self.skipped = int(progress["images_seen"]), int(progress["skipped"])
+        self.seconds_before = float(progress["seconds"])
+        self.validation_seconds = float(progress["validation_seconds"])
+        set_rng_state(state["rng"])  # last: building the model drew from the global torch RNG
+
+
+_FIXED_ON_RESUME = {
+    "architecture": "--arch",
+    "optimizer": "--optimizer",
+    "batch_size": "--batch-size",
+    "scale": "--scale",
+    "crop_size": "--crop-size",
+    "val_fraction": "--val-fraction",
+    "seed": "--seed",
+}
+STATE_KEYS = ("iteration", "batches_drawn", "config", "model", "optimizer", "scheduler", "rng", "history", "progress")
+
+
+def _dataset(config: SegmenterConfig) -> tuple[str, list]:
+    """(layout, labelled samples) of config.data_root; a missing folder or unknown layout is a UserError."""
     root = Path(config.data_root)
     if not root.is_dir():
         raise UserError(f"{root}: no such folder (expected a GTA5 or Cityscapes layout dataset)")
     layout = detect_layout(root) if config.layout == "auto" else config.layout
     if layout not in ("gta5", "cityscapes"):
         raise UserError(f"{root}: not a GTA5 (images/, labels/) or Cityscapes (leftImg8bit/, gtFine/) dataset")
-    layout, samples = samples_for(root, layout, config.split, require_labels=True)
+    return samples_for(root, layout, config.split, require_labels=True)
+
+
+def _train(config: SegmenterConfig, out: Path, resume: bool) -> Path:
+    layout, samples = _dataset(config)
     device = _device(config.device)
-    generator = _seed_everything(config.seed)
-    train_loader, held_loader, n_train, n_held = _loaders(config, samples, generator)
+    _seed_everything(config.seed)
+    train_samples, held_out = _split(config, samples)
+    held_loader = _heldout_loader(config, held_out)
     val_every = config.resolved_val_every()
     resolved = {
         **config.as_dict(),
         "layout_detected": layout,
         "val_every_resolved": val_every,
-        "train_samples": n_train,
-        "heldout_samples": n_held,
+        "train_samples": len(train_samples),
+        "heldout_samples": len(held_out),
         "device_resolved": str(device),
         "versions": {
             "python": platform.python_version(),
@@ -311,11 +437,24 @@ def _train(config: SegmenterConfig, out: Path) -> Path:
         },
     }
     _write_json(out / "config.json", resolved)
-    log.info("training %s on %d %s samples (%d held out) on %s", config.architecture, n_train, layout, n_held, device)
-
     model = build_segmenter(config.architecture, NUM_CLASSES, config.pretrained_backbone).to(device).train()
     optimizer = make_optimizer(model, config)
-    scheduler = poly_schedule(optimizer, config.iterations, config.poly_power)
+    history: dict[str, Any] = {"validations": [], "best_iteration": None, "best_heldout_miou": None}
+    run = _Run(model, optimizer, poly_schedule(optimizer, config.iterations, config.poly_power), history)
+    drawn = _resume(run, config, out) if resume else 0
+    remove_partials(out)  # temporaries of a killed run's writes
+    if run.iteration >= config.iterations:
+        log.info("%s: already trained to iteration %d; nothing to do", out, run.iteration)
+        return out / "best.pt"
+    log.info(
+        "training %s on %d %s samples (%d held out) on %s, from iteration %d",
+        config.architecture,
+        len(train_samples),
+        layout,
+        len(held_out),
+        device,
+        run.iteration,
+    )
     checkpoint_config = {
         "architecture": config.architecture,
         "num_classes": NUM_CLASSES,
@@ -324,79 +463,133 @@ def _train(config: SegmenterConfig, out: Path) -> Path:
         "class_names": list(CLASS_NAMES),
         "training": resolved,
     }
-    history: dict[str, Any] = {"validations": [], "best_iteration": None, "best_heldout_miou": None}
-    best_miou, losses, images_seen, skipped, validation_seconds = -math.inf, [], 0, 0, 0.0
-    batches, started = _forever(train_loader), time.perf_counter()
-    progress = tqdm(range(1, config.iterations + 1), desc="train-segmenter", unit="it", dynamic_ncols=True)
+    batches = _train_batches(config, train_samples, drawn)
+    progress = tqdm(
+        range(run.iteration + 1, config.iterations + 1),
+        initial=run.iteration,
+        total=config.iterations,
+        desc="train-segmenter",
+        unit="it",
+        dynamic_ncols=True,
+    )
     for iteration in progress:
-        batch = next(batches)
-        if batch is not None:
-            images, labels, n_skipped = batch
-            skipped += n_skipped
-            # Skip a batch with nothing to learn (all ignore), or one BatchNorm in ASPP pooling cannot take.
-            if (labels != IGNORE).any() and (images.shape[0] > 1 or not config.architecture.startswith("deeplabv3")):
-                loss = train_step(model, optimizer, images.to(device), labels.to(device))
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(f"loss became {loss} at iteration {iteration}; try a lower --lr")
-                losses.append(loss)
-                images_seen += images.shape[0]
-                progress.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
-        scheduler.step()
-        if iteration % val_every == 0 or iteration == config.iterations:
-            validation_started = time.perf_counter()
-            recalibrate_batchnorm(model, batches, config.precise_bn_batches, device)
-            picture = out / "samples" / f"iter_{iteration:06d}.png"
-            held = evaluate_heldout(model, held_loader, device, picture) if held_loader else None
-            miou = held["mean_iou"] if held else float("nan")
-            entry = {
-                "iteration": iteration,
-                "train_loss": float(np.mean(losses)) if losses else None,
-                "lr": scheduler.get_last_lr()[0],
-                "heldout_miou": _finite_or_none(miou),
-                "heldout_pixel_accuracy": _finite_or_none(held["pixel_accuracy"]) if held else None,
-                "heldout_images_scored": held["images_scored"] if held else 0,
-                "heldout_images_skipped": held["images_skipped"] if held else 0,
-                "seconds": round(time.perf_counter() - started, 3),
-            }
-            history["validations"].append(entry)
-            losses = []
-            log.info(
-                "iteration %d: train loss %s, held-out mIoU %s",
-                iteration,
-                "n/a" if entry["train_loss"] is None else f"{entry['train_loss']:.4f}",
-                "n/a" if entry["heldout_miou"] is None else f"{100 * miou:.2f}%",
-            )
-            if not math.isnan(miou) and miou > best_miou:
-                best_miou = miou
-                history["best_iteration"], history["best_heldout_miou"] = iteration, float(miou)
-                save_segmenter_checkpoint(
-                    out / "best.pt",
-                    {**checkpoint_config, "iteration": iteration, "heldout_miou": miou},
-                    model.state_dict(),
-                )
-            validation_seconds += time.perf_counter() - validation_started
-            elapsed = time.perf_counter() - started
-            train_seconds = elapsed - validation_seconds
-            history.update(
-                train_samples=n_train,
-                heldout_samples=n_held,
-                skipped_train_samples=skipped,
-                train_images_seen=images_seen,
-                seconds=round(elapsed, 3),
-                train_seconds=round(train_seconds, 3),  # data loading + steps, without held-out scoring
-                train_images_per_second=round(images_seen / train_seconds, 3) if train_seconds > 0 else None,
-            )
-            _write_json(out / "history.json", history)
+        loss = _step(run, config, next(batches), device, iteration, progress)
+        run.iteration = iteration
+        if iteration % config.log_every == 0:
+            log.info("iteration %d: loss %s, lr %.3g", iteration, "n/a" if loss is None else f"{loss:.4f}", _lr(run))
+        validating = iteration % val_every == 0 or iteration == config.iterations
+        if validating:
+            miou = _validate(run, config, batches, held_loader, device, out, checkpoint_config)
+        if iteration == config.iterations:
+            _finish(run, out, checkpoint_config, miou)
+        if validating or iteration % config.save_every == 0:
+            save_train_state(run.state(resolved, batches.drawn), out)
     progress.close()
-    last_config = {**checkpoint_config, "iteration": config.iterations, "heldout_miou": _finite_or_none(miou)}
-    save_segmenter_checkpoint(out / "last.pt", last_config, model.state_dict())
-    if history["best_iteration"] is None:  # no held-out score (val_fraction 0, or every held-out sample broken)
-        log.warning("no held-out score; best.pt is the last checkpoint")
-        atomic_write_bytes(out / "best.pt", (out / "last.pt").read_bytes())
     log.info(
         "best held-out mIoU %s at iteration %s -> %s",
-        history["best_heldout_miou"],
-        history["best_iteration"],
+        run.history["best_heldout_miou"],
+        run.history["best_iteration"],
         out / "best.pt",
     )
     return out / "best.pt"
+
+
+def _resume(run: _Run, config: SegmenterConfig, out: Path) -> int:
+    """Restore `run` from the folder's training state; returns the batches drawn so far (0 when starting anew)."""
+    state = load_train_state(out, SEGMENTER_TRAIN_STATE_FORMAT, STATE_KEYS)
+    if state is None:
+        log.warning("--resume: %s holds no training state yet; starting a new run", out)
+        return 0
+    run.restore(state, config, out / LATEST_STATE)
+    log.info("resuming %s at iteration %d of %d", out, run.iteration, config.iterations)
+    return int(state["batches_drawn"])
+
+
+def _lr(run: _Run) -> float:
+    return run.scheduler.get_last_lr()[0]
+
+
+def _step(
+    run: _Run, config: SegmenterConfig, batch, device: torch.device, iteration: int, progress: tqdm
+) -> float | None:
+    """One iteration: a training step on the batch (unless nothing in it can be learnt from), then the schedule.
+    Returns the loss, or None when the batch was skipped."""
+    loss = None
+    if batch is not None:
+        images, labels, n_skipped = batch
+        run.skipped += n_skipped
+        # Skip a batch with nothing to learn (all ignore), or one BatchNorm in ASPP pooling cannot take.
+        if (labels != IGNORE).any() and (images.shape[0] > 1 or not config.architecture.startswith("deeplabv3")):
+            loss = train_step(run.model, run.optimizer, images.to(device), labels.to(device))
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss} at iteration {iteration}; try a lower --lr")
+            run.losses.append(loss)
+            run.images_seen += images.shape[0]
+            progress.set_postfix(loss=f"{loss:.3f}", lr=f"{_lr(run):.2e}")
+    run.scheduler.step()
+    return loss
+
+
+def _validate(
+    run: _Run,
+    config: SegmenterConfig,
+    batches: _Batches,
+    held_loader: DataLoader | None,
+    device: torch.device,
+    out: Path,
+    checkpoint_config: dict[str, Any],
+) -> float:
+    """Precise BN, the held-out score, history.json, and best.pt when the score is the best so far; returns mIoU."""
+    started = time.perf_counter()
+    iteration, history = run.iteration, run.history
+    recalibrate_batchnorm(run.model, batches, config.precise_bn_batches, device)
+    picture = out / "samples" / f"iter_{iteration:06d}.png"
+    held = evaluate_heldout(run.model, held_loader, device, picture) if held_loader else None
+    miou = held["mean_iou"] if held else float("nan")
+    entry = {
+        "iteration": iteration,
+        "train_loss": float(np.mean(run.losses)) if run.losses else None,
+        "lr": run.scheduler.get_last_lr()[0],
+        "heldout_miou": _finite_or_none(miou),
+        "heldout_pixel_accuracy": _finite_or_none(held["pixel_accuracy"]) if held else None,
+        "heldout_images_scored": held["images_scored"] if held else 0,
+        "heldout_images_skipped": held["images_skipped"] if held else 0,
+        "seconds": round(run.elapsed(), 3),
+    }
+    history["validations"].append(entry)
+    run.losses = []
+    log.info(
+        "iteration %d: train loss %s, held-out mIoU %s",
+        iteration,
+        "n/a" if entry["train_loss"] is None else f"{entry['train_loss']:.4f}",
+        "n/a" if entry["heldout_miou"] is None else f"{100 * miou:.2f}%",
+    )
+    best = history["best_heldout_miou"]
+    if not math.isnan(miou) and (best is None or miou > best):
+        history["best_iteration"], history["best_heldout_miou"] = iteration, float(miou)
+        config_now = {**checkpoint_config, "iteration": iteration, "heldout_miou": miou}
+        save_segmenter_checkpoint(out / "best.pt", config_now, run.model.state_dict())
+    run.validation_seconds += time.perf_counter() - started
+    elapsed = run.elapsed()
+    train_seconds = elapsed - run.validation_seconds
+    training = checkpoint_config["training"]
+    history.update(
+        train_samples=training["train_samples"],
+        heldout_samples=training["heldout_samples"],
+        skipped_train_samples=run.skipped,
+        train_images_seen=run.images_seen,
+        seconds=round(elapsed, 3),
+        train_seconds=round(train_seconds, 3),  # data loading + steps, without held-out scoring
+        train_images_per_second=round(run.images_seen / train_seconds, 3) if train_seconds > 0 else None,
+    )
+    _write_json(out / "history.json", history)
+    return miou
+
+
+def _finish(run: _Run, out: Path, checkpoint_config: dict[str, Any], miou: float) -> None:
+    """last.pt, and best.pt = last.pt when no held-out score ever chose one."""
+    last_config = {**checkpoint_config, "iteration": run.iteration, "heldout_miou": _finite_or_none(miou)}
+    save_segmenter_checkpoint(out / "last.pt", last_config, run.model.state_dict())
+    if run.history["best_iteration"] is None:  # no held-out score (val_fraction 0, or every held-out sample broken)
+        log.warning("no held-out score; best.pt is the last checkpoint")
+        atomic_write_bytes(out / "best.pt", (out / "last.pt").read_bytes())

@@ -2,8 +2,10 @@
 
 Preprocessing is the reference's `scale_width_and_crop`, its advice for wide images such as Cityscapes: scale so the
 width equals `load_width` keeping the aspect ratio (never below the crop height), take a random `crop` (width, height),
-flip horizontally with p=0.5, and map to [-1, 1]. Pairs are unaligned as in the reference: A is taken by index, B at
-random, so an epoch is max(len(A), len(B)) samples.
+flip horizontally with p=0.5, and map to [-1, 1]. Pairs are unaligned as in the reference: A is taken by index (in
+the epoch's shuffled order), B at random, so an epoch is max(len(A), len(B)) samples. The B choice, crops and flips
+of an item come from an RNG seeded by (seed, epoch, index) (train.resume), not from a global or per-worker RNG, so a
+resumed run sees exactly the items an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from torch.utils.data import Dataset
 from runtime.datasets import Sample, samples_for
 from runtime.errors import SampleError, UserError
 from runtime.imageio import LogOnce, read_rgb, resize_rgb
+from train.resume import ItemKey, derived_seed, item_key
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +59,20 @@ def to_uint8(tensor: torch.Tensor) -> np.ndarray:
     return image.permute(1, 2, 0).numpy()
 
 
+def item_rng(seed: int, epoch: int, index: int) -> random.Random:
+    """The RNG of one item of one epoch: the same in every process, whatever loaded the items before it."""
+    return random.Random(derived_seed(seed, "item", epoch, index))
+
+
 class UnpairedImages(Dataset):
     """Items are {"A": tensor, "B": tensor, "A_path": str, "B_path": str}; A by index, B at random.
 
-    An unreadable image is a per-sample fault: logged once and replaced by the next readable one in its domain.
-    Randomness comes from Python's `random`, which the training loop seeds (and DataLoader workers reseed).
+    Keys are (epoch, index) (train.resume.EpochBatches serves them; a bare index means epoch 0). An unreadable image
+    is a per-sample fault: logged once and replaced by the next readable one in its domain.
     """
 
     def __init__(
-        self, samples_a: list[Sample], samples_b: list[Sample], load_width: int, crop: tuple[int, int]
+        self, samples_a: list[Sample], samples_b: list[Sample], load_width: int, crop: tuple[int, int], seed: int = 0
     ) -> None:
         if not samples_a or not samples_b:
             raise ValueError("both domains need at least one image")
@@ -72,17 +80,20 @@ class UnpairedImages(Dataset):
         self.samples_b = samples_b
         self.load_width = load_width
         self.crop = crop
+        self.seed = seed
         self.log_once = LogOnce(log)
 
     def __len__(self) -> int:
         return max(len(self.samples_a), len(self.samples_b))
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: ItemKey | int) -> dict:
+        epoch, index = item_key(key)
+        rng = item_rng(self.seed, epoch, index)
         path_a, image_a = self._read(self.samples_a, index % len(self.samples_a))
-        path_b, image_b = self._read(self.samples_b, random.randint(0, len(self.samples_b) - 1))
+        path_b, image_b = self._read(self.samples_b, rng.randint(0, len(self.samples_b) - 1))
         return {
-            "A": to_tensor(scale_width_and_crop(image_a, self.load_width, self.crop, random)),
-            "B": to_tensor(scale_width_and_crop(image_b, self.load_width, self.crop, random)),
+            "A": to_tensor(scale_width_and_crop(image_a, self.load_width, self.crop, rng)),
+            "B": to_tensor(scale_width_and_crop(image_b, self.load_width, self.crop, rng)),
             "A_path": str(path_a),
             "B_path": str(path_b),
         }
@@ -98,10 +109,10 @@ class UnpairedImages(Dataset):
 
 
 def unpaired_dataset(
-    source: Path, target: Path, load_width: int, crop: tuple[int, int], target_split: str = "train"
+    source: Path, target: Path, load_width: int, crop: tuple[int, int], target_split: str = "train", seed: int = 0
 ) -> UnpairedImages:
     """Domain A from `source` (GTA5 layout or an image folder), B from `target` (Cityscapes `target_split` or a
-    folder). Labels are not needed, so they are not required."""
+    folder); `seed` seeds every item's B choice, crop and flip. Labels are not needed, so they are not required."""
     layout_a, samples_a = samples_for(Path(source), split="train", require_labels=False)
     layout_b, samples_b = samples_for(Path(target), split=target_split, require_labels=False)
     log.info(
@@ -113,4 +124,4 @@ def unpaired_dataset(
         layout_b,
         target,
     )
-    return UnpairedImages(samples_a, samples_b, load_width, crop)
+    return UnpairedImages(samples_a, samples_b, load_width, crop, seed)

@@ -125,8 +125,10 @@ def test_training_pairs_are_normalised_train_ids_cropped_padded_and_flipped(tmp_
     assert image.shape == (3, 24, 40) and label.shape == (24, 40)
     assert (label[16:] == IGNORE).all() and (label[:, 32:] == IGNORE).all()  # 32x16 scaled image, padded
 
-    flips = {bool(torch.equal(TrainSegmentationDataset(samples, 1.0, None)[0][1], whole[1].flip(1))) for _ in range(20)}
-    assert flips == {True, False}
+    dataset = TrainSegmentationDataset(samples, 1.0, None)
+    flips = {bool(torch.equal(dataset[(epoch, 0)][1], whole[1].flip(1))) for epoch in range(20)}
+    assert flips == {True, False}  # each epoch's item has its own flip ...
+    assert all(torch.equal(dataset[(7, 1)][k], dataset[(7, 1)][k]) for k in (0, 1))  # ... the same every time
 
 
 def test_broken_samples_are_skipped_not_fatal(tmp_path):

@@ -11,8 +11,13 @@ from runtime.cli_support import SIZE, setup_logging
 EPILOG = """\b
 Writes into --output: latest_net_G_A.pth (source -> target, the file to export), latest_net_G_B.pth,
 latest_net_D_A.pth, latest_net_D_B.pth and ITER_net_*.pth every --save-every iterations (bare state_dicts
-with the reference implementation's key names), latest_train_state.pt (for --resume), config.json,
-train.log and samples/iter_NNNNNN.png (real A, fake B, rec A / real B, fake A, rec B).
+with the reference implementation's key names), latest_train_state.pt and previous_train_state.pt (for
+--resume), config.json, train.log and samples/iter_NNNNNN.png (real A, fake B, rec A / real B, fake A, rec B).
+\b
+A killed or interrupted run is continued by the same command plus --resume: it restarts from the last saved
+state (every --save-every iterations), redoes the iterations since, and on the CPU ends with the same bytes as an
+uninterrupted run. A damaged latest state falls back to the previous one (one warning line). Without --resume an
+--output that holds a run is refused, so a run is never overwritten by accident.
 \b
 Example (demo-sized):
   train-cyclegan --source data/gta5 --target data/cityscapes --output runs/cyclegan \\
@@ -74,7 +79,11 @@ Example (demo-sized):
 )
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, help="Adam learning rate.")
 @click.option("--seed", type=int, default=0, help="Seed for weights, crops, pairing and the image pools.")
-@click.option("--resume", is_flag=True, help="Continue the run in --output from latest_train_state.pt.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --output from its training state (start it if there is none yet).",
+)
 @click.option("--sample-every", type=click.IntRange(min=1), default=400, help="Write a sample grid every N iterations.")
 @click.option(
     "--save-every",

@@ -44,8 +44,13 @@ Examples:
                   --optimizer adamw --lr 1e-2 --num-workers 0 --output runs/demo-seg   (from scratch, CPU budget)
 
 \b
-Writes in --output: best.pt (best on the held-out part), last.pt, config.json, history.json, train.log, samples/.
-Checkpoints feed `export-trt`.""",
+Writes in --output: best.pt (best on the held-out part), last.pt, config.json, history.json, train.log, samples/,
+and latest_train_state.pt / previous_train_state.pt (for --resume). best.pt and last.pt feed `export-trt`.
+\b
+A killed or interrupted run is continued by the same command plus --resume: it restarts from the last saved state
+(every --save-every iterations and after every held-out score), redoes the iterations since, and on the CPU writes
+the same best.pt and last.pt bytes as an uninterrupted run. A damaged latest state falls back to the previous one
+(one warning line). Without --resume an --output that holds a run is refused.""",
 )
 @click.option(
     "--data",
@@ -122,6 +127,21 @@ Checkpoints feed `export-trt`.""",
 )
 @click.option("--num-workers", type=int, default=2, show_default=True, help="Data-loading processes (0 = in process).")
 @click.option(
+    "--save-every",
+    type=int,
+    default=500,
+    show_default=True,
+    help="Write the training state every N iterations (it is also written after every held-out score).",
+)
+@click.option(
+    "--log-every", type=int, default=100, show_default=True, help="Write a loss line to train.log every N iterations."
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --output from its training state (start it if there is none yet).",
+)
+@click.option(
     "--pretrained-backbone",
     is_flag=True,
     help="Start from torchvision's ImageNet backbone (downloads it once; needs a network).",
@@ -145,9 +165,10 @@ def main(verbose: bool, **options) -> None:
     # torch is imported here, after the cheap checks, so --help and user errors stay fast.
     from train.segmenter import SegmenterConfig, TrainingDiverged, train_segmenter
 
+    resume = options.pop("resume")
     config = SegmenterConfig(**options)
     try:
-        best = train_segmenter(config)
+        best = train_segmenter(config, resume=resume)
     except TrainingDiverged as error:
         raise click.ClickException(str(error)) from error
     click.echo(str(best))
