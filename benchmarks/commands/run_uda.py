@@ -22,7 +22,18 @@ def _parse_seeds(value: str) -> list[int]:
     return seeds
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+EPILOG = """\b
+Resuming: a killed or interrupted study is finished by rerunning the same command. Each stage keeps what is
+complete and verified: data are completed, CycleGAN and segmenter training resume from their saved states (a
+finished one is not redone), an export is kept when its sidecar records the checkpoint's sha256, batch-translate
+resumes when the translator is the same (starts over when it changed), and evaluation is redone. On the CPU the
+report's numbers equal those of an uninterrupted run.
+\b
+--output/study.json records the preset, seed and data roots: a rerun into the same folder with another --preset,
+--seed, --source or --target is refused in one line (exit 2). Choose a new --output for a new study."""
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True}, epilog=EPILOG)
 @click.option(
     "--output",
     required=True,
