@@ -89,7 +89,10 @@ def main(
 ) -> None:
     """Score semantic segmentation on Cityscapes-layout data (19 classes, official-evaluator rules)."""
     setup_logging(verbose)
+    from runtime.allocator import reuse_freed_buffers
     from runtime.evaluate import evaluate_engine, evaluate_predictions
+
+    reuse_freed_buffers()
 
     if (artifact is None) == (pred_dir is None):
         raise UserError("give exactly one of --engine ARTIFACT or --predictions DIR")
