@@ -8,7 +8,7 @@ do the same work per image.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,6 +21,7 @@ EAGER = "pytorch-eager"
 TENSORRT = "tensorrt"
 BACKEND_NAMES = (ORT_CPU, EAGER, TENSORRT)
 Infer = Callable[[np.ndarray], np.ndarray]
+Stream = Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]
 
 
 def unavailable_reason(backend: str) -> str | None:
@@ -54,17 +55,18 @@ def set_torch_threads(threads: int | None = None) -> int:
 
 
 @contextmanager
-def open_backend(backend: str, artifact: Path, threads: int | None = None) -> Iterator[Infer]:
-    """`with open_backend(name, path) as infer: out = infer(batch)`; the session or model lives for the block."""
+def open_backend(backend: str, artifact: Path, threads: int | None = None) -> Iterator[Stream]:
+    """`with open_backend(name, path) as stream: outputs = stream(batches)`, outputs in input order; the session or
+    model lives for the block. Runtime backends stream through the runner's `infer_many`, as batch-translate does
+    (ONNX Runtime on the CPU keeps one batch per thread in flight); PyTorch eager runs one batch at a time."""
     if backend == EAGER:
         with _eager(artifact, threads) as infer:
-            yield infer
+            yield lambda batches: (infer(batch) for batch in batches)
         return
     runner_backend = TENSORRT if backend == TENSORRT else backend
     with open_runner(Path(artifact), backend=runner_backend, threads=threads) as runner:
-        name = runner.sidecar.input_name()
         output = runner.sidecar.output_name()
-        yield lambda batch: runner.infer({name: batch})[output]
+        yield lambda batches: (outputs[output] for outputs in runner.infer_many(batches))
 
 
 @contextmanager

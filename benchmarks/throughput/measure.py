@@ -6,6 +6,7 @@ percentiles come from, and peak memory is read the same way everywhere.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import re
@@ -13,7 +14,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,35 @@ def time_runs(fn: Callable[[], object], policy: RunPolicy) -> list[float]:
         fn()
         times.append(time.perf_counter() - start)
     return times
+
+
+@dataclass(frozen=True)
+class StreamTiming:
+    """One timed stream of batches: each batch's latency (handed in -> output out) and the wall time of all."""
+
+    latencies: list[float]
+    seconds: float
+
+
+def time_stream(stream: Callable[[Iterable], Iterable], batch: object, policy: RunPolicy) -> StreamTiming:
+    """Push copies of `batch` through `stream` (a backend's infer_many): `policy.warmup` untimed, then as many as
+    `policy` asks for, timed as batch-translate runs them: a backend may keep several batches in flight, so the
+    rate comes from the wall time of the whole stream and each latency from when its batch was handed over.
+    """
+    for _ in stream(itertools.repeat(batch, policy.warmup)):
+        pass
+    handed: list[float] = []
+    started = time.perf_counter()
+
+    def batches() -> Iterator[object]:
+        while len(handed) < policy.max_runs and (
+            len(handed) < policy.min_runs or time.perf_counter() - started < policy.min_seconds
+        ):
+            handed.append(time.perf_counter())
+            yield batch
+
+    latencies = [time.perf_counter() - handed[index] for index, _ in enumerate(stream(batches()))]
+    return StreamTiming(latencies, time.perf_counter() - started)
 
 
 class PeakRss:

@@ -316,8 +316,10 @@ def markdown(report: dict) -> str:
         lines += [
             "## Engine-only sweep",
             "",
-            "Preloaded batches; latency is per call (one batch); GFLOP/s = 2 x MACs per image (counted on the ONNX "
-            "graph) x images/s; peak RSS of this process during the point.",
+            "Preloaded batches streamed through the runner as batch-translate streams them (ONNX Runtime on the CPU "
+            "keeps one batch per thread in flight); images/s from the wall time of the stream; latency per batch, "
+            "from handing it over to its output; GFLOP/s = 2 x MACs per image (counted on the ONNX graph) x "
+            "images/s; peak RSS of this process during the point.",
             "",
             *_sweep_table(report["sweeps"]),
             "",

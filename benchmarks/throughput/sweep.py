@@ -1,7 +1,7 @@
 """Engine-only sweeps: images/s, latency percentiles, GFLOP/s and peak memory per backend, batch size and size.
 
 Batches are built before timing (preloaded), so only the backend's own work is measured: for ONNX Runtime and
-TensorRT, the runtime runner's `infer` call, as batch-translate makes it.
+TensorRT, the runtime runner's `infer_many` stream, as batch-translate drives it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from benchmarks.throughput.backends import open_backend
-from benchmarks.throughput.measure import PeakRss, RunPolicy, latency_summary, rate, time_runs
+from benchmarks.throughput.measure import PeakRss, RunPolicy, StreamTiming, latency_summary, rate, time_stream
 from runtime.imageio import read_rgb, resize_rgb
 
 MIB = 1 << 20
@@ -61,14 +61,14 @@ def sweep(
     rows = []
     points = [(size, batch) for size in target.sizes for batch in target.batch_sizes]
     with (
-        open_backend(target.backend, target.artifact, threads) as infer,
+        open_backend(target.backend, target.artifact, threads) as stream,
         tqdm(points, desc=f"sweep {target.model} {target.backend}", unit="point", leave=False) as bar,
     ):
         for size, batch_size in bar:
             batch = _batch(frames_for(size), batch_size)
             peak.reset()
-            times = time_runs(lambda batch=batch: infer(batch), target.policy)
-            rows.append(point(target, size, batch_size, times, macs_per_image(size), peak.read()))
+            timing = time_stream(stream, batch, target.policy)
+            rows.append(point(target, size, batch_size, timing, macs_per_image(size), peak.read()))
     return rows
 
 
@@ -76,17 +76,18 @@ def point(
     target: SweepTarget,
     size: tuple[int, int],
     batch_size: int,
-    times: Sequence[float],
+    timing: StreamTiming,
     macs_per_image: int | None,
     peak_rss_bytes: int,
 ) -> dict:
     """The figures of one sweep point; every rate is computed from the same timed runs as the percentiles.
 
-    images/s = batch_size * runs / seconds; GFLOP/s = 2 * MACs per image * images/s / 1e9; latency is per call
-    (one batch). Without a MAC count (an engine with no ONNX beside it) GFLOP/s is None.
+    images/s = batch_size * runs / wall seconds of the stream; GFLOP/s = 2 * MACs per image * images/s / 1e9;
+    latency is per batch, from handing it over to its output. Without a MAC count (an engine with no ONNX beside
+    it) GFLOP/s is None.
     """
-    seconds = float(sum(times))
-    images = batch_size * len(times)
+    seconds = float(timing.seconds)
+    images = batch_size * len(timing.latencies)
     images_per_second = rate(images, seconds)
     return {
         "model": target.model,
@@ -95,11 +96,11 @@ def point(
         "size": list(size),
         "batch_size": batch_size,
         "warmup_runs": target.policy.warmup,
-        "runs": len(times),
+        "runs": len(timing.latencies),
         "images": images,
         "seconds": seconds,
         "images_per_second": images_per_second,
-        "latency_ms": latency_summary(times),
+        "latency_ms": latency_summary(timing.latencies),
         "macs_per_image": None if macs_per_image is None else int(macs_per_image),
         "gflops": None if macs_per_image is None else 2 * macs_per_image * images_per_second / 1e9,
         "peak_rss_mb": peak_rss_bytes / MIB,

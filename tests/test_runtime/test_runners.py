@@ -109,6 +109,22 @@ def test_bad_input_is_a_clear_error(tmp_path, feeds, message):
     assert "translate.onnx" in info.value.format_message()
 
 
+def test_cpu_stream_keeps_one_batch_per_thread_in_flight_and_keeps_order(tmp_path):
+    rng = np.random.default_rng(1)
+    batches = [rng.integers(0, 256, (1 + i % 3, 8, 12, 3), dtype=np.uint8) for i in range(7)]
+    with open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu", threads=3) as runner:
+        assert runner.runs_in_flight == 3
+        streamed = [out["translated"] for out in runner.infer_many(iter(batches))]
+        broken = runner.infer_many([batches[0], batches[1].astype(np.float32), batches[2]])
+        assert next(broken)["translated"].shape == batches[0].shape
+        with pytest.raises(UserError, match="uint8"):
+            next(broken)
+    assert len(streamed) == len(batches)
+    for batch, out in zip(batches, streamed, strict=True):
+        np.testing.assert_array_equal(out, 255 - batch)
+    assert open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu", threads=1).runs_in_flight == 1
+
+
 def test_infer_outside_with_block(tmp_path):
     runner = open_runner(write_artifact(tmp_path))
     with pytest.raises(RuntimeError, match="with open_runner"):
