@@ -25,6 +25,7 @@ from runtime.sidecar import Sidecar, load_sidecar
 
 # "onnxruntime" = ONNX Runtime on the best providers this machine has; the suffixed names force one provider set
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+_CPU_RUNS_IN_FLIGHT = 2
 _ORT_PROVIDERS = {
     "onnxruntime-cpu": ["CPUExecutionProvider"],
     "onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -166,8 +167,9 @@ class OnnxRuntimeRunner(Runner):
 
     @property
     def runs_in_flight(self) -> int:
-        """Batches `infer_many` computes at once: one per thread on the CPU provider, else one."""
-        return self.threads if self.providers == ["CPUExecutionProvider"] else 1
+        """Batches `infer_many` computes at once: two on the CPU provider with two threads or more, else one.
+        Each run holds one batch's activations (about 1 GiB per image for ResNet-9 at 1024x512), hence the cap."""
+        return min(self.threads, _CPU_RUNS_IN_FLIGHT) if self.providers == ["CPUExecutionProvider"] else 1
 
     def _open_session(self, threads: int):
         import onnxruntime as ort
@@ -192,16 +194,16 @@ class OnnxRuntimeRunner(Runner):
         return dict(zip(names, results, strict=True))
 
     def infer_many(self, batches: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        """Outputs in input order. On the CPU, `threads` batches run at once, each on one thread of a shared
-        single-threaded session (ONNX Runtime allows concurrent runs), instead of one batch at a time split over
-        the threads: no per-operator synchronisation, so on 2 cores batch-translate ran 11 % (ResNet-9, ngf 64) to
-        15 % (ngf 8, 3 blocks) faster end to end, with identical outputs. Memory: one batch's activations per run.
+        """Outputs in input order. On the CPU, `runs_in_flight` batches run at once on a second session whose
+        threads are split between them (ONNX Runtime allows concurrent runs of one session), instead of one batch
+        at a time over all threads: fewer per-operator barriers, so on 2 cores (two single-threaded runs)
+        batch-translate ran about 8 % (ngf 8, 3 blocks) to 11 % (ResNet-9, ngf 64) faster end to end.
         """
         if self.runs_in_flight == 1:
             yield from super().infer_many(batches)
             return
         if self._stream_session is None:
-            self._stream_session = self._open_session(1)
+            self._stream_session = self._open_session(self.threads // self.runs_in_flight)
         name, session = self.sidecar.input_name(), self._stream_session
 
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:

@@ -58,7 +58,7 @@ def set_torch_threads(threads: int | None = None) -> int:
 def open_backend(backend: str, artifact: Path, threads: int | None = None) -> Iterator[Stream]:
     """`with open_backend(name, path) as stream: outputs = stream(batches)`, outputs in input order; the session or
     model lives for the block. Runtime backends stream through the runner's `infer_many`, as batch-translate does
-    (ONNX Runtime on the CPU keeps one batch per thread in flight); PyTorch eager runs one batch at a time."""
+    (ONNX Runtime on the CPU keeps two batches in flight); PyTorch eager runs one batch at a time."""
     if backend == EAGER:
         with _eager(artifact, threads) as infer:
             yield lambda batches: (infer(batch) for batch in batches)

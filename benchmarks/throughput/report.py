@@ -317,9 +317,9 @@ def markdown(report: dict) -> str:
             "## Engine-only sweep",
             "",
             "Preloaded batches streamed through the runner as batch-translate streams them (ONNX Runtime on the CPU "
-            "keeps one batch per thread in flight); images/s from the wall time of the stream; latency per batch, "
-            "from handing it over to its output; GFLOP/s = 2 x MACs per image (counted on the ONNX graph) x "
-            "images/s; peak RSS of this process during the point.",
+            "keeps two batches in flight, the threads split between them); images/s from the wall time of the "
+            "stream; latency per batch, from handing it over to its output; GFLOP/s = 2 x MACs per image (counted "
+            "on the ONNX graph) x images/s; peak RSS of this process during the point.",
             "",
             *_sweep_table(report["sweeps"]),
             "",
