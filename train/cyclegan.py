@@ -369,7 +369,7 @@ def _start(config: CycleGANConfig, resume: bool, device: torch.device) -> _Run:
         return run
     state = load_train_state(output, TRAIN_STATE_FORMAT, STATE_KEYS)
     if state is None:
-        log.warning("--resume: %s holds no training state yet; starting a new run", output)
+        log.info("--resume: %s holds no training state yet; starting a new run", output)
         return run
     run.restore(state, output / STATE_FILE, device)
     log.info("resuming %s at iteration %d of %d", output, run.iteration, config.iterations)

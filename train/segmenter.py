@@ -498,7 +498,7 @@ def _resume(run: _Run, config: SegmenterConfig, out: Path) -> int:
     """Restore `run` from the folder's training state; returns the batches drawn so far (0 when starting anew)."""
     state = load_train_state(out, SEGMENTER_TRAIN_STATE_FORMAT, STATE_KEYS)
     if state is None:
-        log.warning("--resume: %s holds no training state yet; starting a new run", out)
+        log.info("--resume: %s holds no training state yet; starting a new run", out)
         return 0
     run.restore(state, config, out / LATEST_STATE)
     log.info("resuming %s at iteration %d of %d", out, run.iteration, config.iterations)
