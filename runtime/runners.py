@@ -163,7 +163,7 @@ class OnnxRuntimeRunner(Runner):
         self.providers = list(_ORT_PROVIDERS[backend])
         self.threads = threads or default_threads()
         self._session = None
-        self._stream_session = None  # single-threaded, for infer_many on the CPU; made on first use
+        self._stream_session = None  # for infer_many on the CPU, its threads split between runs; made on first use
 
     @property
     def runs_in_flight(self) -> int:
