@@ -153,7 +153,8 @@ def session_options(threads: int):
 
 
 class OnnxRuntimeRunner(Runner):
-    """ONNX Runtime on the given execution providers; one session per `with` block."""
+    """ONNX Runtime on the given execution providers; its sessions (one for `infer`, on the CPU a second for
+    `infer_many`) live for one `with` block."""
 
     def __init__(self, path: Path, sidecar: Sidecar, backend: str = "onnxruntime-cpu", threads: int | None = None):
         super().__init__(path, sidecar)
