@@ -153,8 +153,9 @@ def session_options(threads: int):
 
 
 class OnnxRuntimeRunner(Runner):
-    """ONNX Runtime on the given execution providers; its sessions (one for `infer`, on the CPU a second for
-    `infer_many`) live for one `with` block."""
+    """ONNX Runtime on the given execution providers; its sessions live for one `with` block. The one
+    `infer_many` uses opens with the block (a model ONNX Runtime cannot load fails there); on the CPU, where
+    `infer_many` splits the threads between runs, `infer` gets an all-threads session on first use."""
 
     def __init__(self, path: Path, sidecar: Sidecar, backend: str = "onnxruntime-cpu", threads: int | None = None):
         super().__init__(path, sidecar)
@@ -163,8 +164,7 @@ class OnnxRuntimeRunner(Runner):
         self.backend = backend
         self.providers = list(_ORT_PROVIDERS[backend])
         self.threads = threads or default_threads()
-        self._session = None
-        self._stream_session = None  # for infer_many on the CPU, its threads split between runs; made on first use
+        self._sessions: dict[int, object] = {}  # by intra-op thread count
 
     @property
     def runs_in_flight(self) -> int:
@@ -183,19 +183,28 @@ class OnnxRuntimeRunner(Runner):
         except Exception as error:  # ORT raises its own exception types for unreadable or invalid models
             raise UserError(f"{self.path}: ONNX Runtime cannot load it: {_first_line(error)}") from None
 
+    @property
+    def _threads_per_run(self) -> int:
+        return self.threads // self.runs_in_flight
+
+    def _session_with(self, threads: int):
+        if threads not in self._sessions:
+            self._sessions[threads] = self._open_session(threads)
+        return self._sessions[threads]
+
     def _activate(self) -> None:
-        self._session = self._open_session(self.threads)
+        self._session_with(self._threads_per_run)
 
     def _deactivate(self) -> None:
-        self._session = self._stream_session = None
+        self._sessions = {}
 
-    def _infer(self, images: np.ndarray, session=None) -> dict[str, np.ndarray]:
+    def _infer(self, images: np.ndarray, threads: int | None = None) -> dict[str, np.ndarray]:
         names = [tensor["name"] for tensor in self.sidecar.outputs]
-        results = (session or self._session).run(names, {self.sidecar.input_name(): images})
+        results = self._session_with(threads or self.threads).run(names, {self.sidecar.input_name(): images})
         return dict(zip(names, results, strict=True))
 
     def infer_many(self, batches: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
-        """Outputs in input order. On the CPU, `runs_in_flight` batches run at once on a second session whose
+        """Outputs in input order. On the CPU, `runs_in_flight` batches run at once on one session whose
         threads are split between them (ONNX Runtime allows concurrent runs of one session), instead of one batch
         at a time over all threads: fewer per-operator barriers, so on 2 cores (two single-threaded runs)
         batch-translate ran about 8 % (ngf 8, 3 blocks) to 11 % (ResNet-9, ngf 64) faster end to end.
@@ -203,12 +212,10 @@ class OnnxRuntimeRunner(Runner):
         if self.runs_in_flight == 1:
             yield from super().infer_many(batches)
             return
-        if self._stream_session is None:
-            self._stream_session = self._open_session(self.threads // self.runs_in_flight)
-        name, session = self.sidecar.input_name(), self._stream_session
+        name, threads = self.sidecar.input_name(), self._threads_per_run
 
         def run(batch: np.ndarray) -> dict[str, np.ndarray]:
-            return self._infer(self.check_input({name: batch}), session)
+            return self._infer(self.check_input({name: batch}), threads)
 
         with ThreadPoolExecutor(self.runs_in_flight, thread_name_prefix="onnxruntime-run") as pool:
             for future in prefetch(pool, run, batches, depth=self.runs_in_flight):

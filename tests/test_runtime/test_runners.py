@@ -114,7 +114,11 @@ def test_cpu_stream_keeps_two_batches_in_flight_and_keeps_order(tmp_path):
     batches = [rng.integers(0, 256, (1 + i % 3, 8, 12, 3), dtype=np.uint8) for i in range(7)]
     with open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu", threads=3) as runner:
         assert runner.runs_in_flight == 2
-        streamed = [out["translated"] for out in runner.infer_many(iter(batches))]
+        pulled = []
+        stream = runner.infer_many(pulled.append(batch) or batch for batch in batches)
+        streamed = [next(stream)["translated"]]
+        assert len(pulled) == 2  # the second batch was handed over before the first came back
+        streamed += [out["translated"] for out in stream]
         broken = runner.infer_many([batches[0], batches[1].astype(np.float32), batches[2]])
         assert next(broken)["translated"].shape == batches[0].shape
         with pytest.raises(UserError, match="uint8"):
