@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from benchmarks.throughput.backends import set_torch_threads
+from benchmarks.throughput.endtoend import output_kib_per_image
 from benchmarks.throughput.measure import PeakRss, rate
 from runtime.imageio import encode_image, read_rgb, resize_rgb
 
@@ -136,5 +137,6 @@ def _summary(
         "batch_size": batch_size,
         "png_compression": png_compression,
         "torch_threads": threads,
+        "output_kib_per_image": output_kib_per_image(output),
         "peak_rss_mb": peak.read() / MIB,
     }

@@ -1,7 +1,8 @@
 """The codec limit: how many images per second decode + resize + encode allow on this machine, measured in-run.
 
-Per image, on one thread, on the very files the end-to-end run reads: read and decode the PNG, resize it to the
-working size (INTER_AREA, as the runtime does), encode the result in the output format. The limit is
+Per image, on one thread, on the very files the end-to-end run reads, with the runtime's own codec functions (so
+the limit moves with any faster decoder or encoder the runtime adopts): read and decode the PNG to RGB, resize it to
+the working size (INTER_AREA when shrinking), encode the result in the output format. The limit is
 `workers / mean seconds per image`, workers = the cores this process may use. No job can write images faster than
 this without a faster format, so the codec-bound end-to-end rate is judged against it (criterion B).
 """
@@ -16,10 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
-import numpy as np
 from PIL import Image
 
 from benchmarks.throughput.measure import rate
+from runtime.imageio import encode_image, read_rgb, resize_rgb
+
+_SUFFIXES = {"png": ".png", "jpg": ".jpg"}
 
 
 def available_workers() -> int:
@@ -41,15 +44,6 @@ def opencv_threads(count: int):
         cv2.setNumThreads(previous)
 
 
-def encode_params(image_format: str, png_compression: int, jpeg_quality: int) -> tuple[str, list[int]]:
-    """OpenCV's suffix and parameters for the output format ("png" or "jpg")."""
-    if image_format == "png":
-        return ".png", [cv2.IMWRITE_PNG_COMPRESSION, int(png_compression)]
-    if image_format == "jpg":
-        return ".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
-    raise ValueError(f"unknown image format {image_format!r}")
-
-
 def measure_codec_limit(
     images: Sequence[Path],
     working_size: tuple[int, int],
@@ -65,20 +59,20 @@ def measure_codec_limit(
     (Pillow decode, nearest resize, PNG encode), which batch-translate also does but the limit leaves out.
     """
     workers = workers or available_workers()
-    suffix, params = encode_params(image_format, png_compression, jpeg_quality)
+    if image_format not in _SUFFIXES:
+        raise ValueError(f"unknown image format {image_format!r}")
+    suffix = _SUFFIXES[image_format]
     seconds = {"decode": 0.0, "resize": 0.0, "encode": 0.0}
     label_seconds = 0.0
     with opencv_threads(1):
         for path in images:
             start = time.perf_counter()
-            image = cv2.imdecode(np.frombuffer(Path(path).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+            image = read_rgb(path)
             decoded = time.perf_counter()
-            small = cv2.resize(image, working_size, interpolation=cv2.INTER_AREA)
+            small = resize_rgb(image, working_size)
             resized = time.perf_counter()
-            ok, _ = cv2.imencode(suffix, small, params)
+            encode_image(small, suffix, png_compression, jpeg_quality)
             encoded = time.perf_counter()
-            if image is None or not ok:
-                raise RuntimeError(f"{path}: the codec measurement could not decode or encode it")
             seconds["decode"] += decoded - start
             seconds["resize"] += resized - decoded
             seconds["encode"] += encoded - resized

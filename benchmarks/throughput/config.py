@@ -32,7 +32,7 @@ class SuiteConfig:
     compute_model: GeneratorSpec = GeneratorSpec("resnet9_ngf64", ngf=64, n_blocks=9)
     compute_images: int = 8
     compute_batch: int = 2
-    compute_repeats: int = 2
+    compute_repeats: int = 3
     compute_sweep_batches: tuple[int, ...] = (1, 2, 4)
     compute_policy: RunPolicy = RunPolicy(warmup=1, min_runs=4, min_seconds=0.0, max_runs=4)
     # B: codec-bound

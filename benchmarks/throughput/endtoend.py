@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks.throughput.codec import available_workers
 from benchmarks.throughput.measure import PeakRss, rate
-from runtime.imageio import read_rgb
+from runtime.imageio import IMAGE_SUFFIXES, read_rgb
 
 MIB = 1 << 20
 JOB_REPORT_KEYS = ("wall_seconds", "images_per_second", "stage_seconds", "backend", "images_skipped", "working_size")
@@ -72,8 +72,22 @@ def run_batch_translate(
         "batch_size": batch_size,
         "png_compression": png_compression if image_format == "png" else None,
         "image_format": image_format,
+        "output_kib_per_image": output_kib_per_image(output_root),
         "peak_rss_mb": peak.read() / MIB,
     }
+
+
+def output_kib_per_image(folder: Path) -> float | None:
+    """Mean size in KiB of the images a way wrote (FOLDER/images for the GTA5 layout, else FOLDER itself): a faster
+    way must not buy its speed with bigger files at the same compression level."""
+    folder = Path(folder)
+    folder = folder / "images" if (folder / "images").is_dir() else folder
+    sizes = [
+        path.stat().st_size
+        for path in folder.iterdir()
+        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    ]
+    return sum(sizes) / len(sizes) / 1024 if sizes else None
 
 
 def median_run(runs: Sequence[dict]) -> dict:

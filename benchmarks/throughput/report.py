@@ -158,22 +158,27 @@ def _side_by_side(section: dict, sweeps: list[dict], skipped: list[dict], eager_
     ours = section["batch_translate"]
     reference = section["reference"]
     lines = [
-        "| way | engine-only images/s | end-to-end images/s | peak RSS MiB |",
-        "|---|---|---|---|",
+        "| way | engine-only images/s | end-to-end images/s | KiB per output image | peak RSS MiB |",
+        "|---|---|---|---|---|",
         f"| reference script (Pillow decode, eager, batch 1, serial, Pillow PNG) | {engine('pytorch-eager', 1)} | "
-        f"{_num(reference['images_per_second'], 3)} | {_num(reference['peak_rss_mb'], 0)} |",
+        f"{_num(reference['images_per_second'], 3)} | {_kib(reference)} | {_num(reference['peak_rss_mb'], 0)} |",
         f"| PyTorch eager batched | {engine('pytorch-eager')} | "
         f"{_num(eager_run['images_per_second'], 3) if eager_run else 'not run (engine-only only)'} | "
-        f"{_num(eager_run['peak_rss_mb'], 0) if eager_run else 'n/a'} |",
+        f"{_kib(eager_run) if eager_run else 'n/a'} | {_num(eager_run['peak_rss_mb'], 0) if eager_run else 'n/a'} |",
         f"| ONNX Runtime CPU (batch-translate, batch {ours['batch_size']}) | {engine('onnxruntime-cpu')} | "
-        f"{_num(ours['images_per_second'], 3)} | {_num(ours['peak_rss_mb'], 0)} |",
+        f"{_num(ours['images_per_second'], 3)} | {_kib(ours)} | {_num(ours['peak_rss_mb'], 0)} |",
     ]
     trt_skip = next((s for s in skipped if s["what"] == "tensorrt"), None)
     if trt_skip:
-        lines.append(f"| TensorRT | skipped: {trt_skip['reason']} | | |")
+        lines.append(f"| TensorRT | skipped: {trt_skip['reason']} | | | |")
     else:
-        lines.append(f"| TensorRT (engine only) | {engine('tensorrt')} | not run | |")
+        lines.append(f"| TensorRT (engine only) | {engine('tensorrt')} | not run | | |")
     return lines
+
+
+def _kib(run: dict) -> str:
+    """Mean output file size of a run (older reports lack it)."""
+    return _num(run.get("output_kib_per_image"), 0)
 
 
 def _stages_line(label: str, run: dict) -> str:
@@ -254,7 +259,8 @@ def markdown(report: dict) -> str:
             "",
             *_side_by_side(codec, report.get("sweeps", []), report.get("skipped", []), codec["eager_batched"]),
             f"| pass-through (batch-translate) | {_num(_passthrough_engine(report), 1)} | "
-            f"{_num(codec['passthrough']['images_per_second'], 3)} | {_num(codec['passthrough']['peak_rss_mb'], 0)} |",
+            f"{_num(codec['passthrough']['images_per_second'], 3)} | {_kib(codec['passthrough'])} | "
+            f"{_num(codec['passthrough']['peak_rss_mb'], 0)} |",
             "",
             _stages_line("reference script", codec["reference"]),
             _stages_line("eager batched", codec["eager_batched"]),
@@ -366,14 +372,16 @@ def _formats_table(report: dict) -> list[str]:
         ),
     ]
     lines = [
-        f"| output format | codec limit images/s | pass-through images/s | {model} images/s | {model} vs {headline} |",
-        "|---|---|---|---|---|",
+        f"| output format | codec limit images/s | pass-through images/s | {model} images/s | {model} vs {headline} "
+        f"| {model} KiB per image |",
+        "|---|---|---|---|---|---|",
     ]
     base = codec["batch_translate"]["images_per_second"]
     for key, label, passthrough, ours in rows:
         effect = ours["images_per_second"] / base if base else None
         lines.append(
             f"| {label} | {_num(limits[key]['limit_images_per_second'], 2)} | "
-            f"{_num(passthrough['images_per_second'], 2)} | {_num(ours['images_per_second'], 2)} | {_num(effect, 2)}x |"
+            f"{_num(passthrough['images_per_second'], 2)} | {_num(ours['images_per_second'], 2)} | {_num(effect, 2)}x "
+            f"| {_kib(ours)} |"
         )
     return lines

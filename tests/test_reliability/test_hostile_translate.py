@@ -69,7 +69,7 @@ SAMPLE_CASES = {
     "truncated_jpeg": (lambda i, lb, o: _as_jpeg_truncated(i, lb), "skip", "not a readable image"),
     "zero_byte_image": (lambda i, lb, o: i.write_bytes(b""), "skip", "empty file"),
     "random_bytes_png": (lambda i, lb, o: i.write_bytes(RNG.bytes(3000)), "skip", "not a readable image"),
-    "bomb_header_image": (lambda i, lb, o: i.write_bytes(png_declaring(40000, 40000)), "skip", "declares more than"),
+    "bomb_header_image": (lambda i, lb, o: i.write_bytes(png_declaring(40000, 40000)), "skip", "declares 40000x40000"),
     "huge_header_image": (lambda i, lb, o: i.write_bytes(png_declaring(2**31 - 1, 2**31 - 1)), "skip", "declares"),
     "large_header_image": (lambda i, lb, o: i.write_bytes(png_declaring(12000, 12000)), "skip", "declares 12000x12000"),
     "label_size_mismatch": (

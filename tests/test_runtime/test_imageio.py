@@ -12,6 +12,7 @@ from PIL import Image
 from runtime.errors import SampleError
 from runtime.imageio import (
     LogOnce,
+    _decode_png_fast,
     atomic_write_bytes,
     read_label,
     read_rgb,
@@ -92,6 +93,44 @@ def test_palette_png_decodes_to_colours_as_image_and_indices_as_label(tmp_path):
     assert (read_label(tmp_path / "p.png") == indices).all()
     rgb = read_rgb(tmp_path / "p.png")
     assert (rgb[0, 1] == [255, 0, 0]).all() and (rgb[0, 0] == [10, 20, 30]).all()
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L", "LA"])
+def test_fast_png_decoder_gives_opencvs_pixels(tmp_path, mode):
+    """8-bit non-palette PNGs take imagecodecs; the pixels must be exactly what OpenCV decodes (BGR -> RGB)."""
+    rng = np.random.default_rng(len(mode))
+    channels = len(mode)
+    array = rng.integers(0, 256, size=(37, 53, channels), dtype=np.uint8)
+    path = tmp_path / f"{mode}.png"
+    Image.fromarray(array[..., 0] if channels == 1 else array, mode).save(path)
+    assert _decode_png_fast(path, path.read_bytes()) is not None  # the fast path really is taken
+    opencv = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    expected = {
+        1: lambda: np.repeat(opencv[..., None], 3, axis=2),
+        2: lambda: np.repeat(opencv[..., :1], 3, axis=2),
+        3: lambda: cv2.cvtColor(opencv, cv2.COLOR_BGR2RGB),
+        4: lambda: cv2.cvtColor(opencv, cv2.COLOR_BGRA2RGB),
+    }[channels]()
+    decoded = read_rgb(path, LogOnce())
+    assert decoded.flags["C_CONTIGUOUS"] and decoded.shape == (37, 53, 3)
+    assert np.array_equal(decoded, expected)
+    if mode == "L":
+        assert np.array_equal(read_label(path), opencv)
+
+
+def test_png_with_corrupt_pixel_data_is_a_sample_error(tmp_path):
+    """Both decoders refuse a PNG whose compressed pixel data is garbled; the job gets one SampleError."""
+    good = tmp_path / "good.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(good)
+    data = bytearray(good.read_bytes())
+    start = data.index(b"IDAT") + 4
+    data[start + 10 : start + 60] = bytes(50)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(bytes(data))
+    assert _decode_png_fast(bad, bytes(data)) is None
+    with pytest.raises(SampleError) as info:
+        read_rgb(bad)
+    assert info.value.path == bad
 
 
 @pytest.mark.parametrize("reader", [read_rgb, read_label])
