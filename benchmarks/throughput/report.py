@@ -176,6 +176,22 @@ def _side_by_side(section: dict, sweeps: list[dict], skipped: list[dict], eager_
     return lines
 
 
+def _interleaved_engine_line(compute: dict) -> list[str]:
+    """The engine-only figure A1 and A2 use (older reports took it from the sweep and lack the runs)."""
+    runs = compute.get("engine_only_runs")
+    if not runs:
+        return []
+    engine = compute["engine_only"]
+    rates = ", ".join(_num(run["images_per_second"], 3) for run in runs)
+    return [
+        f"ONNX Runtime engine-only for A1 and A2: {engine['images']} preloaded images at batch "
+        f"{engine['batch_size']} streamed as batch-translate streams them, timed right before each batch-translate "
+        f"run ({rates} images/s); median {_num(engine['images_per_second'], 3)} images/s, "
+        f"{_num(engine['gflops'], 1)} GFLOP/s.",
+        "",
+    ]
+
+
 def _kib(run: dict) -> str:
     """Mean output file size of a run (older reports lack it)."""
     return _num(run.get("output_kib_per_image"), 0)
@@ -228,6 +244,7 @@ def markdown(report: dict) -> str:
             "",
             *_side_by_side(compute, report.get("sweeps", []), report.get("skipped", []), None),
             "",
+            *_interleaved_engine_line(compute),
             f"Outputs of batch-translate and the reference script: max difference {comparison['max_abs_diff']} grey "
             f"levels, {_num(100 * comparison['fraction_within_1'], 3)} % of values within 1 (the reference truncates "
             "to uint8, the exported graph rounds).",

@@ -299,8 +299,10 @@ def test_quick_end_to_end_runs_are_consistent(quick):
         runs = compute[f"{way}_runs"]
         assert len(runs) == config["compute_repeats"] and compute[way] in runs
     assert compute["batch_translate"]["job_report"]["images_skipped"] == 0
-    assert compute["engine_only"] in report["sweeps"]
-    assert compute["engine_only"]["batch_size"] == compute["batch_translate"]["batch_size"]
+    engine, batch = compute["engine_only"], compute["batch_translate"]["batch_size"]
+    assert len(compute["engine_only_runs"]) == config["compute_repeats"] and engine in compute["engine_only_runs"]
+    assert engine["batch_size"] == batch and engine["warmup_runs"] == config["compute_policy"]["warmup"]
+    assert engine["images"] == batch * -(-config["compute_images"] // batch)  # the job's images, in whole batches
     assert compute["output_comparison"]["images"] == config["compute_images"]
     codec = report["codec_bound"]
     for way in ("passthrough", "batch_translate", "reference", "eager_batched"):
@@ -376,3 +378,5 @@ def test_quick_figures_and_markdown(quick):
     for heading in ("## Criteria", "## Compute-bound", "## Codec-bound", "Faster output formats", "## Engine-only"):
         assert heading in markdown
     assert "TensorRT" in markdown
+    engine = report["compute_bound"]["engine_only"]
+    assert f"median {engine['images_per_second']:.3f} images/s, {engine['gflops']:.1f} GFLOP/s" in markdown

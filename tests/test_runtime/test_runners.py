@@ -129,6 +129,15 @@ def test_cpu_stream_keeps_two_batches_in_flight_and_keeps_order(tmp_path):
     assert open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu", threads=1).runs_in_flight == 1
 
 
+def test_cpu_job_session_splits_threads_without_memory_patterns(tmp_path):
+    with open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu", threads=2) as runner:
+        ((threads, session),) = runner._sessions.items()  # only the session infer_many streams through
+        options = session.get_session_options()
+    assert threads == options.intra_op_num_threads == 1
+    assert not options.enable_mem_pattern  # see runners.session_options: first runs mapped ~3 GB with them
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+
+
 def test_infer_outside_with_block(tmp_path):
     runner = open_runner(write_artifact(tmp_path))
     with pytest.raises(RuntimeError, match="with open_runner"):
