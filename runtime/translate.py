@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import functools
 import hashlib
-import io
 import logging
 import os
 import time
@@ -28,7 +27,15 @@ from tqdm import tqdm
 
 from runtime.datasets import Sample, samples_for
 from runtime.errors import SampleError, UserError
-from runtime.imageio import LogOnce, atomic_write_bytes, decoded_size, encode_image, read_rgb, resize_rgb
+from runtime.imageio import (
+    LogOnce,
+    atomic_write_bytes,
+    encode_image,
+    encode_label_image,
+    load_checked,
+    read_rgb,
+    resize_rgb,
+)
 from runtime.jobstate import REPORT_NAME, JobState, write_json
 from runtime.pipeline import EngineFeed, batched, prefetch
 from runtime.runners import open_runner
@@ -85,6 +92,7 @@ class _Decoded:
     original_size: tuple[int, int]
     seconds: float = 0.0
     error: str | None = None
+    label: Image.Image | None = None  # resized to the output size; None: copied byte for byte
 
 
 @dataclass
@@ -108,35 +116,36 @@ def _output_paths(job: TranslateJob, sample: Sample) -> tuple[Path, Path | None]
     return image_out, output_path(job.output_root, label_rel, sample.label)
 
 
-def _decode(sample: Sample, root: Path, working_size: tuple[int, int], log_once: LogOnce) -> _Decoded:
+def _decode(sample: Sample, root: Path, working_size: tuple[int, int], output_size: str, log_once: LogOnce) -> _Decoded:
     start = time.perf_counter()
     try:
         check_input_inside(sample.image, root)
         image = read_rgb(sample.image, log_once)
         original_size = (image.shape[1], image.shape[0])
+        label = None
         if sample.label is not None:
             check_input_inside(sample.label, root)
-            label_size = decoded_size(sample.label)
-            if label_size != original_size:
-                raise SampleError(
-                    sample.label,
-                    f"label is {label_size[0]}x{label_size[1]}, image is {original_size[0]}x{original_size[1]}",
-                )
+            label = _carried_label(sample.label, original_size, working_size if output_size == "working" else None)
         resized = image if original_size == working_size else resize_rgb(image, working_size)
-        return _Decoded(sample, resized, original_size, time.perf_counter() - start)
+        return _Decoded(sample, resized, original_size, time.perf_counter() - start, label=label)
     except SampleError as exc:
         return _Decoded(sample, None, (0, 0), time.perf_counter() - start, error=str(exc))
 
 
-def _label_bytes(sample: Sample, size: tuple[int, int] | None) -> bytes:
-    """The label byte for byte, or resized with nearest neighbour (keeping mode and palette)."""
-    if size is None:
-        return sample.label.read_bytes()
-    with Image.open(sample.label) as label:
-        resized = label.resize(size, Image.NEAREST)
-    buffer = io.BytesIO()
-    resized.save(buffer, format="PNG")
-    return buffer.getvalue()
+def _carried_label(path: Path, image_size: tuple[int, int], size: tuple[int, int] | None) -> Image.Image | None:
+    """Check a label against its image (decoded fully, so a corrupt one fails before inference, once); returns it
+    resized to `size` with nearest neighbour, or None when it is copied byte for byte (no size, or the same)."""
+    with load_checked(path) as label:
+        if label.size != image_size:
+            raise SampleError(
+                path, f"label is {label.size[0]}x{label.size[1]}, image is {image_size[0]}x{image_size[1]}"
+            )
+        return None if size is None or size == image_size else label.resize(size, Image.NEAREST)
+
+
+def _label_bytes(sample: Sample, label: Image.Image | None) -> bytes:
+    """The label file byte for byte, or `label` (resized) as PNG with its mode and palette."""
+    return sample.label.read_bytes() if label is None else encode_label_image(label)
 
 
 def _write(path: Path, data: bytes) -> tuple[Path, int, str]:
@@ -153,8 +162,7 @@ def _encode(job: TranslateJob, decoded: _Decoded, translated: np.ndarray) -> tup
         translated = resize_rgb(translated, decoded.original_size)
     written = []
     if label_out is not None:
-        same_size = decoded.original_size == translated.shape[1::-1]
-        written.append(_write(label_out, _label_bytes(decoded.sample, None if same_size else translated.shape[1::-1])))
+        written.append(_write(label_out, _label_bytes(decoded.sample, decoded.label)))
     image_bytes = encode_image(translated, image_out.suffix, job.png_compression, job.jpeg_quality)
     written.append(_write(image_out, image_bytes))
     return time.perf_counter() - start, written
@@ -278,7 +286,9 @@ def _run(
     total: int,
 ) -> None:
     log_once = LogOnce()
-    decode = functools.partial(_decode, root=job.input_root, working_size=working_size, log_once=log_once)
+    decode = functools.partial(
+        _decode, root=job.input_root, working_size=working_size, output_size=job.output_size, log_once=log_once
+    )
 
     def skip(sample: Sample, reason: str) -> None:
         if job.strict:

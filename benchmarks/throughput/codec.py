@@ -9,7 +9,6 @@ this without a faster format, so the codec-bound end-to-end rate is judged again
 
 from __future__ import annotations
 
-import io
 import os
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ import cv2
 from PIL import Image
 
 from benchmarks.throughput.measure import rate
-from runtime.imageio import encode_image, read_rgb, resize_rgb
+from runtime.imageio import encode_image, encode_label_image, load_checked, read_rgb, resize_rgb
 
 _SUFFIXES = {"png": ".png", "jpg": ".jpg"}
 
@@ -55,8 +54,8 @@ def measure_codec_limit(
 ) -> dict:
     """Mean single-thread seconds per image of each codec stage over `images`, and the limit they imply.
 
-    labels (optional, informational): the same measurement for carrying each label over at the working size
-    (Pillow decode, nearest resize, PNG encode), which batch-translate also does but the limit leaves out.
+    labels (optional, informational): the same measurement for carrying each label over at the working size as
+    batch-translate does (Pillow decode, nearest resize, PNG encode), which the limit leaves out.
     """
     workers = workers or available_workers()
     if image_format not in _SUFFIXES:
@@ -78,9 +77,8 @@ def measure_codec_limit(
             seconds["encode"] += encoded - resized
         for path in labels or ():
             start = time.perf_counter()
-            with Image.open(path) as label:
-                small_label = label.resize(working_size, Image.NEAREST)
-            small_label.save(io.BytesIO(), format="PNG")
+            with load_checked(path) as label:
+                encode_label_image(label.resize(working_size, Image.NEAREST))
             label_seconds += time.perf_counter() - start
     count = len(images)
     per_image = {stage: value / count for stage, value in seconds.items()}

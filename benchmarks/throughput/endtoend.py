@@ -90,9 +90,9 @@ def output_kib_per_image(folder: Path) -> float | None:
     return sum(sizes) / len(sizes) / 1024 if sizes else None
 
 
-def median_run(runs: Sequence[dict]) -> dict:
-    """The run with the median images/s (the lower middle one for an even count), for repeated runs."""
-    ordered = sorted(runs, key=lambda run: run["images_per_second"])
+def median_run(runs: Sequence[dict], key: str = "images_per_second") -> dict:
+    """The run with the median `key` (the lower middle one for an even count), for repeated runs."""
+    ordered = sorted(runs, key=lambda run: run[key])
     return ordered[(len(ordered) - 1) // 2]
 
 

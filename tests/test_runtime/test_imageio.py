@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import cv2
@@ -14,6 +15,7 @@ from runtime.imageio import (
     LogOnce,
     _decode_png_fast,
     atomic_write_bytes,
+    encode_label_image,
     read_label,
     read_rgb,
     resize_label,
@@ -198,3 +200,32 @@ def test_resize_interpolation_choice():
     labels = rng.choice(np.array([0, 7, 255], dtype=np.uint8), size=(16, 32))
     resized = resize_label(labels, (45, 23))
     assert resized.shape == (23, 45) and set(np.unique(resized)) <= {0, 7, 255}
+
+
+@pytest.mark.parametrize("mode", ["P", "L", "I;16", "RGB"])
+def test_encoded_label_keeps_pixels_mode_and_palette(mode):
+    rng = np.random.default_rng(3)
+    if mode == "I;16":
+        label = Image.fromarray(rng.integers(0, 40000, (9, 13), dtype=np.uint16))
+    elif mode == "RGB":
+        label = Image.fromarray(rng.integers(0, 256, (9, 13, 3), dtype=np.uint8))
+    else:
+        label = Image.fromarray(rng.integers(0, 34, (9, 13), dtype=np.uint8), mode="L")
+        if mode == "P":
+            label = label.convert("L").copy()
+            label.putpalette(rng.integers(0, 256, 34 * 3, dtype=np.uint8).tolist())
+    assert label.mode == mode
+    with Image.open(io.BytesIO(encode_label_image(label))) as written:
+        written.load()
+        assert written.mode == mode
+        np.testing.assert_array_equal(np.asarray(written), np.asarray(label))
+        assert written.getpalette() == label.getpalette()
+
+
+def test_encoded_label_keeps_palette_transparency():
+    label = Image.fromarray(np.arange(12, dtype=np.uint8).reshape(3, 4), mode="L")
+    label.putpalette(list(range(36)))
+    label.info["transparency"] = 5
+    with Image.open(io.BytesIO(encode_label_image(label))) as written:
+        assert written.info.get("transparency") == 5
+        np.testing.assert_array_equal(np.asarray(written), np.asarray(label))
