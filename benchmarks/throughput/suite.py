@@ -267,21 +267,13 @@ def run_sweeps(
     return rows
 
 
-def find_point(rows: list[dict], model: str, backend: str, size: tuple[int, int], batch_size: int) -> dict:
-    """The sweep row of one point (the suite always measures the points its criteria need)."""
-    for row in rows:
-        if (row["model"], row["backend"], tuple(row["size"]), row["batch_size"]) == (model, backend, size, batch_size):
-            return row
-    raise KeyError(f"no sweep point {model} {backend} {size} batch {batch_size}")
-
-
 def compute_bound(
     config: SuiteConfig, models: SuiteModels, data: SuiteData, runs: Path, peak: PeakRss, threads: int, report: dict
 ) -> dict:
     """Criterion A's runs, repeated and interleaved (the median run of each counts): ONNX Runtime engine-only on
     as many preloaded images as the job translates, then batch-translate, then the reference way. Measuring the
-    engine right before each job keeps slow drifts of a shared machine out of the A1 and A2 ratios. Outputs of
-    the last runs are compared."""
+    engine right before each job puts a slow drift of a shared machine on both sides of the A2 ratio. Outputs
+    of the last runs are compared."""
     model = models.compute
     images = bench_data.image_paths(data.compute)
     size, png, batch = config.working_size, config.png_compression, config.compute_batch

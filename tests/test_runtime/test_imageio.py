@@ -212,7 +212,6 @@ def test_encoded_label_keeps_pixels_mode_and_palette(mode):
     else:
         label = Image.fromarray(rng.integers(0, 34, (9, 13), dtype=np.uint8), mode="L")
         if mode == "P":
-            label = label.convert("L").copy()
             label.putpalette(rng.integers(0, 256, 34 * 3, dtype=np.uint8).tolist())
     assert label.mode == mode
     with Image.open(io.BytesIO(encode_label_image(label))) as written:
