@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from runtime.errors import SampleError
+from runtime.png import SIGNATURE as PNG_SIGNATURE
 from runtime.png import encode_png
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
@@ -108,14 +109,13 @@ def load_checked(path: Path | str) -> Image.Image:
         raise SampleError(path, f"not a readable image ({exc})") from None
 
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour types imagecodecs decodes to plain arrays: grayscale, RGB, grayscale + alpha, RGBA (not palette).
 _FAST_PNG_COLOUR_TYPES = {0: 1, 2: 3, 4: 2, 6: 4}
 
 
 def _png_header(data: bytes) -> tuple[int, int, int, int] | None:
     """(width, height, bit depth, colour type) from a PNG's IHDR, or None if `data` does not start like a PNG."""
-    if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+    if len(data) < 33 or data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
         return None
     width, height = unpack(">II", data[16:24])
     return width, height, data[24], data[25]

@@ -116,7 +116,14 @@ def _output_paths(job: TranslateJob, sample: Sample) -> tuple[Path, Path | None]
     return image_out, output_path(job.output_root, label_rel, sample.label)
 
 
-def _decode(sample: Sample, root: Path, working_size: tuple[int, int], output_size: str, log_once: LogOnce) -> _Decoded:
+def _decode(
+    sample: Sample,
+    root: Path,
+    working_size: tuple[int, int],
+    label_size: tuple[int, int] | None,
+    log_once: LogOnce,
+) -> _Decoded:
+    """The image at the working size, its label checked (and resized to `label_size` unless that is None)."""
     start = time.perf_counter()
     try:
         check_input_inside(sample.image, root)
@@ -125,7 +132,7 @@ def _decode(sample: Sample, root: Path, working_size: tuple[int, int], output_si
         label = None
         if sample.label is not None:
             check_input_inside(sample.label, root)
-            label = _carried_label(sample.label, original_size, working_size if output_size == "working" else None)
+            label = _carried_label(sample.label, original_size, label_size)
         resized = image if original_size == working_size else resize_rgb(image, working_size)
         return _Decoded(sample, resized, original_size, time.perf_counter() - start, label=label)
     except SampleError as exc:
@@ -287,7 +294,11 @@ def _run(
 ) -> None:
     log_once = LogOnce()
     decode = functools.partial(
-        _decode, root=job.input_root, working_size=working_size, output_size=job.output_size, log_once=log_once
+        _decode,
+        root=job.input_root,
+        working_size=working_size,
+        label_size=working_size if job.output_size == "working" else None,  # "original": labels copied as they are
+        log_once=log_once,
     )
 
     def skip(sample: Sample, reason: str) -> None:

@@ -177,12 +177,9 @@ def _side_by_side(section: dict, sweeps: list[dict], skipped: list[dict], eager_
 
 
 def _interleaved_engine_line(compute: dict) -> list[str]:
-    """The engine-only figure A1 and A2 use (older reports took it from the sweep and lack the runs)."""
-    runs = compute.get("engine_only_runs")
-    if not runs:
-        return []
+    """The engine-only figure A1 and A2 use, with the runs its median comes from."""
     engine = compute["engine_only"]
-    rates = ", ".join(_num(run["images_per_second"], 3) for run in runs)
+    rates = ", ".join(_num(run["images_per_second"], 3) for run in compute["engine_only_runs"])
     return [
         f"ONNX Runtime engine-only for A1 and A2: {engine['images']} preloaded images at batch "
         f"{engine['batch_size']} streamed as batch-translate streams them, timed right before each batch-translate "
@@ -193,8 +190,8 @@ def _interleaved_engine_line(compute: dict) -> list[str]:
 
 
 def _kib(run: dict) -> str:
-    """Mean output file size of a run (older reports lack it)."""
-    return _num(run.get("output_kib_per_image"), 0)
+    """Mean output file size of a run."""
+    return _num(run["output_kib_per_image"], 0)
 
 
 def _stages_line(label: str, run: dict) -> str:
@@ -264,7 +261,7 @@ def markdown(report: dict) -> str:
             "",
             f"{codec['images']} images of {codec['input_size'][0]}x{codec['input_size'][1]}, median of "
             f"{codec['repeats']} interleaved runs per way. Codec limit (PNG level {limit['png_compression']}, "
-            f"measured right before each pass-through run, median of {len(codec.get('codec_limit_runs', [limit]))}): "
+            f"measured right before each pass-through run, median of {len(codec['codec_limit_runs'])}): "
             f"decode {_num(per['decode'], 4)} + resize {_num(per['resize'], 4)} + encode {_num(per['encode'], 4)} "
             f"= {_num(limit['seconds_per_image'], 4)} s per image on one thread, x {limit['workers']} workers = "
             f"{_num(limit['limit_images_per_second'], 2)} images/s."
