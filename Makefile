@@ -22,15 +22,16 @@ demo: setup
 demo-seeds: setup
 	$(BIN)/run-uda --preset demo --seeds 0,1,2 --output demo-out/seeds
 
+# Tests run in one worker process per CPU (pytest-xdist), idle workers taking tests queued for busy ones.
 test: setup
-	$(PY) -m pytest -q -m "not gpu"
+	$(BIN)/pytest -q -m "not gpu" -n auto --dist worksteal
 
 # GPU tests need tensorrt and pycuda (pycuda compiles against the CUDA toolkit); elsewhere they skip with the reason.
 test-gpu: setup
 	$(PY) -m pip install --quiet -e '.[dev,tensorrt]'
-	$(PY) -m pytest -q -m gpu
+	$(BIN)/pytest -q -m gpu
 
-# Throughput benchmark report in bench-results/ (report.md, report.json, figures): ~17 min on 2 idle CPU cores.
+# Throughput benchmark report in bench-results/ (report.md, report.json, figures): ~27 min on 2 idle CPU cores.
 bench: setup
 	$(BIN)/bench-throughput --suite standard --output bench-results
 

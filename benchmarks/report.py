@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -11,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.imageio import atomic_write_bytes
-from runtime.labels import CLASS_NAMES, colorize
-from runtime.sidecar import file_sha256
+from uda_trt.runtime.jobs.files import atomic_write_text, write_json
+from uda_trt.runtime.labels import CLASS_NAMES, colorize
+from uda_trt.runtime.sidecar import file_sha256
 
 GRID_ROWS = 4
 ARM_TITLES = {"source_only": "source-only", "adapted": "adapted", "oracle": "oracle"}
@@ -112,7 +111,7 @@ def write_markdown(out: Path, report: dict) -> None:
         "Resolved configs, artifact hashes and versions are in report.json.",
         "",
     ]
-    _write_text(out / "report.md", "\n".join(lines))
+    atomic_write_text(out / "report.md", "\n".join(lines))
 
 
 def write_sample_grid(out: Path, report: dict, target_root: Path, split: str) -> Path:
@@ -122,10 +121,10 @@ def write_sample_grid(out: Path, report: dict, target_root: Path, split: str) ->
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from runtime.datasets import cityscapes_samples, samples_for
-    from runtime.imageio import read_label, read_rgb
-    from runtime.labels import label_ids_to_train_ids
-    from runtime.runners import open_runner
+    from uda_trt.runtime.datasets import cityscapes_samples, samples_for
+    from uda_trt.runtime.imageio import read_label, read_rgb
+    from uda_trt.runtime.labels import label_ids_to_train_ids
+    from uda_trt.runtime.runners import open_runner
 
     _, sources = samples_for(Path(report["arms"]["source_only"]["data"]), "gta5")
     translated_root = Path(report["arms"]["adapted"]["data"])
@@ -175,23 +174,9 @@ def write_study_report(out: Path, report: dict, target_root: Path, split: str) -
         "artifact_sha256": _hashes(report),
     }
     report["figures"] = [write_sample_grid(out, report, target_root, split).name]
-    _write_text(out / "report.json", json.dumps(report, indent=2, default=_json_default) + "\n")
+    write_json(out / "report.json", report)
     write_markdown(out, report)
     return report
-
-
-def _write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
-
-
-def _json_default(value):
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
-    return str(value)
 
 
 def write_seeds_report(out: Path, reports: list[dict]) -> dict:
@@ -217,7 +202,7 @@ def write_seeds_report(out: Path, reports: list[dict]) -> dict:
     }
     diff = summary["adapted_minus_source_only"]
     payload = {"per_seed": per_seed, "summary": summary, "machine": machine_info()}
-    _write_text(out / "report.json", json.dumps(payload, indent=2, default=_json_default) + "\n")
+    write_json(out / "report.json", payload)
     lines = [
         f"# UDA study over seeds {', '.join(map(str, summary['seeds']))}",
         "",
@@ -232,5 +217,5 @@ def write_seeds_report(out: Path, reports: list[dict]) -> dict:
         + ", ".join(f"[seed {r['study']['seed']}](seed_{r['study']['seed']}/report.md)" for r in reports),
         "",
     ]
-    _write_text(out / "report.md", "\n".join(lines))
+    atomic_write_text(out / "report.md", "\n".join(lines))
     return payload

@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from benchmarks.presets import PRESETS, Preset
-from runtime.errors import UserError
-from runtime.imageio import atomic_write_bytes
-from runtime.sidecar import file_sha256, load_sidecar
+from uda_trt.benchmarks.presets import PRESETS, Preset
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.files import write_json
+from uda_trt.runtime.jobs.folders import claim_output_folder, refuse_changed
+from uda_trt.runtime.jobs.timing import StageTimer
+from uda_trt.runtime.sidecar import file_sha256, load_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -74,31 +73,25 @@ def claim_output(config: StudyConfig) -> None:
     finished study's training. An OUT that is neither empty nor a study folder is refused too.
     """
     out, identity = config.output, config.identity()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--output: {out} exists and is not a folder")
     path = out / STUDY_FILE
-    if path.exists():
-        try:
-            previous = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: unreadable ({exc}); choose another --output") from None
-        changed = [key for key in identity if not isinstance(previous, dict) or previous.get(key) != identity[key]]
-        if changed:
-            key, old = changed[0], previous.get(changed[0]) if isinstance(previous, dict) else None
-            raise UserError(
-                f"{path}: {out} holds the study with {_STUDY_FLAGS.get(key, key)} {old}, not {identity[key]}; "
-                "rerun with the same options to finish it, or choose another --output"
-            )
+    if not claim_output_folder(out, marker=STUDY_FILE, command="run-uda"):
+        write_json(path, identity)
         return
-    if out.is_dir() and any(not name.startswith(".") for name in os.listdir(out)):
-        raise UserError(f"--output: {out} is not empty and holds no {STUDY_FILE} of a run-uda study; choose another")
-    atomic_write_bytes(path, (json.dumps(identity, indent=2) + "\n").encode())
+    try:
+        previous = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path}: unreadable ({exc}); choose another --output") from None
+    if not isinstance(previous, dict):
+        raise UserError(f"{path}: not a run-uda study record; choose another --output")
+    refuse_changed(
+        path, previous, identity, _STUDY_FLAGS, "rerun with the same options to finish it, or choose another --output"
+    )
 
 
 def export_once(checkpoint: Path, output_dir: Path, working_size: tuple[int, int] | None = None) -> Path:
     """OUTPUT_DIR/STEM.onnx exported from `checkpoint`, or kept as it is when it is already that export (its
     sidecar records the checkpoint's sha256 and the ONNX file's, at the same working size)."""
-    from export.onnx_export import export_onnx
+    from uda_trt.export.onnx_export import export_onnx
 
     onnx_path = output_dir / f"{checkpoint.stem}.onnx"
     if _is_export_of(onnx_path, checkpoint, working_size):
@@ -127,26 +120,11 @@ def translation_resumable(output_root: Path, artifact: Path) -> bool:
     return isinstance(identity, dict) and identity.get("artifact_sha256") == file_sha256(artifact)
 
 
-class StageTimer:
-    """Wall-clock seconds per named stage, in the order the stages ran."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def stage(self, name: str):
-        log.info("stage %s ...", name)
-        start = time.perf_counter()
-        yield
-        self.seconds[name] = round(time.perf_counter() - start, 2)
-        log.info("stage %s done in %.1f s", name, self.seconds[name])
-
-
 def make_data(config: StudyConfig, preset: Preset) -> tuple[Path, Path]:
     """The source (GTA5 layout) and target (Cityscapes layout) roots: the user's, or synthetic ones made now."""
     if not config.synthetic:
         return config.source_root, config.target_root
-    from runtime.synthetic_datasets import write_synthetic_datasets
+    from uda_trt.runtime.synthetic import write_synthetic_datasets
 
     data = config.output / "data"
     s = preset.synthetic
@@ -163,16 +141,16 @@ def make_data(config: StudyConfig, preset: Preset) -> tuple[Path, Path]:
 
 def run_study(config: StudyConfig) -> dict:
     """Run one study end to end and write OUT/report.{json,md} plus figures; return the report."""
-    from benchmarks.report import write_study_report
-    from runtime.evaluate import evaluate_engine
-    from runtime.translate import TranslateJob, batch_translate
-    from train.cyclegan import CycleGANConfig, train_cyclegan
-    from train.segmenter import SegmenterConfig, train_segmenter
+    from uda_trt.benchmarks.report import write_study_report
+    from uda_trt.runtime.evaluate import evaluate_engine
+    from uda_trt.runtime.translate import TranslateJob, batch_translate
+    from uda_trt.train.cyclegan import CycleGANConfig, train_cyclegan
+    from uda_trt.train.segmenter import SegmenterConfig, train_segmenter
 
     preset = config.resolved_preset()
     out = config.output
     claim_output(config)
-    timer = StageTimer()
+    timer = StageTimer(announce=log.info)
     with timer.stage("data"):
         source_root, target_root = make_data(config, preset)
     with timer.stage("train_cyclegan"):
@@ -227,6 +205,6 @@ def run_study(config: StudyConfig) -> dict:
         "translator_artifact": str(translator),
         "batch_translate": translate_report,
         "arms": arms,
-        "stage_seconds": timer.seconds,
+        "stage_seconds": {name: round(seconds, 2) for name, seconds in timer.seconds.items()},
     }
     return write_study_report(out, report, target_root, config.cityscapes_val_split)

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runtime.errors import UserError
-from runtime.imageio import atomic_write_bytes
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.files import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from export.onnx_export import ExportResult
-    from export.parity import ParityReport
+    from uda_trt.export.onnx_export import ExportResult
+    from uda_trt.export.parity import ParityReport
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def build_engine(
 
     import tensorrt as trt
 
-    from runtime.gpu import current_gpu
+    from uda_trt.runtime.gpu import current_gpu
 
     started = time.perf_counter()
     logger = trt.Logger(trt.Logger.WARNING)
@@ -192,10 +192,10 @@ def export_engine(
     The check uses the export's parity images and the FP16 bounds (translators: 2 grey levels on >= 99.5% of
     pixels; segmenters: >= 99.5% identical labels); the sidecar lists the engine only once it passed.
     """
-    from export.onnx_export import FP16_PARITY
-    from export.parity import require, run_parity
-    from runtime.runners import OnnxRuntimeRunner, TensorRTRunner
-    from runtime.sidecar import file_sha256
+    from uda_trt.export.onnx_export import FP16_PARITY
+    from uda_trt.export.parity import require, run_parity
+    from uda_trt.runtime.runners import OnnxRuntimeRunner, TensorRTRunner
+    from uda_trt.runtime.sidecar import file_sha256
 
     if result.fp16_path is None:
         raise UserError("the engine is built from STEM.fp16.onnx; export without --no-fp16")

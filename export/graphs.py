@@ -1,8 +1,8 @@
 """The graphs that are exported: a trained model wrapped with its pre- and post-processing, uint8 in, uint8 out.
 
 Putting normalisation, resizing, argmax and the casts inside the graph means the engine on the device does them,
-and the host only decodes, batches and encodes (ARCHITECTURE.md). The wrappers hold the trained model as a
-submodule and never modify it. Tensor layouts follow CONTRACTS.md: input `images` uint8 N x H x W x 3 RGB.
+and the host only decodes, batches and encodes (docs/architecture.md). The wrappers hold the trained model as a
+submodule and never modify it. Tensor layouts follow docs/contracts.md ("Artifacts"): input `images` uint8 NHWC RGB.
 """
 
 from __future__ import annotations

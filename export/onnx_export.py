@@ -21,8 +21,8 @@ import onnx
 import torch
 from torch import nn
 
-from export.graphs import SegmenterGraph, TranslatorGraph
-from export.parity import (
+from uda_trt.export.graphs import SegmenterGraph, TranslatorGraph
+from uda_trt.export.parity import (
     SEGMENTER_PARITY_SIZE,
     ParityError,
     ParityReport,
@@ -30,11 +30,12 @@ from export.parity import (
     run_parity,
     synthetic_parity_images,
 )
-from runtime import labels
-from runtime.errors import UserError
-from runtime.imageio import atomic_write_bytes, resize_rgb
-from runtime.runners import OnnxRuntimeRunner
-from runtime.sidecar import Sidecar, file_sha256, sidecar_path
+from uda_trt.runtime import labels
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.imageio import resize_rgb
+from uda_trt.runtime.jobs.files import atomic_write_bytes
+from uda_trt.runtime.runners import OnnxRuntimeRunner
+from uda_trt.runtime.sidecar import Sidecar, file_sha256, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class _Prepared:
 
 
 def _prepare_translator(info: Any, working_size: tuple[int, int] | None, scale: float | None) -> _Prepared:
-    from train.checkpoints import build_translator, size_divisor
+    from uda_trt.train.checkpoints import build_translator, size_divisor
 
     if scale is not None:
         raise UserError("--scale applies to segmenters; a translator takes --size WIDTHxHEIGHT")
@@ -95,7 +96,7 @@ def _prepare_translator(info: Any, working_size: tuple[int, int] | None, scale: 
 
 
 def _prepare_segmenter(info: Any, working_size: tuple[int, int] | None, scale: float | None) -> _Prepared:
-    from train.segmenters import NORMALIZATION, build_segmenter_from_checkpoint
+    from uda_trt.train.segmenters import NORMALIZATION, build_segmenter_from_checkpoint
 
     if working_size is not None:
         raise UserError("--size applies to translators; a segmenter takes full-resolution images and --scale F")
@@ -186,7 +187,7 @@ def export_onnx(
     the wrong kind or impossible sizes, ParityError (exit 1) when ONNX Runtime disagrees with PyTorch or the FP16
     model with the FP32 one (the FP32 ONNX and its sidecar are kept in that case: they passed).
     """
-    from train.checkpoints import require_model_checkpoint
+    from uda_trt.train.checkpoints import require_model_checkpoint
 
     checkpoint = Path(checkpoint)
     info = require_model_checkpoint(checkpoint)
@@ -239,7 +240,7 @@ def export_fp16(result: ExportResult, model: onnx.ModelProto, images: list[np.nd
 
     The FP32 sidecar is already on disk, so a failure here (ParityError, exit 1) leaves a working FP32 export.
     """
-    from export.fp16 import Fp16PolicyError, convert_to_fp16
+    from uda_trt.export.fp16 import Fp16PolicyError, convert_to_fp16
 
     sidecar = result.sidecar
     fp16_path = result.onnx_path.with_name(result.onnx_path.name[: -len(".onnx")] + ".fp16.onnx")

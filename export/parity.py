@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from runtime.errors import UserError
+from uda_trt.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,7 @@ def require(report: ParityReport, artifact: Path, note: str = "") -> None:
 
 def load_parity_images(folder: Path, limit: int = PARITY_IMAGE_LIMIT) -> list[np.ndarray]:
     """The first `limit` images (sorted, recursive) of a folder, read with the runtime's reader as RGB uint8."""
-    from runtime.imageio import IMAGE_SUFFIXES, LogOnce, read_rgb
+    from uda_trt.runtime.imageio import IMAGE_SUFFIXES, LogOnce, read_rgb
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -154,7 +154,7 @@ def synthetic_parity_images(task: str, size: tuple[int, int], count: int = DEFAU
 
     Translators see the source style they translate from; segmenters the target style they are evaluated on.
     """
-    from runtime import synthetic
+    from uda_trt.runtime import synthetic
 
     style = synthetic.SOURCE_STYLE if task == "translate" else synthetic.TARGET_STYLE
     images = []

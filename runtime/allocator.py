@@ -2,8 +2,8 @@
 
 A 2048x1024 label decodes into a fresh 2 MiB array. glibc's malloc serves blocks that large with mmap and trims the
 heap top after each free, so every decoded image costs about 500 page faults to map memory it just gave back: in
-evaluate-seg --predictions they made the run 40 % longer (500 val images on 2 cores: 4.7 s with default settings,
-3.3 s with these). Raising the mmap and trim thresholds lets the next image reuse the pages.
+evaluate-seg --predictions they were a large share of the run's time (README, "Measurements behind design choices").
+Raising the mmap and trim thresholds lets the next image reuse the pages.
 """
 
 from __future__ import annotations

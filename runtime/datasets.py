@@ -1,4 +1,4 @@
-"""Readers for the dataset layouts of CONTRACTS.md: GTA5, Cityscapes and plain image folders.
+"""Readers for the dataset layouts of docs/contracts.md ("Dataset layouts"): GTA5, Cityscapes and image folders.
 
 A reader only lists files (image path, label path, an output key); decoding happens in `runtime.imageio`, one sample
 at a time, so a bad file is a per-sample fault and not a failure of the listing. Layout mistakes (missing folder,
@@ -12,8 +12,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import UserError
-from runtime.imageio import IMAGE_SUFFIXES, PARTIAL_SUFFIX
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.imageio import IMAGE_SUFFIXES
+from uda_trt.runtime.jobs.files import PARTIAL_SUFFIX
 
 LAYOUTS = ("gta5", "cityscapes", "folder")
 GTA5_IMAGE_SUFFIXES = (".png", ".jpg")

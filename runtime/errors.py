@@ -1,4 +1,4 @@
-"""The two kinds of failure every job distinguishes (CONTRACTS.md, "Exit codes").
+"""The two kinds of failure every job distinguishes (docs/contracts.md, "Exit codes").
 
 `UserError`: the user asked for something impossible or gave bad input. Click prints it as one line on stderr
 (``Error: <message>``) and exits 2, with no traceback. Messages name the file or flag and the problem.

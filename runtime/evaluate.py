@@ -24,13 +24,15 @@ import numpy as np
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from runtime.datasets import Sample, cityscapes_ground_truth, cityscapes_samples
-from runtime.errors import SampleError, UserError
-from runtime.imageio import LogOnce, read_label, read_rgb, remove_partials, write_label
-from runtime.labels import LABEL_ID_TO_TRAIN_ID, TRAIN_ID_IDENTITY, colors_to_train_ids, train_ids_to_label_ids
-from runtime.metrics import ConfusionMatrix, confusion_matrix, write_metrics
-from runtime.pipeline import EngineFeed, prefetch
-from runtime.sidecar import file_sha256
+from uda_trt.runtime.datasets import Sample, cityscapes_ground_truth, cityscapes_samples
+from uda_trt.runtime.errors import SampleError, UserError
+from uda_trt.runtime.imageio import LogOnce, read_label, read_rgb, write_label
+from uda_trt.runtime.jobs.files import remove_partials
+from uda_trt.runtime.jobs.workers import default_workers
+from uda_trt.runtime.labels import LABEL_ID_TO_TRAIN_ID, TRAIN_ID_IDENTITY, colors_to_train_ids, train_ids_to_label_ids
+from uda_trt.runtime.metrics import ConfusionMatrix, confusion_matrix, write_metrics
+from uda_trt.runtime.pipeline import EngineFeed, prefetch
+from uda_trt.runtime.sidecar import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -41,9 +43,8 @@ _STEM_PREFIX = re.compile(r"^(.+?_\d+_\d+)(?!\d)")
 _LOGGED_PER_KIND = 10
 
 
-def default_workers() -> int:
-    """A few threads: decoding is the bottleneck and scales until the cores are busy."""
-    return max(1, min(4, os.cpu_count() or 1))
+# Decoding is the bottleneck; it stops scaling at a few threads.
+MAX_DEFAULT_WORKERS = 4
 
 
 @dataclass
@@ -160,7 +161,7 @@ def score_predictions(
             return exc
         return confusion_matrix(gt, pred, gt_to_train=LABEL_ID_TO_TRAIN_ID, pred_to_train=pred_to_train)
 
-    workers = workers or default_workers()
+    workers = workers or default_workers(MAX_DEFAULT_WORKERS)
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
         logging_redirect_tqdm(),
@@ -231,7 +232,7 @@ def score_engine(
     """
     import click
 
-    from runtime.runners import open_runner  # lazy: pulls in ONNX Runtime / TensorRT
+    from uda_trt.runtime.runners import open_runner  # lazy: pulls in ONNX Runtime / TensorRT
 
     artifact = Path(artifact)
     if not artifact.is_file():
@@ -260,7 +261,7 @@ def score_engine(
         gt = np.stack([item.gt for item in batch])
         return confusion_matrix(gt, labels, gt_to_train=LABEL_ID_TO_TRAIN_ID)
 
-    workers = workers or default_workers()
+    workers = workers or default_workers(MAX_DEFAULT_WORKERS)
     started = time.perf_counter()
     with open_runner(artifact, backend=backend) as runner:
         if runner.sidecar.task != "segment":
@@ -327,9 +328,7 @@ def _clean(output: Path) -> None:
     """Remove the hidden temporaries a killed run left in OUT: every output is written to `.NAME.partial` and
     renamed, so readers never see half a file, and a rerun starts from a clean folder."""
     if output.is_dir():
-        removed = remove_partials(output)
-        if removed:
-            log.info("removed %d temporary file(s) left by an interrupted run under %s", removed, output)
+        remove_partials(output)
 
 
 def _write(outcome: EvalOutcome, output: Path) -> dict:

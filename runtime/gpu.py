@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from runtime.errors import UserError
+from uda_trt.runtime.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,11 @@
-"""Image and label file I/O with the input conversions of CONTRACTS.md, and crash-safe writes.
+"""Image and label file I/O with the input conversions of docs/contracts.md ("Input images"), and crash-safe writes.
 
 Images leave this module as RGB uint8, whatever the file held: grayscale is replicated, alpha dropped, 16-bit
 scaled to 8-bit, each conversion reported once per job. 8-bit non-palette PNGs (GTA5 and Cityscapes frames,
-Cityscapes labelIds, predictions) are decoded by imagecodecs (libpng with zlib-ng: 1.3x to 1.6x OpenCV's decoder on
+Cityscapes labelIds, predictions) are decoded by imagecodecs (libpng with zlib-ng: faster than OpenCV's decoder on
 this data, and it releases the GIL); every other file, and any PNG imagecodecs refuses, goes through OpenCV. Labels
 that are not plain 8-bit grayscale go through Pillow, because palette PNGs (GTA5 labels) must be read as palette
-*indices*, which OpenCV would expand to colours. PNG is written by runtime.png (libdeflate: 4x-5x OpenCV's encoder,
+*indices*, which OpenCV would expand to colours. PNG is written by runtime.png (libdeflate: faster than OpenCV,
 smaller files), JPEG by OpenCV.
 A file that cannot be decoded is a per-sample fault (`SampleError`), never a crash.
 Writes go to a hidden temporary file in the target folder and are renamed into place, so a killed job never
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import warnings
 from pathlib import Path
 from struct import error as struct_error
@@ -27,12 +26,12 @@ import imagecodecs
 import numpy as np
 from PIL import Image
 
-from runtime.errors import SampleError
-from runtime.png import SIGNATURE as PNG_SIGNATURE
-from runtime.png import encode_png
+from uda_trt.runtime.errors import SampleError
+from uda_trt.runtime.jobs.files import atomic_write_bytes
+from uda_trt.runtime.png import SIGNATURE as PNG_SIGNATURE
+from uda_trt.runtime.png import encode_png
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".tif", ".tiff")
-PARTIAL_SUFFIX = ".partial"
 # Images declaring more pixels than this are refused before decoding (a 100-byte PNG can declare 10^10 pixels).
 # 2^27 = e.g. 16384 x 8192; GTA5 and Cityscapes frames are ~2 M. Pillow's own, lower warning threshold is then
 # redundant noise, so it is silenced; its hard limit (DecompressionBombError) still applies and is caught.
@@ -158,7 +157,7 @@ def _decode_opencv(path: Path, data: bytes) -> np.ndarray:
 
 
 def read_rgb(path: Path | str, log_once: LogOnce | None = None) -> np.ndarray:
-    """Decode an image file to H x W x 3 RGB uint8, applying (and reporting) the CONTRACTS.md conversions."""
+    """Decode an image file to H x W x 3 RGB uint8, applying (and reporting) the docs/contracts.md conversions."""
     path = Path(path)
     data = _read_bytes(path)
     image = _decode_png_fast(path, data)
@@ -190,7 +189,7 @@ def read_rgb(path: Path | str, log_once: LogOnce | None = None) -> np.ndarray:
 
 
 def _decode_plain_gray_png(path: Path, data: bytes) -> np.ndarray | None:
-    """An 8-bit grayscale PNG decoded by imagecodecs (about 1.4x Pillow's speed, threaded); None for any other
+    """An 8-bit grayscale PNG decoded by imagecodecs (faster than Pillow, and threaded); None for any other
     file, and for any file it does not decode to exactly H x W uint8, so that Pillow reads it and names the problem."""
     header = _png_header(data)
     if header is None or header[2:] != (8, 0):
@@ -231,36 +230,6 @@ def read_label(path: Path | str) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write `data` to a hidden `.NAME.partial` beside `path`, fsync, then rename into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}{PARTIAL_SUFFIX}")
-    try:
-        with open(partial, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-
-
-def remove_partials(root: Path | str) -> int:
-    """Delete the hidden `.NAME.partial` files a killed job left under `root` (symlinks not followed).
-
-    Only names `atomic_write_bytes` makes are touched; returns how many were removed.
-    """
-    removed = 0
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            if name.startswith(".") and name.endswith(PARTIAL_SUFFIX):
-                Path(dirpath, name).unlink(missing_ok=True)
-                removed += 1
-    return removed
-
-
 def encode_image(rgb: np.ndarray, suffix: str, png_compression: int = 1, jpeg_quality: int = 95) -> bytes:
     """Encode an H x W x 3 RGB uint8 image in the format named by `suffix` (".png", ".jpg", ...)."""
     suffix = suffix.lower()
@@ -288,8 +257,8 @@ def write_image(path: Path | str, rgb: np.ndarray, png_compression: int = 1, jpe
 def encode_label_image(label: Image.Image) -> bytes:
     """PNG bytes of a label map read with Pillow, mode and palette kept.
 
-    8-bit maps ("P" as in GTA5, "L" as in Cityscapes) go through runtime.png (libdeflate, level 6): 2.3 ms
-    instead of Pillow's 5.6 ms for a 1024x512 GTA5 label, and a smaller file. Other modes, and palettes with
+    8-bit maps ("P" as in GTA5, "L" as in Cityscapes) go through runtime.png (libdeflate, level 6): faster
+    than Pillow's encoder, and a smaller file. Other modes, and palettes with
     transparency, are saved by Pillow.
     """
     if label.mode in ("P", "L") and "transparency" not in label.info:

@@ -1,6 +1,6 @@
 """The Cityscapes label table: 19 evaluated classes, label-ID <-> train-ID lookups, colours.
 
-Facts from ../shared/reference/datasets-and-metrics.md (the same as cityscapesscripts' helpers/labels.py).
+The table is in docs/reference/cityscapes.md (the same as cityscapesscripts' helpers/labels.py).
 Lookups are 256-entry tables so conversion is one fancy-index over a whole image.
 """
 

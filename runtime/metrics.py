@@ -9,15 +9,14 @@ raw IDs per image or batch, folded through the ID lookup tables.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from runtime.imageio import atomic_write_bytes
-from runtime.labels import CLASS_NAMES, NUM_CLASSES, TRAIN_ID_IDENTITY
+from uda_trt.runtime.jobs.files import atomic_write_bytes, json_plain, write_json
+from uda_trt.runtime.labels import CLASS_NAMES, NUM_CLASSES, TRAIN_ID_IDENTITY
 
 OTHER_COLUMN = NUM_CLASSES  # predictions outside 0..18
 SCHEMA_VERSION = 1
@@ -30,7 +29,7 @@ _CALCHIST_EXACT_LIMIT = 1 << 24
 def joint_histogram(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """256 x 256 int64 counts of the value pairs (a[i], b[i]) of two same-shape uint8 arrays.
 
-    One pass in OpenCV (calcHist, ~2x np.bincount of packed pairs, which first widens every pixel to int64).
+    One pass in OpenCV (calcHist: faster than np.bincount of packed pairs, which first widens every pixel to int64).
     """
     if a.shape != b.shape:
         raise ValueError(f"arrays of shapes {a.shape} and {b.shape} differ")
@@ -132,23 +131,6 @@ class ConfusionMatrix:
         return scores_from_matrix(self.matrix)
 
 
-def _json_safe(value):
-    """NaN/inf -> None (JSON null), numpy scalars -> Python numbers, recursively."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
@@ -199,7 +181,7 @@ def write_metrics(
         }
     )
     result.update(extra or {})
-    result = _json_safe(result)
-    atomic_write_bytes(out_dir / "metrics.json", (json.dumps(result, indent=2, allow_nan=False) + "\n").encode())
+    result = json_plain(result)
+    write_json(out_dir / "metrics.json", result)
     atomic_write_bytes(out_dir / "metrics.md", metrics_markdown(result).encode())
     return result

@@ -46,12 +46,20 @@ class EngineFeed:
     producing a batch (waiting for its decodes) happens inside the engine loop. `engine_seconds` counts only the
     time spent waiting on the engine, not on the producer. An error raised while producing a batch ends the input
     stream; the batches already in the engine are still yielded, then the error is raised as it was.
+    `clock` (seconds, monotonic) times both sides; tests pass a fake one to make the split exact.
     """
 
-    def __init__(self, runner, batches: Iterable[list[T]], images_of: Callable[[list[T]], object]) -> None:
+    def __init__(
+        self,
+        runner,
+        batches: Iterable[list[T]],
+        images_of: Callable[[list[T]], object],
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.runner = runner
         self.batches = batches
         self.images_of = images_of
+        self.clock = clock
         self.engine_seconds = 0.0
         self._producer_seconds = 0.0
         self._in_flight: deque[list[T]] = deque()
@@ -65,7 +73,7 @@ class EngineFeed:
     def _inputs(self) -> Iterator[object]:
         source = iter(self.batches)
         while True:
-            start = time.perf_counter()
+            start = self.clock()
             try:
                 batch = next(source, None)
                 if batch is not None:
@@ -73,7 +81,7 @@ class EngineFeed:
             except Exception as exc:  # the producer's error, raised unwrapped once the engine has drained
                 self._producer_error = exc
                 batch = None
-            self._producer_seconds += time.perf_counter() - start
+            self._producer_seconds += self.clock() - start
             if batch is None:
                 return
             self._in_flight.append(batch)
@@ -82,9 +90,9 @@ class EngineFeed:
     def __iter__(self) -> Iterator[tuple[list[T], dict]]:
         outputs = self.runner.infer_many(self._inputs())
         while True:
-            start, produced_before = time.perf_counter(), self._producer_seconds
+            start, produced_before = self.clock(), self._producer_seconds
             result = next(outputs, None)
-            self.engine_seconds += time.perf_counter() - start - (self._producer_seconds - produced_before)
+            self.engine_seconds += self.clock() - start - (self._producer_seconds - produced_before)
             if result is None:
                 break
             yield self._in_flight.popleft(), result

@@ -1,9 +1,9 @@
-"""PNG encoding at 4x-5x OpenCV's speed with smaller files: every row SUB-filtered in numpy, deflated by libdeflate.
+"""PNG encoding faster than OpenCV's, with smaller files: every row SUB-filtered in numpy, deflated by libdeflate.
 
 Encoding is the wall of a codec-bound job (a TensorRT engine, or a small generator, translates faster than one core
 writes PNG). OpenCV and Pillow deflate with zlib through libpng, row by row; libdeflate compresses the whole image
-in one call, at the same zlib level number, 4x-5x faster and a few percent smaller at every level measured on
-translated frames (level 6, 1024x512: 30 ms and 492 KB against OpenCV's 150 ms and 500 KB). No maintained library
+in one call, at the same zlib level number, several times faster and a little smaller at every level tried on
+translated frames (README, "Measurements behind design choices"). No maintained library
 writes PNG with libdeflate, so the container is written here: it is three chunks (IHDR, IDAT, IEND, plus PLTE for a
 palette), each a length, a tag, the data and a CRC-32. Compression (libdeflate) and checksums (zlib) are libraries'.
 The SUB filter (each byte minus the same channel of the pixel to its left) costs one numpy subtraction and suits both

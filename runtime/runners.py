@@ -19,9 +19,10 @@ from types import TracebackType
 
 import numpy as np
 
-from runtime.errors import UserError
-from runtime.pipeline import prefetch
-from runtime.sidecar import Sidecar, load_sidecar
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.workers import default_workers
+from uda_trt.runtime.pipeline import prefetch
+from uda_trt.runtime.sidecar import Sidecar, load_sidecar
 
 # "onnxruntime" = ONNX Runtime on the best providers this machine has; the suffixed names force one provider set
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
@@ -53,14 +54,6 @@ def tensorrt_unavailable_reason(for_running: bool = False) -> str | None:
     if missing:
         return f"{' and '.join(missing)} not installed (pip install 'uda-trt[tensorrt]')"
     return None
-
-
-def default_threads() -> int:
-    """All cores this process may use (ORT's own default ignores CPU affinity in containers)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 class Runner:
@@ -138,15 +131,15 @@ def session_options(threads: int, memory_patterns: bool = True):
     """ONNX Runtime session options for the jobs: `threads` intra-op threads, full graph optimisation, errors only.
 
     Intra-op threads do not spin while waiting for work: in batch-translate and evaluate-seg they share the cores
-    with the decode and encode threads, and spinning would burn the cycles those need (measured: +8 % end to end
-    with a small generator; no change for the compute-bound ResNet-9).
+    with the decode and encode threads, and spinning would burn the cycles those need (it slowed a codec-bound job
+    with a small generator end to end; the compute-bound ResNet-9 does not notice).
 
     `memory_patterns=False` is for the CPU provider. With patterns on, every run after the first of a shape gets
     one block sized for all its activations; with two runs in flight, the first runs of a ResNet-9 job at 1024x512
-    made the kernel map about 3 GB (740k page faults, 7 s of system time on 2 cores, about 5 s of the job's wall
-    time). Without them the arena reuses its chunks across tensors: a quarter of that system time at start and
-    the same rate after (engine-only stream of 8 images at batch 2: first 36.3 s instead of 41.4 s; warmed
-    36.8 s vs 37.7 s, within this machine's noise). Other providers keep ONNX Runtime's default.
+    made the kernel map gigabytes of fresh memory, and the page faults cost seconds of the job's wall time.
+    Without them the arena reuses its chunks across tensors: much less system time at start and
+    the same rate once warm (README, "Measurements behind design choices").
+    Other providers keep ONNX Runtime's default.
     """
     import onnxruntime as ort
 
@@ -171,13 +164,13 @@ class OnnxRuntimeRunner(Runner):
             raise UserError(f"{path}: backend '{backend}' is not an ONNX Runtime backend")
         self.backend = backend
         self.providers = list(_ORT_PROVIDERS[backend])
-        self.threads = threads or default_threads()
+        self.threads = threads or default_workers()  # ORT's own default ignores CPU affinity and quotas
         self._sessions: dict[int, object] = {}  # by intra-op thread count
 
     @property
     def runs_in_flight(self) -> int:
         """Batches `infer_many` computes at once: two on the CPU provider with two threads or more, else one.
-        Each run holds one batch's activations (about 1 GiB per image for ResNet-9 at 1024x512), hence the cap."""
+        Each run holds one batch's activations (large for ResNet-9 at 1024x512), hence the cap."""
         return min(self.threads, _CPU_RUNS_IN_FLIGHT) if self.providers == ["CPUExecutionProvider"] else 1
 
     def _open_session(self, threads: int):
@@ -216,7 +209,7 @@ class OnnxRuntimeRunner(Runner):
         """Outputs in input order. On the CPU, `runs_in_flight` batches run at once on one session whose
         threads are split between them (ONNX Runtime allows concurrent runs of one session), instead of one batch
         at a time over all threads: fewer per-operator barriers, so on 2 cores (two single-threaded runs)
-        batch-translate ran about 8 % (ngf 8, 3 blocks) to 11 % (ResNet-9, ngf 64) faster end to end.
+        batch-translate runs faster end to end, small and large generators alike (README, measurements).
         """
         if self.runs_in_flight == 1:
             yield from super().infer_many(batches)
@@ -246,7 +239,7 @@ class TensorRTRunner(Runner):
             raise UserError(f"{self.path}: running a .engine needs TensorRT and an NVIDIA GPU: {reason}")
         if not self.sidecar.engine:
             raise UserError(f"{self.path}: its sidecar has no 'engine' block; re-run export-trt on a GPU machine")
-        from runtime.tensorrt_runner import NativeTensorRT
+        from uda_trt.runtime.tensorrt_runner import NativeTensorRT
 
         self._native = NativeTensorRT(self.path, self.sidecar)
 
@@ -276,7 +269,7 @@ def tensorrt_ep_options(path: Path, sidecar: Sidecar, cache_root: Path = ORT_TEN
     the ONNX (a `.fp16.onnx` runs in FP16 with InstanceNorm in FP32); `trt_fp16_enable` would also put the FP32
     model's InstanceNorm in FP16, so it stays off. Translators get a profile over batch 1..8 at the working size.
     """
-    from runtime.sidecar import artifact_key
+    from uda_trt.runtime.sidecar import artifact_key
 
     digest = sidecar.artifacts.get(artifact_key(path), {}).get("sha256", "unlisted")[:16]
     cache = Path(cache_root) / digest

@@ -1,4 +1,4 @@
-"""Path containment for jobs that derive output names from input names (CONTRACTS.md, "Job outputs").
+"""Path containment for jobs that derive output names from input names (docs/contracts.md, "Job outputs").
 
 A dataset is untrusted input: a file may be a symlink to anything on the machine, and an output folder may hold a
 symlinked sub-folder left by someone else. These checks keep reads inside the dataset and writes inside the output
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from runtime.errors import SampleError
+from uda_trt.runtime.errors import SampleError
 
 
 def is_inside(path: Path, root: Path) -> bool:

@@ -1,7 +1,7 @@
 """The artifact sidecar `STEM.json`: the one description of an exported model that `runtime` trusts.
 
 `export` writes it next to `STEM.onnx` / `STEM.fp16.onnx` / `STEM.engine`; every runner reads it through
-`load_sidecar`, which validates every field (schema v1, CONTRACTS.md "Sidecar") and checks the artifact's sha256,
+`load_sidecar`, which validates every field (schema v1, docs/contracts.md "Sidecar") and checks the artifact's sha256,
 so nothing about a model (tensor names, sizes, class table) is guessed at run time and a stale or hand-edited
 artifact is refused in one line instead of producing wrong images.
 """
@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import UserError
-from runtime.imageio import atomic_write_bytes
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.files import write_json
 
 SCHEMA_VERSION = 1
 TASKS = ("translate", "segment")
@@ -66,8 +66,7 @@ class Sidecar:
 
     def write(self, path: Path) -> None:
         """Write as indented JSON, atomically (a crash never leaves half a sidecar)."""
-        text = json.dumps(self.to_dict(), indent=2) + "\n"
-        atomic_write_bytes(Path(path), text.encode("utf-8"))
+        write_json(Path(path), self.to_dict())
 
     def input_name(self) -> str:
         return self.inputs[0]["name"]

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import UserError
-from runtime.sidecar import Sidecar
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.sidecar import Sidecar
 
 
 def engine_mismatch(recorded: dict, tensorrt_version: str, gpu_name: str) -> str | None:
@@ -59,7 +59,7 @@ class NativeTensorRT:
         import pycuda.driver as cuda
         import tensorrt as trt
 
-        from runtime.gpu import current_gpu
+        from uda_trt.runtime.gpu import current_gpu
 
         self.path = Path(path)
         self.sidecar = sidecar

@@ -2,7 +2,7 @@
 
 Decode-and-resize and encode run in a thread pool around the runner, with bounded prefetch, so memory depends on the
 batch size and worker count, never on the dataset size. Outputs are written atomically and journalled
-(runtime.jobstate); a rerun of the same command resumes. Batches are fixed slices of the sorted sample list, also on
+(runtime.jobs.state); a rerun of the same command resumes. Batches are fixed slices of the sorted sample list, also on
 resume, so every image goes through the engine in the same company and a resumed run is byte-identical to an
 uninterrupted one.
 """
@@ -25,22 +25,16 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from runtime.datasets import Sample, samples_for
-from runtime.errors import SampleError, UserError
-from runtime.imageio import (
-    LogOnce,
-    atomic_write_bytes,
-    encode_image,
-    encode_label_image,
-    load_checked,
-    read_rgb,
-    resize_rgb,
-)
-from runtime.jobstate import REPORT_NAME, JobState, write_json
-from runtime.pipeline import EngineFeed, batched, prefetch
-from runtime.runners import open_runner
-from runtime.safepaths import check_input_inside, output_path
-from runtime.sidecar import file_sha256
+from uda_trt.runtime.datasets import Sample, samples_for
+from uda_trt.runtime.errors import SampleError, UserError
+from uda_trt.runtime.imageio import LogOnce, encode_image, encode_label_image, load_checked, read_rgb, resize_rgb
+from uda_trt.runtime.jobs.files import atomic_write_bytes, write_json
+from uda_trt.runtime.jobs.state import REPORT_NAME, JobState
+from uda_trt.runtime.jobs.workers import default_workers
+from uda_trt.runtime.pipeline import EngineFeed, batched, prefetch
+from uda_trt.runtime.runners import open_runner
+from uda_trt.runtime.safepaths import check_input_inside, output_path
+from uda_trt.runtime.sidecar import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +73,7 @@ class TranslateJob:
     png_compression: int = 1
     jpeg_quality: int = 95
     batch_size: int = 4
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    workers: int = field(default_factory=default_workers)
     backend: str = "auto"
     strict: bool = False
     overwrite: bool = False  # redo everything, even when OUT holds a run with other options or another artifact

@@ -1,7 +1,7 @@
 """Checkpoint files: read them safely, tell what they hold from their keys, rebuild their models, write them atomically.
 
 Generators and discriminators are bare state_dicts with the reference implementation's key names, so files move both
-ways between this package and the reference CycleGAN code (CONTRACTS.md, "Checkpoints"). Such files carry no
+ways between this package and the reference CycleGAN code (docs/contracts.md, "Checkpoints"). Such files carry no
 architecture record, so it is recognised from key names and tensor shapes: ResNet generators of any width and block
 count (with or without the InstanceNorm running stats that 2018-era PyTorch wrote, with or without a DataParallel
 `module.` prefix), U-Net generators, PatchGAN discriminators. Our segmenter and training-state files are dicts with a
@@ -10,8 +10,6 @@ count (with or without the InstanceNorm running stats that 2018-era PyTorch wrot
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
 import re
 import warnings
@@ -25,8 +23,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from runtime.errors import UserError
-from train.networks import NLayerDiscriminator, ResnetGenerator, UnetGenerator
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.files import atomic_write, json_plain
+from uda_trt.train.networks import NLayerDiscriminator, ResnetGenerator, UnetGenerator
 
 SEGMENTER_FORMAT = "uda-trt-segmenter"
 SEGMENTER_VERSION = 1
@@ -193,7 +192,7 @@ def save_segmenter_checkpoint(path: Path | str, config: Mapping[str, Any], state
     payload = {
         "format": SEGMENTER_FORMAT,
         "version": SEGMENTER_VERSION,
-        "config": json.loads(json.dumps(dict(config), default=str)),
+        "config": json_plain(dict(config)),
         "state_dict": OrderedDict((k, v.detach().cpu()) for k, v in state_dict.items()),
     }
     atomic_torch_save(payload, path)
@@ -216,15 +215,8 @@ def cpu_state_dict(module: nn.Module) -> OrderedDict:
 
 
 def atomic_torch_save(obj: object, path: Path | str) -> None:
-    """torch.save to a hidden `.NAME.partial` beside the target, fsync, then rename: no half-written checkpoints."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """torch.save through `atomic_write`: a killed save never leaves a half-written checkpoint under its name."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,6 +1,6 @@
 """CycleGAN training, following the reference implementation's losses, update order and defaults.
 
-One iteration (reference/cyclegan.md): forward both cycles; update both generators with the discriminators frozen
+One iteration (docs/reference/cyclegan.md): forward both cycles; update both generators with the discriminators frozen
 (LSGAN + lambda * cycle L1 + lambda * lambda_identity * identity L1); then update both discriminators on real
 images and on fakes drawn from a 50-image pool. Adam(2e-4, betas (0.5, 0.999)); the learning rate stays constant,
 then decays linearly towards zero over the last `decay_iterations` (the reference's 100 + 100 epochs, in iterations).
@@ -22,7 +22,6 @@ import dataclasses
 import json
 import logging
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -35,11 +34,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from runtime.errors import UserError
-from runtime.imageio import atomic_write_bytes, remove_partials, write_image
-from train.checkpoints import TRAIN_STATE_FORMAT, cpu_state_dict, save_generator
-from train.networks import NLayerDiscriminator, ResnetGenerator, count_parameters, init_weights
-from train.resume import (
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.imageio import write_image
+from uda_trt.runtime.jobs.files import remove_partials, write_json
+from uda_trt.runtime.jobs.folders import refuse_changed
+from uda_trt.runtime.jobs.workers import default_workers
+from uda_trt.train.checkpoints import TRAIN_STATE_FORMAT, cpu_state_dict, save_generator
+from uda_trt.train.networks import NLayerDiscriminator, ResnetGenerator, count_parameters, init_weights
+from uda_trt.train.resume import (
     LATEST_STATE,
     EpochBatches,
     has_train_state,
@@ -49,7 +51,7 @@ from train.resume import (
     save_train_state,
     set_rng_state,
 )
-from train.unpaired_data import to_uint8, unpaired_dataset
+from uda_trt.train.unpaired_data import to_uint8, unpaired_dataset
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,19 @@ STATE_KEYS = ("iteration", "config", "models", "optimizers", "schedulers", "pool
 NET_NAMES = ("G_A", "G_B", "D_A", "D_B")
 LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")  # the reference's order
 # What a resumed run must repeat: the network shapes, and what fixes the data order and the pooled images' size.
-_FIXED_ON_RESUME = ("ngf", "n_blocks", "ndf", "n_layers_d", "batch_size", "load_width", "crop_size", "seed")
+# What defines a run: a resumed run must not change it. Field -> the train-cyclegan option that sets it.
+_FIXED_ON_RESUME = {
+    "ngf": "--ngf",
+    "n_blocks": "--n-blocks",
+    "ndf": "--ndf",
+    "n_layers_d": "n_layers_d",
+    "batch_size": "--batch-size",
+    "load_width": "--load-width",
+    "crop_size": "--crop-size",
+    "seed": "--seed",
+}
+
+_RESUME_REMEDY = "resume with the same options, or choose another --output for a new run"
 
 
 class TrainingFailed(RuntimeError):
@@ -275,7 +289,7 @@ def resolve_config(config: CycleGANConfig, dataset_size: int) -> CycleGANConfig:
         raise UserError(f"--iterations must be at least 1, got {iterations}")
     if not 0 <= decay <= iterations:
         raise UserError(f"--decay-iterations {decay} must be between 0 and --iterations {iterations}")
-    threads = config.threads or len(os.sched_getaffinity(0))
+    threads = config.threads or default_workers()
     device = config.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -334,12 +348,8 @@ class _Run:
         }
 
     def restore(self, state: dict[str, Any], path: Path, device: torch.device) -> None:
-        old = state["config"]
-        new = self.config.to_plain()
-        changed = [f for f in _FIXED_ON_RESUME if old.get(f) != new[f]]
-        if changed:
-            f = changed[0]
-            raise UserError(f"{path}: the run was trained with {f}={old.get(f)}, not {new[f]}")
+        fixed = {field: self.config.to_plain()[field] for field in _FIXED_ON_RESUME}
+        refuse_changed(path, state["config"], fixed, _FIXED_ON_RESUME, _RESUME_REMEDY)
         for name, net in self.models.items():
             net.load_state_dict(state["models"][name], strict=True)
         self.opt_G.load_state_dict(state["optimizers"]["G"])
@@ -408,7 +418,7 @@ def train_cyclegan(config: CycleGANConfig, resume: bool = False) -> Path:
         "images": {"A": len(dataset.samples_a), "B": len(dataset.samples_b)},
         "torch_version": torch.__version__,
     }
-    atomic_write_bytes(output / "config.json", (json.dumps(summary, indent=2) + "\n").encode())
+    write_json(output / "config.json", summary)
 
     # Endless batches from the run's position: epoch iteration // per_epoch, its earlier batches skipped unloaded.
     loader = DataLoader(

@@ -1,8 +1,8 @@
 """The reference CycleGAN / pix2pix networks, module for module, so state_dict keys match the reference code.
 
-Checkpoints move both ways between this package and the reference implementation (CONTRACTS.md, "Checkpoints"),
+Checkpoints move both ways between this package and the reference implementation (docs/contracts.md, "Checkpoints"),
 so the layer order inside every `nn.Sequential` is part of the file format: `model.{i}` indices, `conv_block.{j}`
-inside residual blocks, and the nested `model.model.1.model.3...` of the U-Net. See shared/reference/cyclegan.md.
+inside residual blocks, and the nested `model.model.1.model.3...` of the U-Net. See docs/reference/cyclegan.md.
 """
 
 from __future__ import annotations

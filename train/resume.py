@@ -34,8 +34,9 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-from runtime.errors import UserError
-from train.checkpoints import atomic_torch_save, load_checkpoint_file
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.files import partial_path
+from uda_trt.train.checkpoints import atomic_torch_save, load_checkpoint_file
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def save_train_state(state: Mapping[str, Any], folder: Path) -> None:
     folder = Path(folder)
     latest, previous = folder / LATEST_STATE, folder / PREVIOUS_STATE
     if latest.exists():
-        tmp = folder / f".{PREVIOUS_STATE}.partial"
+        tmp = partial_path(previous)
         tmp.unlink(missing_ok=True)
         try:
             os.link(latest, tmp)

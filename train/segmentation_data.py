@@ -1,6 +1,6 @@
 """Segmentation training data: (image, train-ID label) pairs from GTA5- or Cityscapes-layout samples.
 
-Images are read by runtime.imageio (RGB uint8 with the CONTRACTS.md conversions), labels hold Cityscapes label IDs
+Images are read by runtime.imageio (RGB uint8 with the docs/contracts.md conversions), labels hold Cityscapes label IDs
 and become train IDs (others -> 255, ignored by the loss). Training samples are resized by the working scale, randomly
 cropped (padded with ignore where smaller) and flipped; held-out samples are whole images at the working scale with
 their labels at full size, so the held-out score follows the evaluation protocol (logits upsampled to the label).
@@ -19,12 +19,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from runtime.datasets import Sample
-from runtime.errors import SampleError
-from runtime.imageio import LogOnce, read_label, read_rgb, resize_label, resize_rgb
-from runtime.labels import IGNORE, label_ids_to_train_ids
-from train.resume import ItemKey, derived_seed, item_key
-from train.segmenters import NORMALIZATION
+from uda_trt.runtime.datasets import Sample
+from uda_trt.runtime.errors import SampleError
+from uda_trt.runtime.imageio import LogOnce, read_label, read_rgb, resize_label, resize_rgb
+from uda_trt.runtime.labels import IGNORE, label_ids_to_train_ids
+from uda_trt.train.resume import ItemKey, derived_seed, item_key
+from uda_trt.train.segmenters import NORMALIZATION
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,6 @@ since its last save) writes the same best.pt and last.pt bytes as an uninterrupt
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import platform
@@ -41,13 +40,15 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from runtime.datasets import detect_layout, samples_for
-from runtime.errors import UserError
-from runtime.imageio import atomic_write_bytes, remove_partials, resize_label, write_image
-from runtime.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, colorize
-from runtime.metrics import ConfusionMatrix
-from train.checkpoints import SEGMENTER_TRAIN_STATE_FORMAT, save_segmenter_checkpoint
-from train.resume import (
+from uda_trt.runtime.datasets import detect_layout, samples_for
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.imageio import resize_label, write_image
+from uda_trt.runtime.jobs.files import atomic_write_bytes, json_plain, remove_partials, write_json
+from uda_trt.runtime.jobs.folders import refuse_changed
+from uda_trt.runtime.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, colorize
+from uda_trt.runtime.metrics import ConfusionMatrix
+from uda_trt.train.checkpoints import SEGMENTER_TRAIN_STATE_FORMAT, save_segmenter_checkpoint
+from uda_trt.train.resume import (
     LATEST_STATE,
     EpochBatches,
     has_train_state,
@@ -57,14 +58,14 @@ from train.resume import (
     save_train_state,
     set_rng_state,
 )
-from train.segmentation_data import (
+from uda_trt.train.segmentation_data import (
     HeldOutSegmentationDataset,
     TrainSegmentationDataset,
     collate_single,
     collate_skipping_broken,
     split_holdout,
 )
-from train.segmenters import NORMALIZATION, SEGMENTER_ARCHITECTURES, build_segmenter
+from uda_trt.train.segmenters import NORMALIZATION, SEGMENTER_ARCHITECTURES, build_segmenter
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class SegmenterConfig:
 
     Defaults follow the torchvision segmentation references for real data (SGD, momentum 0.9, lr 0.01, poly,
     weight decay 1e-4). From scratch on a small CPU budget (the demo) AdamW with lr 1e-2 learns much faster
-    (chosen on held-out synthetic SOURCE data: 48% mIoU after 400 iterations vs 42% at 3e-3; SGD 0.01 trails).
+    (chosen on held-out synthetic SOURCE data, never on the target; the comparison is in the README).
     """
 
     data_root: Path
@@ -140,7 +141,7 @@ class SegmenterConfig:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON types (paths as strings, sizes as lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+        return json_plain(dataclasses.asdict(self))
 
 
 def _seed_everything(seed: int) -> None:
@@ -184,8 +185,8 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterator, count: int, devic
     """Re-estimate BatchNorm running statistics as plain averages over `count` training batches ("precise BN").
 
     torchvision's MobileNetV3 keeps BatchNorm momentum 0.01, so after a short from-scratch run the running
-    statistics still mostly hold their initial values and eval-mode predictions collapse (held-out mIoU 3% where
-    train-mode predictions reach 35%). Averaging fresh statistics under the current weights, as pycls and
+    statistics still mostly hold their initial values and eval-mode predictions collapse far below train-mode
+    ones (figures in the README). Averaging fresh statistics under the current weights, as pycls and
     Detectron2 do, fixes that; the weights are untouched. Checkpoints are saved right after this.
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -239,11 +240,6 @@ def evaluate_heldout(
         "images_scored": scored,
         "images_skipped": skipped,
     }
-
-
-def _write_json(path: Path, data: Any) -> None:
-    text = json.dumps(data, indent=2, allow_nan=False, default=str)
-    atomic_write_bytes(path, (text + "\n").encode())
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -376,10 +372,10 @@ class _Run:
 
     def restore(self, state: dict[str, Any], config: SegmenterConfig, path: Path) -> None:
         """Load `state` (read by train.resume.load_train_state); a changed setting that defines the run is refused."""
-        old, new = state["config"], config.as_dict()
-        for field, flag in _FIXED_ON_RESUME.items():
-            if old.get(field) != new[field]:
-                raise UserError(f"{path}: the run was trained with {flag} {old.get(field)}, not {new[field]}")
+        fixed = {field: config.as_dict()[field] for field in _FIXED_ON_RESUME}
+        refuse_changed(
+            path, state["config"], fixed, _FIXED_ON_RESUME, "resume with the same options, or choose another --output"
+        )
         self.model.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -436,7 +432,7 @@ def _train(config: SegmenterConfig, out: Path, resume: bool) -> Path:
             "torchvision": torchvision.__version__,
         },
     }
-    _write_json(out / "config.json", resolved)
+    write_json(out / "config.json", resolved)
     model = build_segmenter(config.architecture, NUM_CLASSES, config.pretrained_backbone).to(device).train()
     optimizer = make_optimizer(model, config)
     history: dict[str, Any] = {"validations": [], "best_iteration": None, "best_heldout_miou": None}
@@ -582,7 +578,7 @@ def _validate(
         train_seconds=round(train_seconds, 3),  # data loading + steps, without held-out scoring
         train_images_per_second=round(run.images_seen / train_seconds, 3) if train_seconds > 0 else None,
     )
-    _write_json(out / "history.json", history)
+    write_json(out / "history.json", history)
     return miou
 
 

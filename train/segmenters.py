@@ -17,9 +17,9 @@ from typing import Any
 from torch import nn
 from torchvision.models import segmentation
 
-from runtime.errors import UserError
-from runtime.labels import NUM_CLASSES
-from train.checkpoints import SEGMENTER_VERSION
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.labels import NUM_CLASSES
+from uda_trt.train.checkpoints import SEGMENTER_VERSION
 
 SEGMENTER_ARCHITECTURES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
 

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from runtime.datasets import Sample, samples_for
-from runtime.errors import SampleError, UserError
-from runtime.imageio import LogOnce, read_rgb, resize_rgb
-from train.resume import ItemKey, derived_seed, item_key
+from uda_trt.runtime.datasets import Sample, samples_for
+from uda_trt.runtime.errors import SampleError, UserError
+from uda_trt.runtime.imageio import LogOnce, read_rgb, resize_rgb
+from uda_trt.train.resume import ItemKey, derived_seed, item_key
 
 log = logging.getLogger(__name__)
 

@@ -6,20 +6,10 @@ from pathlib import Path
 
 import click
 
-from runtime.cli_support import SIZE, setup_logging
-from runtime.errors import UserError
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.cli import SIZE, IntListType, setup_logging
 
 SUITE_NAMES = ("quick", "standard", "full")
-
-
-def _parse_batches(value: str) -> tuple[int, ...]:
-    try:
-        batches = tuple(int(part) for part in value.split(",") if part.strip())
-    except ValueError:
-        raise UserError(f"--batch-sizes: {value!r} is not a comma-separated list of integers") from None
-    if not batches or min(batches) < 1:
-        raise UserError(f"--batch-sizes: {value!r} must list batch sizes >= 1")
-    return batches
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -47,7 +37,12 @@ def _parse_batches(value: str) -> tuple[int, ...]:
     help="With ARTIFACT: working sizes to sweep, WIDTHxHEIGHT, repeatable [default: the artifact's own; "
     "1024x512 for a checkpoint].",
 )
-@click.option("--batch-sizes", default="1,2,4", help="With ARTIFACT: comma-separated batch sizes.")
+@click.option(
+    "--batch-sizes",
+    type=IntListType("N,N,...", minimum=1),
+    default="1,2,4",
+    help="With ARTIFACT: comma-separated batch sizes.",
+)
 @click.option("--warmup", type=click.IntRange(min=0), default=1, help="With ARTIFACT: untimed runs per point.")
 @click.option("--runs", type=click.IntRange(min=1), default=3, help="With ARTIFACT: at least this many timed runs.")
 @click.option(
@@ -70,7 +65,7 @@ def main(
     quick: bool,
     output: Path,
     sizes: tuple[tuple[int, int], ...],
-    batch_sizes: str,
+    batch_sizes: tuple[int, ...],
     warmup: int,
     runs: int,
     min_seconds: float,
@@ -94,7 +89,7 @@ def main(
     peak memory on a 10x larger dataset. report.md tabulates each criterion with its threshold and pass/fail.
     An ARTIFACT alone gets the engine-only sweep (images/s, latency p50/p90/p99, GFLOP/s, peak memory).
     """
-    from benchmarks.throughput.measure import RunPolicy
+    from uda_trt.benchmarks.throughput.measure import RunPolicy
 
     setup_logging(verbose)
     if quick:
@@ -106,19 +101,20 @@ def main(
     if artifact is None and suite is None:
         raise UserError("nothing to measure: give ARTIFACT or --suite quick|standard|full (see --help)")
     if suite is not None:
-        from benchmarks.throughput.config import SUITES
-        from benchmarks.throughput.suite import run_suite
+        from uda_trt.benchmarks.throughput.config import SUITES
+        from uda_trt.benchmarks.throughput.suite import run_suite
 
-        report = run_suite(SUITES[suite], output)
+        result = run_suite(SUITES[suite], output)
+        failed = [criterion.id for criterion in result.criteria if not criterion.passed]
     else:
-        from benchmarks.throughput.artifact import run_artifact
+        from uda_trt.benchmarks.throughput.artifact import run_artifact
 
         policy = RunPolicy(warmup=warmup, min_runs=runs, min_seconds=min_seconds, max_runs=max(runs, 1000))
         chosen = sizes or (((1024, 512),) if artifact.suffix in (".pth", ".pt") else None)
-        report = run_artifact(artifact, output, chosen, _parse_batches(batch_sizes), policy, dataset, png_compression)
-    failed = [c["id"] for c in report.get("criteria", []) if not c["passed"]]
+        result = run_artifact(artifact, output, chosen, batch_sizes, policy, dataset, png_compression)
+        failed = []
     verdict = f"; criteria not met: {', '.join(failed)}" if failed else ""
-    click.echo(f"report: {output / 'report.md'} ({report['wall_seconds']:.0f} s){verdict}", err=True)
+    click.echo(f"report: {output / 'report.md'} ({result.wall_seconds:.0f} s){verdict}", err=True)
 
 
 if __name__ == "__main__":

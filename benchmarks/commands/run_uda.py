@@ -6,20 +6,10 @@ from pathlib import Path
 
 import click
 
-from runtime.cli_support import setup_logging
-from runtime.errors import UserError
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.cli import IntListType, setup_logging
 
 PRESET_NAMES = ("demo", "full", "smoke")
-
-
-def _parse_seeds(value: str) -> list[int]:
-    try:
-        seeds = [int(part) for part in value.split(",") if part.strip()]
-    except ValueError:
-        raise UserError(f"--seeds: {value!r} is not a comma-separated list of integers") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise UserError(f"--seeds: {value!r} must list distinct seeds")
-    return seeds
 
 
 EPILOG = """\b
@@ -48,7 +38,12 @@ report's numbers equal those of an uninterrupted run.
     "or smoke (seconds; checks the plumbing, numbers meaningless).",
 )
 @click.option("--seed", type=int, default=0, help="Seed of data generation and training (one study).")
-@click.option("--seeds", default=None, help="Comma-separated seeds: one study per seed plus a mean-and-spread report.")
+@click.option(
+    "--seeds",
+    type=IntListType("SEED,SEED,...", distinct=True),
+    default=None,
+    help="Comma-separated seeds: one study per seed plus a mean-and-spread report.",
+)
 @click.option(
     "--source",
     "source_root",
@@ -68,7 +63,7 @@ def main(
     output: Path,
     preset: str,
     seed: int,
-    seeds: str | None,
+    seeds: tuple[int, ...] | None,
     source_root: Path | None,
     target_root: Path | None,
     verbose: bool,
@@ -80,8 +75,8 @@ def main(
     the source-only-to-oracle gap the translation closes. With --source and --target every command runs on the
     real datasets instead; the oracle is left out.
     """
-    from benchmarks.report import write_seeds_report
-    from benchmarks.uda import StudyConfig, run_study
+    from uda_trt.benchmarks.report import write_seeds_report
+    from uda_trt.benchmarks.uda import StudyConfig, run_study
 
     setup_logging(verbose)
     if (source_root is None) != (target_root is None):
@@ -89,7 +84,7 @@ def main(
     for flag, root in (("--source", source_root), ("--target", target_root)):
         if root is not None and not root.is_dir():
             raise UserError(f"{flag}: {root} is not a folder")
-    seed_list = _parse_seeds(seeds) if seeds else [seed]
+    seed_list = list(seeds) if seeds else [seed]
     reports = []
     for one_seed in seed_list:
         study_out = output / f"seed_{one_seed}" if len(seed_list) > 1 else output

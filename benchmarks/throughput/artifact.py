@@ -4,20 +4,28 @@ MatMul rate for scale, and optionally an end-to-end batch-translate run on a dat
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
-from benchmarks.throughput.backends import EAGER, TENSORRT, backend_for_artifact, set_torch_threads, unavailable_reason
-from benchmarks.throughput.endtoend import run_batch_translate
-from benchmarks.throughput.matmul import measure_matmul
-from benchmarks.throughput.measure import PeakRss, RunPolicy
-from benchmarks.throughput.models import macs_per_image
-from benchmarks.throughput.report import write_report
-from benchmarks.throughput.suite import Progress, echo
-from benchmarks.throughput.sweep import SweepTarget, sample_frames, sweep
-from runtime.errors import UserError
-from runtime.runners import default_threads
-from runtime.sidecar import file_sha256, load_sidecar
+from uda_trt.benchmarks.throughput.backends import (
+    EAGER,
+    TENSORRT,
+    backend_for_artifact,
+    set_torch_threads,
+    unavailable_reason,
+)
+from uda_trt.benchmarks.throughput.endtoend import run_batch_translate
+from uda_trt.benchmarks.throughput.matmul import measure_matmul
+from uda_trt.benchmarks.throughput.measure import PeakRss, RunPolicy
+from uda_trt.benchmarks.throughput.models import macs_per_image
+from uda_trt.benchmarks.throughput.records import MatMulRate, SweepRow, TranslateRun, describe_machine, size_label
+from uda_trt.benchmarks.throughput.report import write_report
+from uda_trt.benchmarks.throughput.results import ArtifactConfig, ArtifactEntry, ArtifactResult, Threads
+from uda_trt.benchmarks.throughput.suite import echo
+from uda_trt.benchmarks.throughput.sweep import SweepTarget, sample_frames, sweep
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.timing import StageTimer
+from uda_trt.runtime.jobs.workers import default_workers
+from uda_trt.runtime.sidecar import file_sha256, load_sidecar
 
 MATMUL_SHAPE = (2048, 2048, 2048)
 
@@ -27,9 +35,9 @@ def _onnx_for(artifact: Path, backend: str, size: tuple[int, int], work: Path) -
     if backend == EAGER:
         import onnx
 
-        from export.graphs import TranslatorGraph
-        from export.onnx_export import export_graph
-        from train.checkpoints import build_translator, require_model_checkpoint
+        from uda_trt.export.graphs import TranslatorGraph
+        from uda_trt.export.onnx_export import export_graph
+        from uda_trt.train.checkpoints import build_translator, require_model_checkpoint
 
         info = require_model_checkpoint(artifact)
         if info.kind != "translator":
@@ -54,7 +62,7 @@ def run_artifact(
     policy: RunPolicy,
     dataset: Path | None = None,
     png_compression: int = 6,
-) -> dict:
+) -> ArtifactResult:
     """Sweep `artifact` over sizes x batch sizes; with `dataset` (GTA5 layout) also batch-translate it once."""
     artifact = Path(artifact)
     if not artifact.is_file():
@@ -79,41 +87,22 @@ def run_artifact(
     output = Path(output)
     work = output / "work"
     shutil.rmtree(work, ignore_errors=True)
-    threads = default_threads()
+    threads = default_workers()
     set_torch_threads(threads)
     peak = PeakRss()
-    progress = Progress(3 if dataset else 2)
-    report: dict = {
-        "schema_version": 1,
-        "suite": f"artifact {artifact.name}",
-        "config": {
-            "artifact": str(artifact),
-            "backend": backend,
-            "sizes": [list(s) for s in sizes],
-            "batch_sizes": list(batch_sizes),
-            "policy": policy.__dict__,
-            "dataset": str(dataset) if dataset else None,
-            "png_compression": png_compression,
-        },
-        "threads": {"onnxruntime_intra_op": threads, "onnxruntime_inter_op": 1, "torch": threads},
-        "skipped": [],
-    }
-    with progress.stage("float32 MatMul rate (ONNX Runtime)"):
-        report["matmul"] = measure_matmul(*MATMUL_SHAPE, RunPolicy(1, 5, 2.0, 50), threads)
+    timer = StageTimer(3 if dataset else 2, announce=echo)
+    with timer.stage("float32 MatMul rate (ONNX Runtime)"):
+        matmul = MatMulRate(**measure_matmul(*MATMUL_SHAPE, RunPolicy(1, 5, 2.0, 50), threads))
     graph = _onnx_for(artifact, backend, sizes[0], work)
     macs = {size: macs_per_image(graph, size) if graph else None for size in sizes}
-    report["artifacts"] = {
-        str(artifact): {
-            "model": artifact.name,
-            "sha256": file_sha256(artifact),
-            "macs_per_image": {f"{w}x{h}": m for (w, h), m in macs.items()},
-        }
-    }
+    entry = ArtifactEntry(artifact.name, file_sha256(artifact), {size_label(size): m for size, m in macs.items()})
     target = SweepTarget(artifact.name, backend, artifact, tuple(sizes), tuple(batch_sizes), policy)
-    with progress.stage(f"engine-only sweep on {backend}"):
-        report["sweeps"] = sweep(target, macs.__getitem__, lambda size: sample_frames(size, 4), peak, threads)
+    with timer.stage(f"engine-only sweep on {backend}"):
+        measured = sweep(target, macs.__getitem__, lambda size: sample_frames(size, 4), peak, threads)
+        rows = [SweepRow(**row) for row in measured]
+    end_to_end = None
     if dataset is not None:
-        with progress.stage("end to end (batch-translate)"):
+        with timer.stage("end to end (batch-translate)"):
             run = run_batch_translate(
                 artifact,
                 dataset,
@@ -125,12 +114,24 @@ def run_artifact(
                 backend=backend,
                 layout="auto",
             )
-            report["end_to_end"] = {"batch-translate": run}
-    report["stage_seconds"] = progress.seconds
-    report["wall_seconds"] = time.perf_counter() - progress.started
-    for row in report["sweeps"]:
+            end_to_end = {"batch-translate": TranslateRun(**run)}
+    result = ArtifactResult(
+        suite=f"artifact {artifact.name}",
+        config=ArtifactConfig(artifact, backend, tuple(sizes), tuple(batch_sizes), policy, dataset, png_compression),
+        threads=Threads(onnxruntime_intra_op=threads, onnxruntime_inter_op=1, torch=threads),
+        skipped=[],
+        matmul=matmul,
+        artifacts={str(artifact): entry},
+        sweeps=rows,
+        end_to_end=end_to_end,
+        stage_seconds=dict(timer.seconds),
+        wall_seconds=timer.total(),
+        machine=describe_machine(),
+    )
+    for row in rows:
         echo(
-            f"{row['size'][0]}x{row['size'][1]} batch {row['batch_size']}: {row['images_per_second']:.3f} images/s, "
-            f"p50 {row['latency_ms']['p50']:.1f} ms"
+            f"{row.size[0]}x{row.size[1]} batch {row.batch_size}: {row.images_per_second:.3f} images/s, "
+            f"p50 {row.latency_ms['p50']:.1f} ms"
         )
-    return write_report(output, report)
+    write_report(output, result)
+    return result

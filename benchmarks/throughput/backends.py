@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.runners import default_threads, open_runner, tensorrt_unavailable_reason
+from uda_trt.runtime.jobs.workers import default_workers
+from uda_trt.runtime.runners import open_runner, tensorrt_unavailable_reason
 
 ORT_CPU = "onnxruntime-cpu"
 EAGER = "pytorch-eager"
@@ -49,7 +50,7 @@ def set_torch_threads(threads: int | None = None) -> int:
     """Give PyTorch the same intra-op thread count as the ONNX Runtime runner; returns it."""
     import torch
 
-    threads = threads or default_threads()
+    threads = threads or default_workers()
     torch.set_num_threads(threads)
     return threads
 
@@ -73,8 +74,8 @@ def open_backend(backend: str, artifact: Path, threads: int | None = None) -> It
 def _eager(checkpoint: Path, threads: int | None) -> Iterator[Infer]:
     import torch
 
-    from export.graphs import TranslatorGraph
-    from train.checkpoints import build_translator, require_model_checkpoint
+    from uda_trt.export.graphs import TranslatorGraph
+    from uda_trt.train.checkpoints import build_translator, require_model_checkpoint
 
     set_torch_threads(threads)
     info = require_model_checkpoint(checkpoint)

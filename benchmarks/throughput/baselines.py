@@ -20,16 +20,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.throughput.backends import set_torch_threads
-from benchmarks.throughput.endtoend import output_kib_per_image
-from benchmarks.throughput.measure import PeakRss, rate
-from runtime.imageio import encode_image, read_rgb, resize_rgb
+from uda_trt.benchmarks.throughput.backends import set_torch_threads
+from uda_trt.benchmarks.throughput.endtoend import output_kib_per_image
+from uda_trt.benchmarks.throughput.measure import PeakRss, rate
+from uda_trt.runtime.imageio import encode_image, read_rgb, resize_rgb
 
 MIB = 1 << 20
 
 
 def _load_generator(checkpoint: Path):
-    from train.checkpoints import build_translator, require_model_checkpoint
+    from uda_trt.train.checkpoints import build_translator, require_model_checkpoint
 
     info = require_model_checkpoint(checkpoint)  # torch.load(weights_only=True), as the reference loads it
     return build_translator(info.architecture, info.args, info.state_dict)
@@ -88,7 +88,7 @@ def eager_batched(
     """Translate `images` in batches with PyTorch eager, serially, into `output/STEM.png`."""
     import torch
 
-    from export.graphs import TranslatorGraph
+    from uda_trt.export.graphs import TranslatorGraph
 
     threads = set_torch_threads(threads)
     output.mkdir(parents=True, exist_ok=True)

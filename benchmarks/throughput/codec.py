@@ -9,7 +9,6 @@ this without a faster format, so the codec-bound end-to-end rate is judged again
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -18,18 +17,11 @@ from pathlib import Path
 import cv2
 from PIL import Image
 
-from benchmarks.throughput.measure import rate
-from runtime.imageio import encode_image, encode_label_image, load_checked, read_rgb, resize_rgb
+from uda_trt.benchmarks.throughput.measure import rate
+from uda_trt.runtime.imageio import encode_image, encode_label_image, load_checked, read_rgb, resize_rgb
+from uda_trt.runtime.jobs.workers import default_workers
 
 _SUFFIXES = {"png": ".png", "jpg": ".jpg"}
-
-
-def available_workers() -> int:
-    """Cores this process may run on (CPU affinity), the number of codec workers the machine can run at once."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 @contextmanager
@@ -57,7 +49,7 @@ def measure_codec_limit(
     labels (optional, informational): the same measurement for carrying each label over at the working size as
     batch-translate does (Pillow decode, nearest resize, PNG encode), which the limit leaves out.
     """
-    workers = workers or available_workers()
+    workers = workers or default_workers()
     if image_format not in _SUFFIXES:
         raise ValueError(f"unknown image format {image_format!r}")
     suffix = _SUFFIXES[image_format]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from benchmarks.throughput.measure import RunPolicy
-from benchmarks.throughput.models import GeneratorSpec
+from uda_trt.benchmarks.throughput.measure import RunPolicy
+from uda_trt.benchmarks.throughput.models import GeneratorSpec
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class SuiteConfig:
     size_divisor: int = 4
     # A: compute-bound
     compute_model: GeneratorSpec = GeneratorSpec("resnet9_ngf64", ngf=64, n_blocks=9)
-    compute_images: int = 16  # ~80 s per job: the session's start is a small share, as in a real job
+    compute_images: int = 16  # enough that the session's start is a small share of the job, as in a real one
     compute_batch: int = 2
     compute_repeats: int = 3
     compute_sweep_batches: tuple[int, ...] = (1, 2, 4)
@@ -80,10 +80,10 @@ class SuiteConfig:
 
 
 SUITES: dict[str, SuiteConfig] = {
-    # ~17 min on 2 idle CPU cores, mostly the ResNet-9 runs (396 G MACs, ~5 s per 1024x512 image on ONNX Runtime).
+    # `make bench`; most of its time goes to the compute-bound ResNet-9 runs (396 G MACs per 1024x512 image).
     "standard": SuiteConfig(name="standard"),
     # standard + full-resolution sweeps: GTA5's 1914x1052 (as 1912x1052, the nearest multiple of 4) and
-    # Cityscapes' 2048x1024, for both generators on ONNX Runtime and PyTorch eager; adds ~15 min on 2 CPU cores.
+    # Cityscapes' 2048x1024, for both generators on ONNX Runtime and PyTorch eager (`make bench-full`).
     "full": SuiteConfig(name="full", full_sizes=((1912, 1052), (2048, 1024))),
     # Seconds: checks the harness end to end; the numbers mean nothing.
     "quick": SuiteConfig(

@@ -7,6 +7,12 @@ verdict is the comparison of the value with the threshold. Benchmarks report; te
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from uda_trt.benchmarks.throughput.records import MatMulRate
+    from uda_trt.benchmarks.throughput.results import CodecBound, ComputeBound, Evaluation, Memory
 
 # Thresholds of issue 4's "Done when"; D's 10 % slack absorbs allocator noise, not growth with dataset size.
 THRESHOLDS = {
@@ -22,34 +28,143 @@ THRESHOLDS = {
 }
 
 
+@dataclass(frozen=True)
+class RatioCriterion:
+    """value = numerator / denominator, compared with the threshold by `op`."""
+
+    id: str
+    name: str
+    kind: str = field(default="ratio", init=False)
+    numerator: float
+    denominator: float
+    numerator_label: str
+    denominator_label: str
+    value: float
+    op: str
+    threshold: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class BoundCriterion:
+    """A measured difference (grey levels, IoU) that must stay at or below the threshold."""
+
+    id: str
+    name: str
+    kind: str = field(default="bound", init=False)
+    value_label: str
+    value: float
+    op: str
+    threshold: float
+    passed: bool
+
+
+Criterion = RatioCriterion | BoundCriterion
+
+
 def ratio_criterion(
     key: str, name: str, numerator: float, denominator: float, numerator_label: str, denominator_label: str
-) -> dict:
+) -> RatioCriterion:
     """A "value = numerator / denominator >= threshold" criterion (D1: <=, as memory must not grow)."""
     value = numerator / denominator if denominator else math.nan
     op = "<=" if key == "D1" else ">="
-    return _verdict(
-        {
-            "id": key,
-            "name": name,
-            "kind": "ratio",
-            "numerator": numerator,
-            "denominator": denominator,
-            "numerator_label": numerator_label,
-            "denominator_label": denominator_label,
-            "value": value,
-        },
-        op,
+    passed = _passes(value, op, THRESHOLDS[key])
+    return RatioCriterion(
+        key, name, numerator, denominator, numerator_label, denominator_label, value, op, THRESHOLDS[key], passed
     )
 
 
-def bound_criterion(key: str, name: str, value: float, label: str) -> dict:
+def bound_criterion(key: str, name: str, value: float, label: str) -> BoundCriterion:
     """A "value <= threshold" criterion on a measured difference (grey levels, IoU)."""
-    return _verdict({"id": key, "name": name, "kind": "bound", "value_label": label, "value": value}, "<=")
+    return BoundCriterion(key, name, label, value, "<=", THRESHOLDS[key], _passes(value, "<=", THRESHOLDS[key]))
 
 
-def _verdict(criterion: dict, op: str) -> dict:
-    threshold = THRESHOLDS[criterion["id"]]
-    value = criterion["value"]
-    passed = bool(math.isfinite(value) and (value >= threshold if op == ">=" else value <= threshold))
-    return {**criterion, "op": op, "threshold": threshold, "passed": passed}
+def _passes(value: float, op: str, threshold: float) -> bool:
+    return bool(math.isfinite(value) and (value >= threshold if op == ">=" else value <= threshold))
+
+
+def suite_criteria(
+    matmul: MatMulRate,
+    compute: ComputeBound,
+    codec: CodecBound,
+    evaluation: Evaluation | None,
+    memory: Memory,
+) -> list[Criterion]:
+    """Every criterion of a suite from its stages' results (C1 and C2 only where the evaluation ran)."""
+    engine = compute.engine_only
+    found: list[Criterion] = [
+        ratio_criterion(
+            "A1",
+            "compute-bound: ONNX Runtime generator GFLOP/s vs float32 MatMul GFLOP/s",
+            engine.gflops,
+            matmul.gflops,
+            "generator GFLOP/s (engine only)",
+            "MatMul GFLOP/s",
+        ),
+        ratio_criterion(
+            "A2",
+            "compute-bound: end-to-end batch-translate vs engine-only images/s",
+            compute.batch_translate.images_per_second,
+            engine.images_per_second,
+            "end-to-end images/s",
+            "engine-only images/s",
+        ),
+        ratio_criterion(
+            "A3",
+            "compute-bound: end-to-end batch-translate vs the reference script",
+            compute.batch_translate.images_per_second,
+            compute.reference.images_per_second,
+            "batch-translate images/s",
+            "reference images/s",
+        ),
+        bound_criterion(
+            "A4",
+            "compute-bound: outputs of both ways within 1 grey level",
+            compute.output_comparison.max_abs_diff,
+            "max |difference| (grey levels)",
+        ),
+        ratio_criterion(
+            "B1",
+            "codec-bound: pass-through end-to-end vs the codec limit",
+            codec.passthrough.images_per_second,
+            codec.codec_limit.limit_images_per_second,
+            "pass-through images/s",
+            "codec limit images/s",
+        ),
+        ratio_criterion(
+            "B2",
+            f"codec-bound: {codec.model} end-to-end vs the reference script",
+            codec.batch_translate.images_per_second,
+            codec.reference.images_per_second,
+            "batch-translate images/s",
+            "reference images/s",
+        ),
+    ]
+    if evaluation is not None:
+        found += [
+            ratio_criterion(
+                "C1",
+                "evaluate-seg --predictions vs the official evaluator (speed-up)",
+                evaluation.official.seconds,
+                evaluation.ours.seconds,
+                "official seconds",
+                "evaluate-seg seconds",
+            ),
+            bound_criterion(
+                "C2",
+                "evaluate-seg per-class IoU identical to the official evaluator's",
+                evaluation.comparison.max_abs_diff,
+                "max |IoU difference|",
+            ),
+        ]
+    found.append(
+        ratio_criterion(
+            "D1",
+            f"batch-translate peak RSS does not grow: {memory.large.images} vs {memory.small.images} images",
+            memory.large.peak_rss_mb,
+            memory.small.peak_rss_mb,
+            "peak RSS (large) MiB",
+            "peak RSS (small) MiB",
+        )
+    )
+    return found

@@ -15,14 +15,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.throughput.codec import available_workers
-from runtime import synthetic
-from runtime.imageio import atomic_write_bytes
+from uda_trt.runtime import synthetic
+from uda_trt.runtime.jobs.files import atomic_write_bytes
+from uda_trt.runtime.jobs.workers import default_workers
 
 
 def default_generation_workers() -> int:
     """Processes for rendering scenes: every available core, at most 8."""
-    return max(1, min(available_workers(), 8))
+    return default_workers(8)
 
 
 def gta5(root: Path, count: int, size: tuple[int, int], seed: int = 0) -> list[Path]:

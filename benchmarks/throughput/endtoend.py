@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.throughput.codec import available_workers
-from benchmarks.throughput.measure import PeakRss, rate
-from runtime.imageio import IMAGE_SUFFIXES, read_rgb
+from uda_trt.benchmarks.throughput.measure import PeakRss, rate
+from uda_trt.runtime.imageio import IMAGE_SUFFIXES, read_rgb
+from uda_trt.runtime.jobs.workers import default_workers
 
 MIB = 1 << 20
 JOB_REPORT_KEYS = ("wall_seconds", "images_per_second", "stage_seconds", "backend", "images_skipped", "working_size")
@@ -38,7 +38,7 @@ def run_batch_translate(
     layout: str = "gta5",
 ) -> dict:
     """One fresh batch-translate run (outputs at the working size, ONNX Runtime CPU unless told); its figures."""
-    from runtime.translate import TranslateJob, batch_translate
+    from uda_trt.runtime.translate import TranslateJob, batch_translate
 
     shutil.rmtree(output_root, ignore_errors=True)  # a fresh run, never a resume
     job = TranslateJob(
@@ -52,7 +52,7 @@ def run_batch_translate(
         png_compression=png_compression,
         jpeg_quality=jpeg_quality,
         batch_size=batch_size,
-        workers=workers or available_workers(),
+        workers=workers or default_workers(),
         backend=backend,
     )
     peak.reset()
@@ -88,12 +88,6 @@ def output_kib_per_image(folder: Path) -> float | None:
         if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
     ]
     return sum(sizes) / len(sizes) / 1024 if sizes else None
-
-
-def median_run(runs: Sequence[dict], key: str = "images_per_second") -> dict:
-    """The run with the median `key` (the lower middle one for an even count), for repeated runs."""
-    ordered = sorted(runs, key=lambda run: run[key])
-    return ordered[(len(ordered) - 1) // 2]
 
 
 def compare_outputs(first: Path, second: Path, stems: Sequence[str]) -> dict:

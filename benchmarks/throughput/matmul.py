@@ -11,8 +11,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from benchmarks.throughput.measure import RunPolicy, latency_summary, rate, time_runs
-from runtime.runners import default_threads, session_options
+from uda_trt.benchmarks.throughput.measure import RunPolicy, latency_summary, rate, time_runs
+from uda_trt.runtime.jobs.workers import default_workers
+from uda_trt.runtime.runners import session_options
 
 IR_VERSION = 10  # onnxruntime 1.31 reads IR <= 13
 OPSET = 17
@@ -37,7 +38,7 @@ def measure_matmul(m: int, k: int, n: int, policy: RunPolicy, threads: int | Non
     """Time the MatMul graph on ONNX Runtime's CPU provider; GFLOP/s = 2 * M * K * N * runs / seconds / 1e9."""
     import onnxruntime as ort
 
-    threads = threads or default_threads()
+    threads = threads or default_workers()
     model = matmul_model(m, k, n)
     session = ort.InferenceSession(
         model.SerializeToString(), sess_options=session_options(threads), providers=["CPUExecutionProvider"]

@@ -11,7 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
-from benchmarks.throughput.measure import python_entry_command, rate, run_child
+from uda_trt.benchmarks.throughput.measure import python_entry_command, rate, run_child
 
 MIB = 1 << 20
 
@@ -19,7 +19,7 @@ MIB = 1 << 20
 def batch_translate_command(artifact: Path, input_root: Path, output_root: Path, batch_size: int) -> list[str]:
     """The batch-translate command line: what its console script runs, with the peak-memory hook installed."""
     return python_entry_command(
-        "runtime.commands.batch_translate:main",
+        "uda_trt.runtime.commands.batch_translate:main",
         "--engine",
         artifact,
         "--input",

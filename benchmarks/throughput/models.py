@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.flops import count_macs
-from runtime.sidecar import file_sha256
+from uda_trt.benchmarks.flops import count_macs
+from uda_trt.runtime.sidecar import file_sha256
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ def make_generator(
     """
     import torch
 
-    from export.onnx_export import export_onnx
-    from train.checkpoints import save_generator
-    from train.networks import ResnetGenerator, init_weights
+    from uda_trt.export.onnx_export import export_onnx
+    from uda_trt.train.checkpoints import save_generator
+    from uda_trt.train.networks import ResnetGenerator, init_weights
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,8 +74,8 @@ def build_engine_for(model: ModelArtifacts, folder: Path, parity_image: np.ndarr
     Written to `folder` (STEM.onnx, STEM.fp16.onnx, STEM.engine, one sidecar), with one profile over batch
     1..max_batch at the model's working size.
     """
-    from export.engine import default_profile, export_engine
-    from export.onnx_export import export_onnx
+    from uda_trt.export.engine import default_profile, export_engine
+    from uda_trt.export.onnx_export import export_onnx
 
     result = export_onnx(model.checkpoint, folder, working_size=model.working_size, parity_images=[parity_image])
     opt = min(4, max_batch)

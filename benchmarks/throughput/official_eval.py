@@ -20,10 +20,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.throughput.measure import python_code_command, python_entry_command, run_child
-from runtime.datasets import cityscapes_ground_truth
-from runtime.imageio import read_label
-from runtime.labels import CLASS_NAMES, TRAIN_ID_TO_LABEL_ID
+from uda_trt.benchmarks.throughput.measure import python_code_command, python_entry_command, run_child
+from uda_trt.runtime.datasets import cityscapes_ground_truth
+from uda_trt.runtime.imageio import read_label
+from uda_trt.runtime.labels import CLASS_NAMES, TRAIN_ID_TO_LABEL_ID
 
 OFFICIAL_MODULE = "cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling"
 OFFICIAL_RESULT = "resultPixelLevelSemanticLabeling.json"
@@ -126,7 +126,7 @@ def run_official(cityscapes_root: Path, pred_dir: Path, out_dir: Path, instance_
 def run_ours(cityscapes_root: Path, pred_dir: Path, out_dir: Path, split: str = "val") -> dict:
     """`evaluate-seg --predictions` as a user runs it: seconds, peak RSS, per-class IoU by name (NaN for null)."""
     command = python_entry_command(
-        "runtime.commands.evaluate_seg:main",
+        "uda_trt.runtime.commands.evaluate_seg:main",
         "--predictions",
         pred_dir,
         "--cityscapes",

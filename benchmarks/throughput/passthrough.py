@@ -11,7 +11,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from runtime.sidecar import Sidecar, file_sha256, sidecar_path
+from uda_trt.runtime.sidecar import Sidecar, file_sha256, sidecar_path
 
 IR_VERSION = 10
 OPSET = 17

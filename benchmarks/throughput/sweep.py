@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from benchmarks.throughput.backends import open_backend
-from benchmarks.throughput.measure import PeakRss, RunPolicy, StreamTiming, latency_summary, rate, time_stream
-from runtime.imageio import read_rgb, resize_rgb
+from uda_trt.benchmarks.throughput.backends import open_backend
+from uda_trt.benchmarks.throughput.measure import PeakRss, RunPolicy, StreamTiming, latency_summary, rate, time_stream
+from uda_trt.runtime.imageio import read_rgb, resize_rgb
 
 MIB = 1 << 20
 
@@ -36,7 +36,7 @@ def sample_frames(size: tuple[int, int], count: int, paths: Sequence[Path] = ())
     """`count` RGB frames at size (w, h): the given image files decoded and resized, else synthetic street scenes."""
     if paths:
         return [resize_rgb(read_rgb(path), size) for path in list(paths)[:count]]
-    from runtime.synthetic import SOURCE_STYLE, apply_style, draw_scene
+    from uda_trt.runtime.synthetic import SOURCE_STYLE, apply_style, draw_scene
 
     frames = []
     for index in range(count):

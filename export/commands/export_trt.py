@@ -11,28 +11,18 @@ from pathlib import Path
 
 import click
 
-from runtime.cli_support import SIZE, setup_logging
-from runtime.errors import UserError
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.cli import SIZE, IntListType, setup_logging
 
 
 def engine_unavailable_reason(fp16: bool) -> str | None:
     """Why no engine is built on this machine, or None when one can be."""
-    from runtime.runners import tensorrt_unavailable_reason
+    from uda_trt.runtime.runners import tensorrt_unavailable_reason
 
     reason = tensorrt_unavailable_reason()
     if reason is None and not fp16:
         return "the engine is built from STEM.fp16.onnx, which --no-fp16 turned off"
     return reason
-
-
-def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> tuple[int, int, int]:
-    try:
-        low, mid, high = (int(part) for part in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: write MIN,OPT,MAX, e.g. 1,4,8") from None
-    if not 1 <= low <= mid <= high:
-        raise click.BadParameter(f"{value!r}: need 1 <= MIN <= OPT <= MAX")
-    return low, mid, high
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,8 +65,7 @@ def _batch_range(ctx: click.Context, param: click.Parameter, value: str) -> tupl
     "batch",
     default="1,4,8",
     show_default=True,
-    metavar="MIN,OPT,MAX",
-    callback=_batch_range,
+    type=IntListType("MIN,OPT,MAX", count=3, minimum=1, ordered=True),
     help="Engine profile batch sizes MIN,OPT,MAX: the engine runs any batch in the range, fastest at OPT.",
 )
 @click.option(
@@ -137,10 +126,10 @@ def main(
     with one optimisation profile (--batch, --profile-sizes), checked against STEM.onnx unless --no-verify.
     """
     setup_logging(verbose)
-    from export.parity import load_parity_images
+    from uda_trt.export.parity import load_parity_images
 
     images = load_parity_images(parity_images) if parity_images is not None else None
-    from export.onnx_export import export_onnx  # torch: only once the cheap checks passed
+    from uda_trt.export.onnx_export import export_onnx  # torch: only once the cheap checks passed
 
     result = export_onnx(
         checkpoint,
@@ -162,7 +151,7 @@ def main(
             raise UserError(f"--require-engine: no TensorRT engine built: {reason}")
         click.echo(f"engine skipped: {reason}", err=True)
         return
-    from export.engine import DEFAULT_TIMING_CACHE, default_profile, export_engine
+    from uda_trt.export.engine import DEFAULT_TIMING_CACHE, default_profile, export_engine
 
     profile = default_profile(result.sidecar.task, result.sidecar.working_size, batch, profile_sizes)
     build, report = export_engine(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from runtime.cli_support import SIZE, setup_logging
-from runtime.runners import BACKENDS
+from uda_trt.runtime.jobs.cli import SIZE, setup_logging
+from uda_trt.runtime.jobs.workers import default_workers
+from uda_trt.runtime.runners import BACKENDS
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -66,8 +66,8 @@ from runtime.runners import BACKENDS
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
-    default=os.cpu_count() or 1,
-    help="Threads decoding, resizing and encoding around the engine.",
+    default=None,
+    help="Threads decoding, resizing and encoding around the engine [default: every CPU this process may use].",
 )
 @click.option(
     "--backend",
@@ -111,7 +111,7 @@ def main(
     and counted in OUT/report.json. A killed run is finished by rerunning the same command: images already written
     are checked and kept, and the result is byte-identical to an uninterrupted run.
     """
-    from runtime.translate import TranslateJob, batch_translate
+    from uda_trt.runtime.translate import TranslateJob, batch_translate
 
     setup_logging(verbose)
     job = TranslateJob(
@@ -126,7 +126,7 @@ def main(
         png_compression=png_compression,
         jpeg_quality=jpeg_quality,
         batch_size=batch_size,
-        workers=workers,
+        workers=workers or default_workers(),
         backend=backend,
         strict=strict,
         overwrite=overwrite,

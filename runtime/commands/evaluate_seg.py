@@ -1,6 +1,6 @@
 """`evaluate-seg`: score a segmenter on a Cityscapes-layout split, from its artifact or from prediction PNGs.
 
-Writes OUT/metrics.json and OUT/metrics.md (CONTRACTS.md, "evaluate-seg"). Exit 0 when at least one image was scored,
+Writes OUT/metrics.json, metrics.md (docs/contracts.md, "evaluate-seg"). Exit 0 when at least one image was scored,
 1 when none could be, 2 for bad input (one line naming the file or flag).
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from runtime.cli_support import setup_logging
-from runtime.errors import UserError
-from runtime.runners import BACKENDS
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.cli import setup_logging
+from uda_trt.runtime.runners import BACKENDS
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,8 @@ def main(
 ) -> None:
     """Score semantic segmentation on Cityscapes-layout data (19 classes, official-evaluator rules)."""
     setup_logging(verbose)
-    from runtime.allocator import reuse_freed_buffers
-    from runtime.evaluate import evaluate_engine, evaluate_predictions
+    from uda_trt.runtime.allocator import reuse_freed_buffers
+    from uda_trt.runtime.evaluate import evaluate_engine, evaluate_predictions
 
     reuse_freed_buffers()
 

@@ -1,4 +1,4 @@
-"""`make-synthetic`: write a GTA5-like source and a Cityscapes-like target dataset (runtime.synthetic_datasets)."""
+"""`make-synthetic`: write a GTA5-like source and a Cityscapes-like target dataset (runtime.synthetic)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ from pathlib import Path
 
 import click
 
-from runtime.cli_support import SIZE, setup_logging
+from uda_trt.runtime.jobs.cli import SIZE, setup_logging
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
+    "--output",
     "--out",
+    "out",
     required=True,
     type=click.Path(path_type=Path),
-    help="Output folder (new, empty, or a previous make-synthetic output).",
+    help="Output folder (new, empty, or a previous make-synthetic output); --out is the older spelling.",
 )
 @click.option(
     "--gta5-count", default=600, show_default=True, type=click.IntRange(min=0), help="Source images (GTA5 layout)."
@@ -39,13 +41,18 @@ from runtime.cli_support import SIZE, setup_logging
 @click.option(
     "--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Same seed -> byte-identical files."
 )
-@click.option("--workers", default=None, type=click.IntRange(min=1), help="Processes [default: cores, at most 8].")
+@click.option(
+    "--workers",
+    default=None,
+    type=click.IntRange(min=1),
+    help="Processes [default: every CPU this process may use, at most 8].",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(
     out, gta5_count, cityscapes_train, cityscapes_val, preset, gta5_size, cityscapes_size, seed, workers, verbose
 ) -> None:
     """Write synthetic GTA5-like (OUT/gta5) and Cityscapes-like (OUT/cityscapes) street-scene datasets."""
-    from runtime.synthetic_datasets import write_synthetic_datasets
+    from uda_trt.runtime.synthetic import write_synthetic_datasets
 
     setup_logging(verbose)
     manifest = write_synthetic_datasets(

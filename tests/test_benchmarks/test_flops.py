@@ -7,7 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from benchmarks.flops import MacCount, count_macs
+from uda_trt.benchmarks.flops import MacCount, count_macs
 
 # ResNet-9 (ngf 64) at 256x256, counted layer by layer (per output pixel: C_out * C_in/group * k*k; transposed
 # convs per input pixel: C_in * C_out * k*k):
@@ -26,9 +26,9 @@ def _images(batch: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
 @pytest.fixture(scope="module")
 def resnet9() -> onnx.ModelProto:
     """The reference CycleGAN generator (ngf 64, 9 blocks) in the uint8 NHWC translator graph, as export writes it."""
-    from export.graphs import TranslatorGraph
-    from export.onnx_export import export_graph
-    from train.networks import ResnetGenerator
+    from uda_trt.export.graphs import TranslatorGraph
+    from uda_trt.export.onnx_export import export_graph
+    from uda_trt.train.networks import ResnetGenerator
 
     return export_graph(TranslatorGraph(ResnetGenerator(ngf=64, n_blocks=9)), "translated", (128, 64))
 

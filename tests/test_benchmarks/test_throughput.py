@@ -6,17 +6,21 @@ there, finite, and agrees with the figures it is computed from.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import mmap
 import time
+import types
+import typing
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.throughput.criteria import THRESHOLDS
-from benchmarks.throughput.measure import (
+from uda_trt.benchmarks.throughput import suite
+from uda_trt.benchmarks.throughput.criteria import THRESHOLDS
+from uda_trt.benchmarks.throughput.measure import (
     PeakRss,
     RunPolicy,
     latency_summary,
@@ -28,8 +32,9 @@ from benchmarks.throughput.measure import (
     time_runs,
     time_stream,
 )
-from benchmarks.throughput.passthrough import write_passthrough
-from runtime.runners import open_runner
+from uda_trt.benchmarks.throughput.passthrough import write_passthrough
+from uda_trt.benchmarks.throughput.results import ArtifactResult, Skipped, SuiteResult
+from uda_trt.runtime.runners import open_runner
 
 CRITERIA = ("A1", "A2", "A3", "A4", "B1", "B2", "C1", "C2", "D1")
 SECTIONS = (
@@ -56,6 +61,39 @@ SECTIONS = (
 
 def close(a: float, b: float, rel: float = 1e-6) -> bool:
     return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)
+
+
+def check_typed_keys(hint, value, where: str = "report") -> None:
+    """`value` (parsed report.json) has exactly the fields of the typed result `hint` describes, all the way down.
+
+    A dataclass matches itself or one of its subclasses (an ONNX artifact entry adds `architecture`); of a union
+    (the two kinds of criterion) exactly one member must match; None stands for an optional section.
+    """
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if value is None and (origin in (typing.Union, types.UnionType) and type(None) in args):
+        return
+    if origin in (typing.Union, types.UnionType):
+        classes = [a for a in args if dataclasses.is_dataclass(a)]
+        if classes:
+            fits = [c for c in classes if {f.name for f in dataclasses.fields(c)} == set(value)]
+            assert len(fits) == 1, f"{where}: keys {sorted(value)} fit {fits} of {classes}"
+            check_typed_keys(fits[0], value, where)
+        return
+    if dataclasses.is_dataclass(hint):
+        candidates = [hint, *hint.__subclasses__()]
+        fits = [c for c in candidates if {f.name for f in dataclasses.fields(c)} == set(value)]
+        expected = sorted(f.name for f in dataclasses.fields(hint))
+        assert fits, f"{where}: keys {sorted(value)}, fields of {hint.__name__}: {expected}"
+        cls = fits[0]
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            check_typed_keys(hints[f.name], value[f.name], f"{where}.{f.name}")
+    elif origin is list:
+        for index, item in enumerate(value):
+            check_typed_keys(args[0], item, f"{where}[{index}]")
+    elif origin is dict:
+        for key, item in value.items():
+            check_typed_keys(args[1], item, f"{where}[{key!r}]")
 
 
 # ----------------------------------------------------------------------------------------------- helpers, unit
@@ -138,7 +176,7 @@ def test_run_child_measures_the_childs_own_peak():
 
 
 def test_python_entry_command_runs_a_console_main(tmp_path):
-    child = run_child(python_entry_command("runtime.commands.batch_translate:main", "--help"))
+    child = run_child(python_entry_command("uda_trt.runtime.commands.batch_translate:main", "--help"))
     assert child.returncode == 0 and "--engine" in child.stdout
     assert child.peak_rss_method == "VmHWM at exit"
 
@@ -194,6 +232,21 @@ def test_artifact_sweep(cli, shared_invert_translator, tmp_path):
         assert row["backend"] == "onnxruntime-cpu"
     assert report["matmul"]["gflops"] > 0
     assert (out / "throughput_vs_batch.png").is_file() and (out / "report.md").is_file()
+    assert "end_to_end" not in report and report["figures"] == ["throughput_vs_batch.png"]
+    typed = {key: value for key, value in report.items() if key != "figures"}
+    check_typed_keys(ArtifactResult, {**typed, "end_to_end": None})
+
+
+def test_suite_records_what_cannot_run_here(monkeypatch):
+    monkeypatch.setattr(suite, "unavailable_reason", lambda backend: "no GPU" if backend == "tensorrt" else None)
+    monkeypatch.setattr(suite, "official_unavailable_reason", lambda: "not installed")
+    assert suite.unavailable_parts() == [
+        Skipped("tensorrt", "no GPU"),
+        Skipped(suite.OFFICIAL_EVALUATOR, "not installed"),
+    ]
+    monkeypatch.setattr(suite, "unavailable_reason", lambda backend: None)
+    monkeypatch.setattr(suite, "official_unavailable_reason", lambda: None)
+    assert suite.unavailable_parts() == []
 
 
 # ----------------------------------------------------------------------------------------------- the quick suite
@@ -219,6 +272,12 @@ def test_quick_report_has_every_section(quick):
     assert any(entry["what"] == "tensorrt" for entry in report["skipped"]) or any(
         row["backend"] == "tensorrt" for row in report["sweeps"]
     )
+
+
+def test_quick_report_keys_are_the_typed_results_fields(quick):
+    _, report, _ = quick
+    assert report["figures"] == ["throughput_vs_batch.png", "stage_breakdown.png"]
+    check_typed_keys(SuiteResult, {key: value for key, value in report.items() if key != "figures"})
 
 
 def test_quick_report_hashes_every_artifact(quick):

@@ -11,14 +11,14 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from onnxconverter_common import float16
 
-from export.fp16 import FP32_OP_TYPES, convert_to_fp16, fp32_violations, tensor_max_abs
-from export.graphs import SegmenterGraph, TranslatorGraph
-from export.onnx_export import FP16_PARITY, export_graph
-from export.parity import compare, synthetic_parity_images
-from runtime.runners import open_runner
-from runtime.sidecar import file_sha256, load_sidecar
-from train.networks import ResnetGenerator
-from train.segmenters import NORMALIZATION, build_segmenter
+from uda_trt.export.fp16 import FP32_OP_TYPES, convert_to_fp16, fp32_violations, tensor_max_abs
+from uda_trt.export.graphs import SegmenterGraph, TranslatorGraph
+from uda_trt.export.onnx_export import FP16_PARITY, export_graph
+from uda_trt.export.parity import compare, synthetic_parity_images
+from uda_trt.runtime.runners import open_runner
+from uda_trt.runtime.sidecar import file_sha256, load_sidecar
+from uda_trt.train.networks import ResnetGenerator
+from uda_trt.train.segmenters import NORMALIZATION, build_segmenter
 
 SIZE = (64, 32)  # (w, h)
 

@@ -12,16 +12,16 @@ import torch
 from PIL import Image
 from torch import nn
 
-from export.graphs import SegmenterGraph, TranslatorGraph
-from export.onnx_export import IR_VERSION, check_onnx_against_torch, export_graph, export_onnx
-from export.parity import ParityError, compare
-from runtime.errors import UserError
-from runtime.imageio import read_rgb
-from runtime.runners import OnnxRuntimeRunner, open_runner
-from runtime.sidecar import Sidecar, file_sha256, load_sidecar
-from train.checkpoints import build_translator, require_model_checkpoint, save_segmenter_checkpoint
-from train.networks import ResnetGenerator
-from train.segmenters import NORMALIZATION, build_segmenter
+from uda_trt.export.graphs import SegmenterGraph, TranslatorGraph
+from uda_trt.export.onnx_export import IR_VERSION, check_onnx_against_torch, export_graph, export_onnx
+from uda_trt.export.parity import ParityError, compare
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.imageio import read_rgb
+from uda_trt.runtime.runners import OnnxRuntimeRunner, open_runner
+from uda_trt.runtime.sidecar import Sidecar, file_sha256, load_sidecar
+from uda_trt.train.checkpoints import build_translator, require_model_checkpoint, save_segmenter_checkpoint
+from uda_trt.train.networks import ResnetGenerator
+from uda_trt.train.segmenters import NORMALIZATION, build_segmenter
 
 
 def write_test_images(folder: Path, size: tuple[int, int], count: int = 2) -> list[np.ndarray]:
@@ -111,7 +111,7 @@ def test_segmenter_export_matches_pytorch(tmp_path, segmenter_file):
     with open_runner(result.onnx_path) as runner:
         labels = runner.infer({"images": batch})["labels"]
     info = require_model_checkpoint(segmenter_file)
-    from train.segmenters import build_segmenter_from_checkpoint
+    from uda_trt.train.segmenters import build_segmenter_from_checkpoint
 
     graph = SegmenterGraph(build_segmenter_from_checkpoint(info), 0.5, NORMALIZATION["mean"], NORMALIZATION["std"])
     with torch.inference_mode():

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import EVAL_LABEL_IDS, write_cityscapes
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -39,19 +41,12 @@ def _tiny_cityscapes(root: Path) -> Path:
     """Two val images' ground truth and matching label-ID predictions."""
     from PIL import Image
 
-    from runtime.labels import TRAIN_ID_TO_LABEL_ID
-
-    rng = np.random.default_rng(0)
+    truth = write_cityscapes(
+        root / "cityscapes", cities={"frankfurt": 1, "lindau": 1}, size=(32, 16), label_ids=EVAL_LABEL_IDS
+    )
     predictions = root / "predictions"
-    for city, stem in (("frankfurt", "frankfurt_000000_000001"), ("lindau", "lindau_000000_000002")):
-        gt_dir = root / "cityscapes" / "gtFine" / "val" / city
-        image_dir = root / "cityscapes" / "leftImg8bit" / "val" / city
-        gt_dir.mkdir(parents=True)
-        image_dir.mkdir(parents=True)
-        predictions.mkdir(exist_ok=True)
-        label_ids = rng.choice(TRAIN_ID_TO_LABEL_ID, size=(16, 32)).astype(np.uint8)
-        Image.fromarray(label_ids).save(gt_dir / f"{stem}_gtFine_labelIds.png")
-        Image.fromarray(np.zeros((16, 32, 3), np.uint8)).save(image_dir / f"{stem}_leftImg8bit.png")
+    predictions.mkdir()
+    for stem, label_ids in truth.items():
         Image.fromarray(label_ids).save(predictions / f"{stem}_pred.png")
     return root
 
@@ -102,3 +97,24 @@ def test_base_install_runs_batch_translate_and_evaluate_seg(base_venv, tmp_path,
     )
     metrics = json.loads((metrics_dir / "metrics.json").read_text())
     assert metrics["mean_iou"] == pytest.approx(1.0) and metrics["images_scored"] == 2
+
+
+@pytest.mark.slow
+def test_regular_install_puts_everything_under_one_namespace(base_venv, tmp_path):
+    """Outside the repository, the installed code is uda_trt.*; no generic top-level package is installed."""
+    code = (
+        "import importlib.util as u, json, sysconfig\n"
+        "import uda_trt.runtime, uda_trt.runtime.jobs, uda_trt.runtime.synthetic, uda_trt.runtime.commands\n"
+        "names = ['uda_trt.train', 'uda_trt.export', 'uda_trt.benchmarks', 'uda_trt.benchmarks.throughput']\n"
+        "bare = ['runtime', 'train', 'export', 'benchmarks']\n"
+        "print(json.dumps({'namespaced': [u.find_spec(n) is not None for n in names],\n"
+        "    'bare': [u.find_spec(n) is not None for n in bare], 'file': uda_trt.runtime.__file__,\n"
+        "    'purelib': sysconfig.get_paths()['purelib']}))"
+    )
+    result = subprocess.run([str(base_venv / "python"), "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["namespaced"] == [True] * 4 and found["bare"] == [False] * 4
+    assert found["file"].startswith(found["purelib"])  # the installed copy, not the repository's
+    top_level = {p.name for p in Path(found["purelib"]).iterdir()}
+    assert "uda_trt" in top_level and not top_level & {"runtime", "train", "export", "benchmarks"}

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.datasets import (
+from helpers import write_cityscapes, write_gta5
+from uda_trt.runtime.datasets import (
     Sample,
     cityscapes_ground_truth,
     cityscapes_samples,
@@ -15,21 +16,13 @@ from runtime.datasets import (
     gta5_samples,
     samples_for,
 )
-from runtime.errors import UserError
+from uda_trt.runtime.errors import UserError
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
-def make_gta5(root: Path, count: int = 3, labels: bool = True) -> None:
-    for index in range(1, count + 1):
-        touch(root / "images" / f"{index:05d}.png")
-        if labels:
-            touch(root / "labels" / f"{index:05d}.png")
-    (root / "labels").mkdir(parents=True, exist_ok=True)
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:
@@ -39,7 +32,7 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
 
 
 def test_gta5_samples_sorted_with_labels_and_junk_ignored(tmp_path):
-    make_gta5(tmp_path, 3)
+    write_gta5(tmp_path, 3)
     touch(tmp_path / "images" / ".00004.png.partial")
     touch(tmp_path / "images" / "notes.txt")
     touch(tmp_path / "manifest.json")
@@ -51,7 +44,7 @@ def test_gta5_samples_sorted_with_labels_and_junk_ignored(tmp_path):
 
 
 def test_gta5_missing_label_names_first_file_and_count(tmp_path):
-    make_gta5(tmp_path, 3)
+    write_gta5(tmp_path, 3)
     (tmp_path / "labels" / "00002.png").unlink()
     (tmp_path / "labels" / "00003.png").unlink()
     with pytest.raises(UserError) as info:
@@ -75,8 +68,8 @@ def test_gta5_missing_folders(tmp_path):
         gta5_samples(tmp_path)
 
 
-def test_cityscapes_samples_and_ground_truth(tmp_path, make_cityscapes):
-    make_cityscapes(tmp_path, split="val", cities={"lindau": 2, "frankfurt": 1})
+def test_cityscapes_samples_and_ground_truth(tmp_path):
+    write_cityscapes(tmp_path, split="val", cities={"lindau": 2, "frankfurt": 1})
     touch(tmp_path / "leftImg8bit" / "val" / "lindau" / "readme.txt")
     assert detect_layout(tmp_path) == "cityscapes"
     samples = cityscapes_samples(tmp_path, "val")
@@ -91,8 +84,8 @@ def test_cityscapes_samples_and_ground_truth(tmp_path, make_cityscapes):
     assert samples_for(tmp_path, split="val")[0] == "cityscapes"
 
 
-def test_cityscapes_errors_name_the_path(tmp_path, make_cityscapes):
-    make_cityscapes(tmp_path, split="val", cities={"lindau": 2})
+def test_cityscapes_errors_name_the_path(tmp_path):
+    write_cityscapes(tmp_path, split="val", cities={"lindau": 2})
     with pytest.raises(UserError) as info:
         cityscapes_samples(tmp_path, "train")
     message = one_line(info)

@@ -1,4 +1,4 @@
-"""runtime.imageio: the CONTRACTS.md input conversions, channel order, per-sample faults, atomic writes."""
+"""runtime.imageio: the docs/contracts.md input conversions, channel order, per-sample faults, atomic writes."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.errors import SampleError
-from runtime.imageio import (
+from uda_trt.runtime.errors import SampleError
+from uda_trt.runtime.imageio import (
     LogOnce,
     _decode_png_fast,
-    atomic_write_bytes,
     encode_label_image,
     read_label,
     read_rgb,
@@ -23,6 +22,7 @@ from runtime.imageio import (
     write_image,
     write_label,
 )
+from uda_trt.runtime.jobs.files import atomic_write_bytes
 
 RED = np.array([255, 0, 0], dtype=np.uint8)
 

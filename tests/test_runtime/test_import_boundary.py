@@ -1,4 +1,4 @@
-"""The runtime is torch-free: a deployment box installs it alone (ARCHITECTURE.md, "Dependency direction")."""
+"""The runtime is torch-free: a deployment box installs it alone (docs/architecture.md, "Dependency direction")."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-import runtime
+import uda_trt.runtime as runtime
 
 REPO = Path(__file__).resolve().parents[2]
-RUNTIME_MODULES = sorted(m.name for m in pkgutil.walk_packages(runtime.__path__, "runtime."))
+RUNTIME_MODULES = sorted(m.name for m in pkgutil.walk_packages(runtime.__path__, "uda_trt.runtime."))
 
 
 def test_runtime_has_modules():
-    assert "runtime.labels" in RUNTIME_MODULES and len(RUNTIME_MODULES) >= 5
+    assert "uda_trt.runtime.labels" in RUNTIME_MODULES and len(RUNTIME_MODULES) >= 5
 
 
 @pytest.mark.parametrize("module", RUNTIME_MODULES)
@@ -24,8 +24,9 @@ def test_runtime_module_never_imports_torch(module):
     """Each module in a fresh interpreter: importing it must not load torch or our other packages."""
     code = (
         f"import importlib, sys; importlib.import_module({module!r}); "
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'torchvision', 'train', 'export', "
-        "'benchmarks'}); print(','.join(bad))"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'torchvision'} "
+        "or m.split('.')[:2] in (['uda_trt', 'train'], ['uda_trt', 'export'], ['uda_trt', 'benchmarks'])); "
+        "print(','.join(bad))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert result.stdout.strip() == "", f"{module} imported {result.stdout.strip()}"

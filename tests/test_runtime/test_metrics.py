@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.imageio import read_label
-from runtime.labels import CLASS_NAMES, LABEL_ID_TO_TRAIN_ID, NUM_CLASSES, label_ids_to_train_ids
-from runtime.metrics import ConfusionMatrix, confusion_matrix, joint_histogram, write_metrics
+from helpers import write_cityscapes
+from uda_trt.runtime.imageio import read_label
+from uda_trt.runtime.labels import CLASS_NAMES, LABEL_ID_TO_TRAIN_ID, NUM_CLASSES, label_ids_to_train_ids
+from uda_trt.runtime.metrics import ConfusionMatrix, confusion_matrix, joint_histogram, write_metrics
 
 # label IDs used below: 31 (train) and 32 (motorcycle) never appear in the ground truth
 GT_IDS = (0, 1, 4, 6, 7, 8, 11, 13, 17, 21, 23, 24, 26, 29, 30, 33)
@@ -96,9 +97,9 @@ def official_scores(pred_files: list[str], gt_files: list[str]) -> dict:
     return official.evaluateImgLists(pred_files, gt_files, args)
 
 
-def test_equals_official_evaluator_per_class(tmp_path, make_cityscapes):
+def test_equals_official_evaluator_per_class(tmp_path):
     cities = {"aachen": 2, "bochum": 1, "cologne": 2}
-    truth = make_cityscapes(tmp_path / "cs", cities=cities, gt_label_ids=GT_IDS, images=False)
+    truth = write_cityscapes(tmp_path / "cs", cities=cities, label_ids=GT_IDS, images=False)
     predictions = make_predictions(truth)
     pred_files, gt_files, cm = [], [], ConfusionMatrix()
     for stem, pred in predictions.items():

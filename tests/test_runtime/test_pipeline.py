@@ -1,22 +1,24 @@
 """EngineFeed: outputs paired with their batches when the engine pulls ahead, producer time kept out of engine time,
-producer errors raised unwrapped after the engine drains."""
+producer errors raised unwrapped after the engine drains. Time is a FakeClock that the stubs advance: no sleeps."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pytest
 
-from runtime.pipeline import EngineFeed, batched, prefetch
+from helpers import FakeClock
+from uda_trt.runtime.pipeline import EngineFeed, batched, prefetch
 
 
 class PullAheadEngine:
-    """Pulls batch n+1 before returning batch n, as the two-stream TensorRT runner does; output = input + 1."""
+    """Pulls batch n+1 before returning batch n, as the two-stream TensorRT runner does; output = input + 1.
+    Each batch takes `delay_s` on `clock` (none given: no time passes)."""
 
-    def __init__(self, delay_s: float = 0.0) -> None:
+    def __init__(self, delay_s: float = 0.0, clock: FakeClock | None = None) -> None:
         self.delay_s = delay_s
+        self.clock = clock
         self.pulled: list[int] = []
 
     def infer_many(self, batches: Iterable[np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
@@ -25,7 +27,8 @@ class PullAheadEngine:
         while current is not None:
             upcoming = next(source, None)
             self.pulled.append(len(self.pulled))
-            time.sleep(self.delay_s)
+            if self.clock is not None:
+                self.clock.advance(self.delay_s)
             yield {"out": current + 1}
             current = upcoming
 
@@ -44,16 +47,18 @@ def test_each_output_is_paired_with_its_own_batch_when_the_engine_pulls_ahead() 
 
 
 def test_engine_seconds_leave_out_the_time_spent_producing_batches() -> None:
+    clock = FakeClock()
+
     def slow_images(batch: list[int]) -> np.ndarray:
-        time.sleep(0.1)
+        clock.advance(0.1)
         return np.array(batch)
 
-    feed = EngineFeed(PullAheadEngine(delay_s=0.02), _batches(4, 1), slow_images)
-    started = time.perf_counter()
+    feed = EngineFeed(PullAheadEngine(delay_s=0.02, clock=clock), _batches(4, 1), slow_images, clock=clock)
+    started = clock()
     list(feed)
-    wall = time.perf_counter() - started
-    assert wall >= 0.4  # four productions of 0.1 s each happened inside the loop
-    assert 0.08 <= feed.engine_seconds < wall - 0.3  # the 4 x 0.02 s in the engine, none of the production
+    wall = clock() - started
+    assert wall == pytest.approx(4 * 0.1 + 4 * 0.02)  # four productions of 0.1 s each happened inside the loop
+    assert feed.engine_seconds == pytest.approx(4 * 0.02)  # the 4 x 0.02 s in the engine, none of the production
 
 
 def test_a_producer_error_comes_out_unwrapped_after_the_batches_already_in_the_engine() -> None:

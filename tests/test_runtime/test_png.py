@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from runtime.png import encode_png
+from uda_trt.runtime.png import encode_png
 
 
 def _pixels(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:

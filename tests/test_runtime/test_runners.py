@@ -10,10 +10,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from runtime import runners
-from runtime.errors import UserError
-from runtime.runners import OnnxRuntimeRunner, choose_backend, gpu_present, open_runner
-from runtime.sidecar import Sidecar, file_sha256, sidecar_path
+from uda_trt.runtime import runners
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.workers import default_workers
+from uda_trt.runtime.runners import OnnxRuntimeRunner, choose_backend, gpu_present, open_runner
+from uda_trt.runtime.sidecar import Sidecar, file_sha256, sidecar_path
 
 NO_GPU = pytest.mark.skipif(gpu_present(), reason="checks the CPU-only machine's behaviour")
 
@@ -146,7 +147,7 @@ def test_infer_outside_with_block(tmp_path):
 
 def test_threads_default_to_all_cores(tmp_path):
     runner = open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu")
-    assert isinstance(runner, OnnxRuntimeRunner) and runner.threads == runners.default_threads() >= 1
+    assert isinstance(runner, OnnxRuntimeRunner) and runner.threads == default_workers() >= 1
     assert open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu", threads=1).threads == 1
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from runtime.errors import UserError
-from runtime.sidecar import Sidecar, file_sha256, load_sidecar, sidecar_path
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.sidecar import Sidecar, file_sha256, load_sidecar, sidecar_path
 
 
 def make_sidecar(artifact: Path, task: str = "translate") -> Sidecar:

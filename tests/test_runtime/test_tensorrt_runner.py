@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtime.tensorrt_runner import engine_mismatch, profile_violation
+from uda_trt.runtime.tensorrt_runner import engine_mismatch, profile_violation
 
 RECORDED = {"tensorrt_version": "10.13.0", "gpu_name": "NVIDIA H100 80GB HBM3"}
 PROFILE = {"min": [1, 256, 512, 3], "opt": [4, 512, 1024, 3], "max": [8, 512, 1024, 3]}

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from runtime.errors import UserError
-from train.checkpoints import (
+from uda_trt.runtime.errors import UserError
+from uda_trt.train.checkpoints import (
     TRAIN_STATE_FORMAT,
     build_translator,
     describe_checkpoint,
@@ -20,7 +20,7 @@ from train.checkpoints import (
     save_segmenter_checkpoint,
     size_divisor,
 )
-from train.networks import NLayerDiscriminator, ResnetGenerator, UnetGenerator
+from uda_trt.train.networks import NLayerDiscriminator, ResnetGenerator, UnetGenerator
 
 
 def reference_resnet_state(ngf: int, n_blocks: int, in_buffers: bool, prefix: str = "") -> OrderedDict:

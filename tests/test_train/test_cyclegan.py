@@ -6,8 +6,6 @@ import dataclasses
 import json
 import math
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from runtime.errors import UserError
-from train.checkpoints import describe_checkpoint, require_model_checkpoint
-from train.cyclegan import (
+from helpers import run_cli
+from uda_trt.runtime.errors import UserError
+from uda_trt.train.checkpoints import describe_checkpoint, require_model_checkpoint
+from uda_trt.train.cyclegan import (
     LOSS_NAMES,
     CycleGANConfig,
     ImagePool,
@@ -27,7 +26,7 @@ from train.cyclegan import (
     train_cyclegan,
     train_step,
 )
-from train.unpaired_data import scale_width_and_crop, to_tensor, unpaired_dataset
+from uda_trt.train.unpaired_data import scale_width_and_crop, to_tensor, unpaired_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -183,7 +182,10 @@ def test_same_seed_same_weights_and_resume_continues(tiny_gta5: Path, tiny_citys
     with pytest.raises(UserError, match="ngf"):
         train_cyclegan(tiny_config(tiny_gta5, tiny_cityscapes, runs[0], ngf=8, iterations=6), resume=True)
     # another data order or pooled-image size would not continue the same run
-    for changed, message in (({"seed": 7}, "seed=0, not 7"), ({"crop_size": (24, 24)}, r"crop_size=\[32, 24\]")):
+    for changed, message in (
+        ({"seed": 7}, "--seed 0, this one 7"),
+        ({"crop_size": (24, 24)}, r"--crop-size \[32, 24\]"),
+    ):
         with pytest.raises(UserError, match=message):
             train_cyclegan(tiny_config(tiny_gta5, tiny_cityscapes, runs[0], iterations=6, **changed), resume=True)
     # --resume into a folder without a state (a job killed before its first save) starts the run
@@ -202,9 +204,6 @@ def test_bad_settings_are_user_errors(tiny_gta5: Path, tiny_cityscapes: Path, tm
     ):
         with pytest.raises(UserError, match=flag):
             train_cyclegan(dataclasses.replace(base, **overrides))
-
-
-CLI = Path(sys.executable).parent / "train-cyclegan"
 
 
 @pytest.mark.slow
@@ -230,21 +229,23 @@ def test_cli_trains_and_reports_bad_input_in_one_line(tiny_gta5: Path, tiny_city
         "--device",
         "cpu",
     ]
-    done = subprocess.run(
-        [CLI, "--source", tiny_gta5, "--target", tiny_cityscapes, "--output", out, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
+    done = run_cli(
+        "train-cyclegan", "--source", tiny_gta5, "--target", tiny_cityscapes, "--output", out, *args, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert {p.name for p in out.iterdir()} >= {*NET_FILES, "latest_train_state.pt", "config.json", "train.log"}
     assert json.loads((out / "config.json").read_text())["config"]["crop_size"] == [32, 24]
 
     missing = tmp_path / "no-such-gta5"
-    bad = subprocess.run(
-        [CLI, "--source", missing, "--target", tiny_cityscapes, "--output", tmp_path / "x", *args],
-        capture_output=True,
-        text=True,
+    bad = run_cli(
+        "train-cyclegan",
+        "--source",
+        missing,
+        "--target",
+        tiny_cityscapes,
+        "--output",
+        tmp_path / "x",
+        *args,
         timeout=120,
     )
     assert bad.returncode == 2
@@ -253,7 +254,7 @@ def test_cli_trains_and_reports_bad_input_in_one_line(tiny_gta5: Path, tiny_city
 
 
 def test_cli_help_explains_defaults() -> None:
-    done = subprocess.run([CLI, "--help"], capture_output=True, text=True, timeout=60)
+    done = run_cli("train-cyclegan", "--help", timeout=60)
     assert done.returncode == 0
     for text in ("--source", "--crop-size", "256x256", "286", "--resume", "latest_net_G_A.pth"):
         assert text in done.stdout

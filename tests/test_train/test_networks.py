@@ -1,10 +1,10 @@
-"""The networks match the reference implementation's key names, shapes and parameter counts (reference/cyclegan.md)."""
+"""The networks match the reference code's key names, shapes and parameter counts (docs/reference/cyclegan.md)."""
 
 from __future__ import annotations
 
 import torch
 
-from train.networks import NLayerDiscriminator, ResnetGenerator, UnetGenerator, count_parameters, init_weights
+from uda_trt.train.networks import NLayerDiscriminator, ResnetGenerator, UnetGenerator, count_parameters, init_weights
 
 
 def reference_resnet_keys(n_blocks: int) -> list[str]:

@@ -1,6 +1,6 @@
 """Resume building blocks and in-process resume runs: the data order as a pure function of (seed, epoch), keyed item
 RNGs, two generations of training state with fallback, and interrupted-then-resumed runs of both trainers ending
-bit-identical to uninterrupted ones (the SIGKILL versions, through the CLIs, are in tests/test_reliability)."""
+bit-identical to uninterrupted ones (the SIGKILL versions, through the CLIs, are the test_*_kill_resume.py files)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,17 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-import train.cyclegan as cyclegan
-import train.segmenter as segmenter
-from runtime.errors import UserError
-from train.checkpoints import require_model_checkpoint
-from train.cyclegan import CycleGANConfig, train_cyclegan
-from train.resume import (
+import uda_trt.train.cyclegan as cyclegan
+import uda_trt.train.segmenter as segmenter
+from helpers import pth_bytes, write_gta5
+from uda_trt.runtime.errors import UserError
+from uda_trt.train.checkpoints import require_model_checkpoint
+from uda_trt.train.cyclegan import CycleGANConfig, train_cyclegan
+from uda_trt.train.resume import (
     LATEST_STATE,
     PREVIOUS_STATE,
     EpochBatches,
@@ -28,8 +27,8 @@ from train.resume import (
     load_train_state,
     save_train_state,
 )
-from train.segmenter import SegmenterConfig, train_segmenter
-from train.unpaired_data import unpaired_dataset
+from uda_trt.train.segmenter import SegmenterConfig, train_segmenter
+from uda_trt.train.unpaired_data import unpaired_dataset
 
 NETS = [f"latest_net_{n}.pth" for n in ("G_A", "G_B", "D_A", "D_B")]
 
@@ -178,10 +177,6 @@ def cyclegan_config(source: Path, target: Path, output: Path) -> CycleGANConfig:
     )  # fmt: skip
 
 
-def pth_bytes(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.suffix in (".pth", ".pt")}
-
-
 @pytest.fixture
 def cyclegan_reference(tiny_gta5: Path, tiny_cityscapes: Path, tmp_path: Path) -> dict[str, bytes]:
     """The files of an uninterrupted run, trained in the folder the resumed runs use (configs record it)."""
@@ -224,20 +219,6 @@ def test_cyclegan_resumes_from_the_previous_state_when_the_latest_is_damaged(
 # --- segmenter -----------------------------------------------------------------------------------------------------
 
 
-def write_gta5(root: Path, count: int) -> Path:
-    """GTA5 layout, 48x27 noisy images; labels: road below sky, per image a different horizon."""
-    rng = np.random.default_rng(0)
-    (root / "images").mkdir(parents=True)
-    (root / "labels").mkdir()
-    for i in range(1, count + 1):
-        labels = np.full((27, 48), 7, np.uint8)  # road
-        labels[: int(rng.integers(6, 20))] = 23  # sky
-        rgb = np.where(labels[..., None] == 23, [70, 130, 200], [110, 60, 110]) + rng.integers(-20, 21, (27, 48, 3))
-        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(root / "images" / f"{i:05d}.png")
-        Image.fromarray(labels, mode="L").save(root / "labels" / f"{i:05d}.png")
-    return root
-
-
 def segmenter_config(data: Path, output: Path) -> SegmenterConfig:
     """6 training images in batches of 2 (3 per epoch), 2 precise-BN batches per score: 8 iterations draw 12 batches."""
     return SegmenterConfig(
@@ -251,7 +232,7 @@ SEGMENTER_FILES = ("best.pt", "last.pt")
 
 
 def test_segmenter_interrupted_and_damaged_resumes_bit_identical(tmp_path: Path, monkeypatch):
-    data = write_gta5(tmp_path / "gta5", 7)
+    data = write_gta5(tmp_path / "gta5", count=7, size=(48, 27))
     config = segmenter_config(data, tmp_path / "run")
     train_segmenter(config)
     reference = {name: (config.output_dir / name).read_bytes() for name in SEGMENTER_FILES}
@@ -278,7 +259,7 @@ def test_segmenter_interrupted_and_damaged_resumes_bit_identical(tmp_path: Path,
         require_model_checkpoint(latest)
     with pytest.raises(UserError, match="--resume"):  # rerunning without --resume never overwrites a run
         train_segmenter(config)
-    with pytest.raises(UserError, match="--batch-size 2, not 3"):
+    with pytest.raises(UserError, match="used --batch-size 2, this one 3"):
         train_segmenter(dataclasses.replace(config, batch_size=3), resume=True)
 
 

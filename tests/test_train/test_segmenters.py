@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime.errors import UserError
-from train.checkpoints import load_segmenter_checkpoint, save_segmenter_checkpoint
-from train.commands.train_segmenter import ARCHITECTURES as CLI_ARCHITECTURES
-from train.segmenters import (
+from uda_trt.runtime.errors import UserError
+from uda_trt.train.checkpoints import load_segmenter_checkpoint, save_segmenter_checkpoint
+from uda_trt.train.commands.train_segmenter import ARCHITECTURES as CLI_ARCHITECTURES
+from uda_trt.train.segmenters import (
     NORMALIZATION,
     SEGMENTER_ARCHITECTURES,
     build_segmenter,

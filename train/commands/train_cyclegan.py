@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from runtime.cli_support import SIZE, setup_logging
+from uda_trt.runtime.jobs.cli import SIZE, setup_logging
 
 EPILOG = """\b
 Writes into --output: latest_net_G_A.pth (source -> target, the file to export), latest_net_G_B.pth,
@@ -113,10 +113,10 @@ def main(**options) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            from runtime.errors import UserError
+            from uda_trt.runtime.errors import UserError
 
             raise UserError("--device cuda: no CUDA GPU is available to PyTorch on this machine")
-    from train.cyclegan import CycleGANConfig, TrainingFailed, train_cyclegan
+    from uda_trt.train.cyclegan import CycleGANConfig, TrainingFailed, train_cyclegan
 
     config = CycleGANConfig(**options)
     try:

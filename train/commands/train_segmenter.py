@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from runtime.cli_support import SIZE, setup_logging
-from runtime.datasets import detect_layout, samples_for
-from runtime.errors import UserError
+from uda_trt.runtime.datasets import detect_layout, samples_for
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.cli import SIZE, setup_logging
 
 ARCHITECTURES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
 
@@ -163,7 +163,7 @@ def main(verbose: bool, **options) -> None:
     setup_logging(verbose)
     check_dataset(options["data_root"], options["layout"], options["split"])
     # torch is imported here, after the cheap checks, so --help and user errors stay fast.
-    from train.segmenter import SegmenterConfig, TrainingDiverged, train_segmenter
+    from uda_trt.train.segmenter import SegmenterConfig, TrainingDiverged, train_segmenter
 
     resume = options.pop("resume")
     config = SegmenterConfig(**options)

@@ -1,0 +1,399 @@
+"""report.md: one renderer per section, each taking the typed result of its section and returning its lines.
+
+`markdown` joins the sections of a suite or of one artifact's sweep; it adds nothing that report.json lacks.
+"""
+
+from __future__ import annotations
+
+import math
+
+from uda_trt.benchmarks.throughput.backends import EAGER, ORT_CPU, TENSORRT
+from uda_trt.benchmarks.throughput.criteria import Criterion, RatioCriterion
+from uda_trt.benchmarks.throughput.records import (
+    EndToEndRun,
+    Machine,
+    MatMulRate,
+    ScriptRun,
+    SweepRow,
+    TranslateRun,
+)
+from uda_trt.benchmarks.throughput.results import (
+    ArtifactResult,
+    CodecBound,
+    CodecLimits,
+    ComputeBound,
+    Evaluation,
+    Memory,
+    Skipped,
+    SuiteResult,
+    Threads,
+)
+
+
+def markdown(result: SuiteResult | ArtifactResult, figures: list[str]) -> str:
+    """report.md of a suite or of one artifact's sweep; `figures`: the figure files written beside it."""
+    if isinstance(result, ArtifactResult):
+        sections = [
+            header(result.suite, result.machine, result.threads, None),
+            skipped_section(result.skipped),
+            matmul_section(result.matmul),
+            end_to_end_section(result.end_to_end or {}),
+            sweeps_section(result.sweeps),
+            figures_section(figures),
+            timing_section(result.stage_seconds, result.wall_seconds),
+        ]
+    else:
+        sections = [
+            header(result.suite, result.machine, result.threads, result.threads.codec_workers),
+            skipped_section(result.skipped),
+            criteria_section(result.criteria),
+            matmul_section(result.matmul),
+            compute_section(result.compute_bound, result.sweeps, result.skipped),
+            codec_section(result.codec_bound, result.codec, result.sweeps, result.skipped),
+            evaluation_section(result.evaluation),
+            memory_section(result.memory),
+            sweeps_section(result.sweeps),
+            figures_section(figures),
+            timing_section(result.stage_seconds, result.wall_seconds),
+        ]
+    return "\n".join(line for section in sections for line in section)
+
+
+# ------------------------------------------------------------------------------------------------- formatting
+
+
+def _known(value: float | None) -> float | None:
+    """None for a missing or non-finite figure (what report.json holds for it)."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _num(value, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def _kib(run: EndToEndRun) -> str:
+    """Mean output file size of a run."""
+    return _num(run.output_kib_per_image, 0)
+
+
+def _stages_line(label: str, run: EndToEndRun) -> str:
+    stages = ", ".join(f"{k} {_num(v / run.images, 3)}" for k, v in run.stage_seconds.items())
+    return f"- {label}: {_num(run.wall_seconds / run.images, 3)} s/image wall; per image by stage (s): {stages}"
+
+
+# ---------------------------------------------------------------------------------------------------- sections
+
+
+def header(title: str, machine: Machine, threads: Threads, codec_workers: int | None) -> list[str]:
+    """Title, machine and thread counts, and what every ratio below is."""
+    return [
+        f"# Throughput benchmark: {title}",
+        "",
+        f"Machine: {machine.platform}, {machine.processor}, {machine.cpu_count} CPUs "
+        f"({_num(codec_workers)} usable); ONNX Runtime intra-op threads "
+        f"{threads.onnxruntime_intra_op}, PyTorch threads {threads.torch}. "
+        "Versions, artifact hashes and the resolved config are in report.json.",
+        "",
+        "Every ratio below has both operands measured in this run, on the same files, with the same thread "
+        "settings. Timings on a shared machine are noisy; the ratios are what the criteria judge.",
+        "",
+    ]
+
+
+def skipped_section(skipped: list[Skipped]) -> list[str]:
+    """One line per part of the run that could not run here."""
+    lines = [f"Skipped {entry.what}: {entry.reason}." for entry in skipped]
+    return [*lines, ""] if lines else []
+
+
+def criteria_section(criteria: list[Criterion]) -> list[str]:
+    """Each criterion with its operands, threshold and verdict."""
+    if not criteria:
+        return []
+    lines = ["## Criteria", "", "| id | criterion | measured | threshold | result |", "|---|---|---|---|---|"]
+    for c in criteria:
+        if isinstance(c, RatioCriterion):
+            measured = (
+                f"{_num(c.value, 3)} ({c.numerator_label} {_num(c.numerator, 3)} / "
+                f"{c.denominator_label} {_num(c.denominator, 3)})"
+            )
+        else:
+            measured = f"{_num(c.value, 6)} ({c.value_label})"
+        verdict = "**pass**" if c.passed else "**FAIL**"
+        lines.append(f"| {c.id} | {c.name} | {measured} | {c.op} {c.threshold} | {verdict} |")
+    return [*lines, ""]
+
+
+def matmul_section(matmul: MatMulRate) -> list[str]:
+    """The machine's float32 MatMul rate, the yardstick of A1."""
+    shape = matmul.shape
+    return [
+        f"Float32 MatMul on ONNX Runtime ({shape['m']}x{shape['k']} @ {shape['k']}x{shape['n']}, "
+        f"{matmul.intra_op_threads} threads, {matmul.runs} runs): {_num(matmul.gflops, 1)} GFLOP/s.",
+        "",
+    ]
+
+
+def compute_section(compute: ComputeBound, sweeps: list[SweepRow], skipped: list[Skipped]) -> list[str]:
+    """Criterion A's ways side by side, the engine-only figure A1 and A2 use, the output comparison, the stages."""
+    comparison = compute.output_comparison
+    ours = compute.batch_translate
+    return [
+        f"## Compute-bound: {compute.model} at {compute.working_size[0]}x{compute.working_size[1]}",
+        "",
+        f"{ours.images} synthetic GTA5-layout images of {compute.input_size[0]}x{compute.input_size[1]}, written as "
+        f"PNG level {ours.png_compression} by every way; median of {compute.repeats} interleaved runs per way.",
+        "",
+        *_side_by_side(compute.model, compute.working_size, ours, compute.reference, None, sweeps, skipped),
+        "",
+        *_interleaved_engine_line(compute),
+        f"Outputs of batch-translate and the reference script: max difference {comparison.max_abs_diff} grey "
+        f"levels, {_num(100 * comparison.fraction_within_1, 3)} % of values within 1 (the reference truncates "
+        "to uint8, the exported graph rounds).",
+        "",
+        _stages_line("reference script", compute.reference),
+        _stages_line("batch-translate", ours),
+        "",
+    ]
+
+
+def _side_by_side(
+    model: str,
+    working_size: tuple[int, int],
+    ours: TranslateRun,
+    reference: ScriptRun,
+    eager: ScriptRun | None,
+    sweeps: list[SweepRow],
+    skipped: list[Skipped],
+) -> list[str]:
+    """Every way of one section: its best engine-only rate beside its end-to-end rate, file size and memory."""
+
+    def engine(backend: str, batch: int | None = None) -> str:
+        rows = [r for r in sweeps if r.model == model and r.backend == backend and tuple(r.size) == working_size]
+        if batch is not None:
+            rows = [r for r in rows if r.batch_size == batch]
+        if not rows:
+            return "n/a"
+        best = max(rows, key=lambda r: _known(r.images_per_second) or 0)
+        return f"{_num(best.images_per_second, 3)} (batch {best.batch_size})"
+
+    lines = [
+        "| way | engine-only images/s | end-to-end images/s | KiB per output image | peak RSS MiB |",
+        "|---|---|---|---|---|",
+        f"| reference script (Pillow decode, eager, batch 1, serial, Pillow PNG) | {engine(EAGER, 1)} | "
+        f"{_num(reference.images_per_second, 3)} | {_kib(reference)} | {_num(reference.peak_rss_mb, 0)} |",
+        f"| PyTorch eager batched | {engine(EAGER)} | "
+        f"{_num(eager.images_per_second, 3) if eager else 'not run (engine-only only)'} | "
+        f"{_kib(eager) if eager else 'n/a'} | {_num(eager.peak_rss_mb, 0) if eager else 'n/a'} |",
+        f"| ONNX Runtime CPU (batch-translate, batch {ours.batch_size}) | {engine(ORT_CPU)} | "
+        f"{_num(ours.images_per_second, 3)} | {_kib(ours)} | {_num(ours.peak_rss_mb, 0)} |",
+    ]
+    tensorrt_skip = next((entry for entry in skipped if entry.what == TENSORRT), None)
+    if tensorrt_skip:
+        lines.append(f"| TensorRT | skipped: {tensorrt_skip.reason} | | | |")
+    else:
+        lines.append(f"| TensorRT (engine only) | {engine(TENSORRT)} | not run | | |")
+    return lines
+
+
+def _interleaved_engine_line(compute: ComputeBound) -> list[str]:
+    """The engine-only figure A1 and A2 use, with the runs its median comes from."""
+    engine = compute.engine_only
+    rates = ", ".join(_num(run.images_per_second, 3) for run in compute.engine_only_runs)
+    return [
+        f"ONNX Runtime engine-only for A1 and A2: {engine.images} preloaded images at batch "
+        f"{engine.batch_size} streamed as batch-translate streams them, timed right before each batch-translate "
+        f"run ({rates} images/s); median {_num(engine.images_per_second, 3)} images/s, "
+        f"{_num(engine.gflops, 1)} GFLOP/s.",
+        "",
+    ]
+
+
+def codec_section(codec: CodecBound, limits: CodecLimits, sweeps: list[SweepRow], skipped: list[Skipped]) -> list[str]:
+    """Criterion B: the codec limit, every way side by side with the pass-through, the stages, the other formats."""
+    limit = codec.codec_limit
+    per = limit.per_image_seconds
+    label_s = _known(limit.label_seconds_per_image)
+    passthrough = codec.passthrough
+    return [
+        f"## Codec-bound: pass-through and {codec.model} at {codec.working_size[0]}x{codec.working_size[1]}",
+        "",
+        f"{codec.images} images of {codec.input_size[0]}x{codec.input_size[1]}, median of "
+        f"{codec.repeats} interleaved runs per way. Codec limit (PNG level {limit.png_compression}, "
+        f"measured right before each pass-through run, median of {len(codec.codec_limit_runs)}): "
+        f"decode {_num(per['decode'], 4)} + resize {_num(per['resize'], 4)} + encode {_num(per['encode'], 4)} "
+        f"= {_num(limit.seconds_per_image, 4)} s per image on one thread, x {limit.workers} workers = "
+        f"{_num(limit.limit_images_per_second, 2)} images/s."
+        + (
+            f" Carrying each label over at the working size (done by batch-translate, left out of the limit) "
+            f"costs {_num(label_s, 4)} s per image more."
+            if label_s
+            else ""
+        ),
+        "",
+        *_side_by_side(
+            codec.model,
+            codec.working_size,
+            codec.batch_translate,
+            codec.reference,
+            codec.eager_batched,
+            sweeps,
+            skipped,
+        ),
+        f"| pass-through (batch-translate) | {_num(_passthrough_engine(sweeps), 1)} | "
+        f"{_num(passthrough.images_per_second, 3)} | {_kib(passthrough)} | {_num(passthrough.peak_rss_mb, 0)} |",
+        "",
+        _stages_line("reference script", codec.reference),
+        _stages_line("eager batched", codec.eager_batched),
+        _stages_line("batch-translate", codec.batch_translate),
+        _stages_line("pass-through", passthrough),
+        "",
+        "### Faster output formats (reported separately, never folded into a criterion)",
+        "",
+        *_formats_table(codec, limits),
+        "",
+    ]
+
+
+def _passthrough_engine(sweeps: list[SweepRow]) -> float | None:
+    rates = [_known(r.images_per_second) for r in sweeps if r.model == "passthrough"]
+    return max((rate for rate in rates if rate is not None), default=None)
+
+
+def _formats_table(codec: CodecBound, limits: CodecLimits) -> list[str]:
+    model = codec.model
+    headline = f"PNG level {limits.png.png_compression}"
+    png_fast, jpg = codec.formats["png_fast"], codec.formats["jpg"]
+    rows = [
+        # B1's own limit (measured beside the pass-through runs) for the headline format
+        (headline, codec.codec_limit, codec.passthrough, codec.batch_translate),
+        (f"PNG level {limits.png_fast.png_compression}", limits.png_fast, png_fast["passthrough"], png_fast[model]),
+        (f"JPEG quality {limits.jpg.jpeg_quality}", limits.jpg, jpg["passthrough"], jpg[model]),
+    ]
+    lines = [
+        f"| output format | codec limit images/s | pass-through images/s | {model} images/s | {model} vs {headline} "
+        f"| {model} KiB per image |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = _known(codec.batch_translate.images_per_second)
+    for label, limit, passthrough, ours in rows:
+        effect = ours.images_per_second / base if base else None
+        lines.append(
+            f"| {label} | {_num(limit.limit_images_per_second, 2)} | "
+            f"{_num(passthrough.images_per_second, 2)} | {_num(ours.images_per_second, 2)} | {_num(effect, 2)}x "
+            f"| {_kib(ours)} |"
+        )
+    return lines
+
+
+def evaluation_section(evaluation: Evaluation | None) -> list[str]:
+    """Criterion C: both evaluators' times and memory, and whether their per-class IoU agree (none if skipped)."""
+    if evaluation is None:
+        return []
+    official, ours = evaluation.official, evaluation.ours
+    return [
+        "## evaluate-seg vs the official Cityscapes evaluator",
+        "",
+        f"{evaluation.images} Cityscapes-layout val ground truths of {evaluation.size[0]}x"
+        f"{evaluation.size[1]}, with perturbed copies as predictions (label IDs); every evaluator runs as a "
+        "command-line process, timed from start to exit.",
+        "",
+        f"- official (`{official.command}`; Cython fast path compiled: {official.cython_fast_path}; "
+        "instance-level scores on, as by default, with np.in1d restored as np.isin for NumPy 2.4): "
+        f"{_num(official.seconds, 2)} s, peak RSS {_num(official.peak_rss_mb, 0)} MiB",
+        f"- official, pixel-level scores only (what evaluate-seg computes): "
+        f"{_num(evaluation.official_pixel_only.seconds, 2)} s; evaluate-seg is "
+        f"{_num(evaluation.speedup_vs_pixel_only, 2)}x faster than that (informational, not a criterion)",
+        f"- evaluate-seg: {_num(ours.seconds, 2)} s, peak RSS {_num(ours.peak_rss_mb, 0)} MiB",
+        f"- per-class IoU identical: {evaluation.comparison.identical} (max difference "
+        f"{_num(evaluation.comparison.max_abs_diff, 12)}); also to the pixel-only run: "
+        f"{evaluation.comparison_pixel_only.identical}",
+        "",
+    ]
+
+
+def memory_section(memory: Memory) -> list[str]:
+    """Criterion D: batch-translate's peak RSS on the small and on the large dataset."""
+    small, large = memory.small, memory.large
+    return [
+        "## Peak memory against dataset size",
+        "",
+        "batch-translate (pass-through, "
+        f"{memory.size[0]}x{memory.size[1]} images, batch {memory.batch_size}) as a child process; its max RSS:",
+        "",
+        f"- {small.images} images: {_num(small.peak_rss_mb, 1)} MiB ({_num(small.seconds, 1)} s)",
+        f"- {large.images} images: {_num(large.peak_rss_mb, 1)} MiB ({_num(large.seconds, 1)} s)",
+        "",
+    ]
+
+
+def end_to_end_section(end_to_end: dict[str, TranslateRun]) -> list[str]:
+    """One artifact's end-to-end runs, each with its stages."""
+    lines = []
+    for label, run in end_to_end.items():
+        lines += [
+            f"## End to end: {label}",
+            "",
+            f"{run.images} images in {_num(run.wall_seconds, 2)} s: {_num(run.images_per_second, 3)} images/s.",
+            "",
+            _stages_line(label, run),
+            "",
+        ]
+    return lines
+
+
+def sweeps_section(sweeps: list[SweepRow]) -> list[str]:
+    """Every engine-only sweep point, and how its figures are measured."""
+    if not sweeps:
+        return []
+    lines = [
+        "## Engine-only sweep",
+        "",
+        "Preloaded batches streamed through the runner as batch-translate streams them (ONNX Runtime on the CPU "
+        "keeps two batches in flight, the threads split between them); images/s from the wall time of the "
+        "stream; latency per batch, from handing it over to its output; GFLOP/s = 2 x MACs per image (counted "
+        "on the ONNX graph) x images/s; peak RSS of this process during the point.",
+        "",
+        "| model | backend | size | batch | runs | images/s | p50 ms | p90 ms | p99 ms | GFLOP/s | peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sweeps:
+        lat = r.latency_ms
+        lines.append(
+            f"| {r.model} | {r.backend} | {r.size[0]}x{r.size[1]} | {r.batch_size} | {r.runs} | "
+            f"{_num(r.images_per_second, 3)} | {_num(lat['p50'], 1)} | {_num(lat['p90'], 1)} | "
+            f"{_num(lat['p99'], 1)} | {_num(r.gflops, 1)} | {_num(r.peak_rss_mb, 0)} |"
+        )
+    return [*lines, ""]
+
+
+def figures_section(figures: list[str]) -> list[str]:
+    """The figures written beside report.md, and how to read the stage breakdown."""
+    if not figures:
+        return []
+    return [
+        "## Figures",
+        "",
+        *(f"![{name}]({name})" for name in figures),
+        "",
+        "Stage breakdown: seconds per image in each stage, summed over threads (batch-translate decodes and "
+        "encodes on several at once), against the wall time per image (black bar).",
+        "",
+    ]
+
+
+def timing_section(stage_seconds: dict[str, float], wall_seconds: float) -> list[str]:
+    """How long each stage of this benchmark run took."""
+    if not stage_seconds:
+        return []
+    return [
+        "## Time taken by this benchmark run",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *(f"| {name} | {_num(seconds, 1)} |" for name, seconds in stage_seconds.items()),
+        f"| total | {_num(wall_seconds, 1)} |",
+        "",
+    ]

@@ -1,0 +1,247 @@
+"""What each stage of a benchmark run returns, and the whole run's result: typed, one dataclass per stage.
+
+Field names are report.json's key names and field order is its key order: report.json is `to_json()` of a result
+(plus the figures written beside it), so the JSON is never assembled by hand and a renamed field renames its key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from uda_trt.benchmarks.throughput.config import SuiteConfig
+from uda_trt.benchmarks.throughput.criteria import Criterion
+from uda_trt.benchmarks.throughput.measure import RunPolicy
+from uda_trt.benchmarks.throughput.models import ModelArtifacts
+from uda_trt.benchmarks.throughput.records import (
+    CodecLimit,
+    EvaluateSegRun,
+    IouComparison,
+    Machine,
+    MatMulRate,
+    MemoryRun,
+    OfficialRun,
+    OutputComparison,
+    ScriptRun,
+    SweepRow,
+    TranslateRun,
+)
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A part of a run that cannot run on this machine, and why (one line)."""
+
+    what: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Threads:
+    """The thread counts every measurement of a run used."""
+
+    onnxruntime_intra_op: int
+    onnxruntime_inter_op: int
+    torch: int
+
+
+@dataclass(frozen=True)
+class SuiteThreads(Threads):
+    """A suite's thread counts, the codec workers, and whether each stage got its own peak RSS."""
+
+    codec_workers: int
+    peak_rss_resettable: bool
+
+
+# ------------------------------------------------------------------------------------- stages 1-2: data and models
+
+
+@dataclass(frozen=True)
+class SuiteData:
+    """The synthetic datasets of one suite (GTA5 layout unless named otherwise)."""
+
+    codec: Path  # codec_images at GTA5 size
+    compute: Path  # the first compute_images of `codec`
+    cityscapes: Path  # Cityscapes layout, val split, ground truth only
+    memory_small: Path  # the first memory_counts[0] of `memory_large`
+    memory_large: Path
+
+
+@dataclass(frozen=True)
+class SuiteModels:
+    """Both generators, the pass-through artifacts and the TensorRT engines the suite runs."""
+
+    compute: ModelArtifacts
+    codec: ModelArtifacts
+    passthrough: Path  # at the working size
+    passthrough_memory: Path  # at the memory-check size
+    engines: dict[str, Path]  # model name -> STEM.engine, where TensorRT runs
+
+
+@dataclass(frozen=True)
+class ArtifactEntry:
+    """One artifact a run measured: which model, its hash, and its MACs per image by "WIDTHxHEIGHT"."""
+
+    model: str
+    sha256: str
+    macs_per_image: dict[str, int | None]
+
+
+@dataclass(frozen=True)
+class GeneratorOnnxEntry(ArtifactEntry):
+    """A generator's ONNX export, with the architecture it was built with."""
+
+    architecture: dict[str, int]  # ngf, n_blocks
+
+
+ArtifactTable = dict[str, ArtifactEntry]  # artifact path -> entry
+
+
+# ----------------------------------------------------------------------------------------- stage 4: codec limits
+
+
+@dataclass(frozen=True)
+class CodecLimits:
+    """The codec limit at the suite's PNG level (criterion B's format), at the faster PNG level, and as JPEG."""
+
+    png: CodecLimit
+    png_fast: CodecLimit
+    jpg: CodecLimit
+
+
+# ------------------------------------------------------------------------------------ stages 6-9: end to end
+
+
+@dataclass(frozen=True)
+class ComputeBound:
+    """Criterion A's runs: engine-only, batch-translate and the reference way, repeated; the median run of each."""
+
+    model: str
+    input_size: tuple[int, int]
+    working_size: tuple[int, int]
+    repeats: int
+    engine_only_runs: list[SweepRow]
+    engine_only: SweepRow
+    batch_translate_runs: list[TranslateRun]
+    batch_translate: TranslateRun
+    reference_runs: list[ScriptRun]
+    reference: ScriptRun
+    output_comparison: OutputComparison
+
+
+@dataclass(frozen=True)
+class CodecBound:
+    """Criterion B's runs (codec limit, pass-through, the small generator, the reference way), repeated, with their
+    medians; PyTorch eager batched once; the faster output formats once each."""
+
+    model: str
+    input_size: tuple[int, int]
+    working_size: tuple[int, int]
+    images: int
+    repeats: int
+    codec_limit_runs: list[CodecLimit]
+    codec_limit: CodecLimit
+    passthrough_runs: list[TranslateRun]
+    passthrough: TranslateRun
+    batch_translate_runs: list[TranslateRun]
+    batch_translate: TranslateRun
+    reference_runs: list[ScriptRun]
+    reference: ScriptRun
+    eager_batched: ScriptRun
+    output_comparison: OutputComparison
+    formats: dict[str, dict[str, TranslateRun]]  # "png_fast" | "jpg" -> "passthrough" | model name -> run
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Criterion C: the same prediction files scored by evaluate-seg and by the official evaluator (twice)."""
+
+    images: int
+    size: tuple[int, int]
+    ours: EvaluateSegRun
+    official: OfficialRun
+    official_pixel_only: OfficialRun
+    comparison: IouComparison
+    comparison_pixel_only: IouComparison
+    speedup_vs_pixel_only: float
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Criterion D: batch-translate's peak RSS on the small and on the large dataset."""
+
+    size: tuple[int, int]
+    batch_size: int
+    small: MemoryRun
+    large: MemoryRun
+
+
+# ------------------------------------------------------------------------------------------- whole runs
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """A whole suite: every stage's result, the criteria judged from them, what was skipped, the wall times."""
+
+    schema_version: int = field(default=SCHEMA_VERSION, init=False)
+    suite: str
+    config: SuiteConfig
+    threads: SuiteThreads
+    skipped: list[Skipped]
+    artifacts: ArtifactTable
+    matmul: MatMulRate
+    codec: CodecLimits
+    sweeps: list[SweepRow]
+    compute_bound: ComputeBound
+    codec_bound: CodecBound
+    evaluation: Evaluation | None  # None: skipped (see `skipped`)
+    memory: Memory
+    criteria: list[Criterion]
+    stage_seconds: dict[str, float]
+    wall_seconds: float
+    machine: Machine
+
+    def to_json(self) -> dict:
+        """report.json's content, less the figures: every field under its own name."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class ArtifactConfig:
+    """What `bench-throughput ARTIFACT` was asked to measure."""
+
+    artifact: Path
+    backend: str
+    sizes: tuple[tuple[int, int], ...]
+    batch_sizes: tuple[int, ...]
+    policy: RunPolicy
+    dataset: Path | None
+    png_compression: int
+
+
+@dataclass(frozen=True)
+class ArtifactResult:
+    """One artifact's engine-only sweep, the same-run MatMul rate, and optionally one batch-translate run."""
+
+    schema_version: int = field(default=SCHEMA_VERSION, init=False)
+    suite: str
+    config: ArtifactConfig
+    threads: Threads
+    skipped: list[Skipped]
+    matmul: MatMulRate
+    artifacts: ArtifactTable
+    sweeps: list[SweepRow]
+    end_to_end: dict[str, TranslateRun] | None  # None: no --dataset; the key is then left out of report.json
+    stage_seconds: dict[str, float]
+    wall_seconds: float
+    machine: Machine
+
+    def to_json(self) -> dict:
+        """report.json's content, less the figures: every field under its own name, end_to_end only if run."""
+        plain = dataclasses.asdict(self)
+        if self.end_to_end is None:
+            del plain["end_to_end"]
+        return plain

@@ -1,0 +1,53 @@
+"""Test helpers, importable as `helpers` (pyproject puts tests/ on pytest's pythonpath; the repository root is not).
+
+One implementation of each: `run_cli` and `assert_user_error` (cli), the tiny-dataset writer (datasets), the tiny
+ONNX models (models), folder checks (files), fault injection (faults) and a fake clock (clock). conftest.py files
+only wrap these in fixtures.
+"""
+
+from __future__ import annotations
+
+from helpers.cli import BIN, assert_user_error, run_cli
+from helpers.clock import FakeClock
+from helpers.datasets import EVAL_LABEL_IDS, VOID_LABEL_IDS, write_cityscapes, write_gta5
+from helpers.faults import KILLED, LogProgress, kill_and_rerun, kill_points, run_deleting, run_until
+from helpers.files import (
+    assert_nothing_partial,
+    assert_readable,
+    copy_files,
+    count_visible,
+    png_digests,
+    pth_bytes,
+    visible_files,
+    visible_paths,
+    watch_untouched,
+)
+from helpers.models import write_invert_translator, write_red_over_14_segmenter
+
+__all__ = [
+    "BIN",
+    "EVAL_LABEL_IDS",
+    "VOID_LABEL_IDS",
+    "KILLED",
+    "FakeClock",
+    "LogProgress",
+    "assert_nothing_partial",
+    "assert_readable",
+    "assert_user_error",
+    "copy_files",
+    "count_visible",
+    "kill_and_rerun",
+    "kill_points",
+    "png_digests",
+    "pth_bytes",
+    "run_cli",
+    "run_deleting",
+    "run_until",
+    "visible_files",
+    "visible_paths",
+    "watch_untouched",
+    "write_cityscapes",
+    "write_gta5",
+    "write_invert_translator",
+    "write_red_over_14_segmenter",
+]

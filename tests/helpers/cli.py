@@ -1,0 +1,25 @@
+"""The console scripts of this venv, run as a user runs them, and the check every one-line user error passes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def run_cli(name: str, *args: object, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run console script `name` with `args` (any objects, passed as str) as a subprocess; text output captured."""
+    return subprocess.run(
+        [str(BIN / name), *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess, *, names: str) -> None:
+    """A user mistake: exit 2, no traceback, and one stderr line (click's `Error: ...`) naming `names`."""
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(error_lines) == 1, result.stderr
+    assert names in error_lines[0], (names, error_lines[0])

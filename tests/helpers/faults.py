@@ -1,0 +1,95 @@
+"""Fault injection on the real console scripts: SIGKILL at a trigger, delete inputs mid-run, seeded kill points.
+
+Command lines are lists `[console-script name, *args]`, as `run_cli` takes them; triggers poll the file system,
+which is more deterministic on a loaded machine than a timer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from helpers.cli import BIN, run_cli
+from helpers.files import assert_readable, count_visible
+
+KILLED = -signal.SIGKILL
+POLL_S = 0.0005  # how often a trigger is polled: the wait is for another process to reach a state, not a timing
+
+
+def _command(argv: list) -> list[str]:
+    return [str(BIN / str(argv[0])), *map(str, argv[1:])]
+
+
+def run_until(argv: list, trigger: Callable[[], bool], log: Path, timeout: float = 120, group: bool = False) -> int:
+    """Start `argv` (stderr appended to `log`); SIGKILL it the moment `trigger()` is true. Returns the exit status
+    (-9 when killed). `group`: start it in its own process group and kill the whole group, as a scheduler or the
+    OOM killer ends a job and its workers."""
+    with open(log, "ab") as stderr:
+        process = subprocess.Popen(_command(argv), stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=group)
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and time.monotonic() < deadline:
+            if trigger():
+                if group:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(POLL_S)
+        return process.wait(timeout=timeout)
+
+
+def kill_points(low: int, high: int, count: int, seed: int) -> list[int]:
+    """`count` distinct seeded values in [low, high], ascending: each kill leaves work for the next run."""
+    rng = np.random.default_rng(seed)
+    return sorted(int(n) for n in rng.choice(np.arange(low, high + 1), size=count, replace=False))
+
+
+def kill_and_rerun(argv: list, out: Path, triggers: list, log: Path) -> None:
+    """Kill `argv` (in its process group) at each trigger (name, trigger factory), checking after each that
+    everything visible in `out` is readable; then finish it with the same command, without a traceback."""
+    for name, make_trigger in triggers:
+        status = run_until(argv, make_trigger(), log, timeout=300, group=True)
+        assert status == KILLED, (name, status, log.read_text()[-3000:])
+        if out.exists():
+            assert_readable(out)
+    final = run_cli(*argv)
+    assert final.returncode == 0, final.stderr[-3000:]
+    assert "Traceback" not in log.read_text() + final.stderr
+    assert not list(out.rglob("*.partial"))
+
+
+class LogProgress:
+    """The highest iteration a train.log shows since this object was made (earlier runs' lines are ignored)."""
+
+    def __init__(self, log: Path, pattern: str) -> None:
+        self.log, self.pattern = log, re.compile(pattern.encode(), re.MULTILINE)
+        self.offset = log.stat().st_size if log.exists() else 0
+
+    def __call__(self) -> int:
+        try:
+            with open(self.log, "rb") as handle:
+                handle.seek(self.offset)
+                text = handle.read()
+        except FileNotFoundError:
+            return 0
+        return max((int(m) for m in self.pattern.findall(text)), default=0)
+
+
+def run_deleting(argv: list, started: Path, doomed: list[Path], timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run `argv`; delete `doomed` the moment a visible file appears under `started`; return the finished run."""
+    process = subprocess.Popen(_command(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while count_visible(started) == 0 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    assert process.poll() is None, "the job finished before the files could vanish"
+    for path in doomed:
+        path.unlink()
+    stdout, stderr = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(argv, process.returncode, stdout, stderr)

@@ -1,0 +1,67 @@
+"""runtime.synthetic.datasets through make-synthetic: both datasets in one folder, cheap reruns, one-line refusals."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from helpers import png_digests, run_cli
+
+
+def make_synthetic(*args: str) -> subprocess.CompletedProcess:
+    return run_cli("make-synthetic", *args, timeout=120)
+
+
+def test_cli_writes_both_datasets_and_reruns_cheaply(tmp_path: Path):
+    out = tmp_path / "synthetic"
+    args = [
+        "--out",
+        str(out),
+        "--gta5-count",
+        "4",
+        "--cityscapes-train",
+        "3",
+        "--cityscapes-val",
+        "3",
+        "--gta5-size",
+        "64x36",
+        "--cityscapes-size",
+        "64x32",
+        "--seed",
+        "3",
+        "--workers",
+        "1",
+    ]
+    result = make_synthetic(*args)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (out / "gta5" / "images").iterdir()) == [f"0000{i}.png" for i in range(1, 5)]
+    assert len(list((out / "gta5" / "labels").glob("*.png"))) == 4
+    assert Image.open(out / "gta5" / "images" / "00001.png").size == (64, 36)
+    for split in ("train", "val"):
+        assert len(list((out / "cityscapes" / "leftImg8bit" / split).rglob("*_leftImg8bit.png"))) == 3
+        assert len(list((out / "cityscapes" / "gtFine" / split).rglob("*_gtFine_instanceIds.png"))) == 3
+    assert not list(out.rglob("*.partial"))
+    before = png_digests(out)
+    again = make_synthetic(*args)
+    assert again.returncode == 0 and "wrote 0 of 10" in again.stderr
+    assert png_digests(out) == before
+    changed = make_synthetic(*args[:-4], "--seed", "4")  # another config replaces the datasets
+    assert changed.returncode == 0 and "wrote 10 of 10" in changed.stderr
+
+
+@pytest.mark.parametrize("make_bad", ["foreign_folder", "file"])
+def test_cli_refuses_a_bad_out_in_one_line(tmp_path: Path, make_bad: str):
+    out = tmp_path / "out"
+    if make_bad == "foreign_folder":
+        out.mkdir()
+        (out / "holiday.jpg").write_bytes(b"not ours")
+    else:
+        out.write_text("a file")
+    result = make_synthetic("--out", str(out), "--gta5-count", "1", "--cityscapes-train", "0", "--cityscapes-val", "0")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(out) in lines[0] and "Traceback" not in result.stderr
+    assert make_bad == "file" or sorted(p.name for p in out.iterdir()) == ["holiday.jpg"]

@@ -1,0 +1,137 @@
+"""batch-translate resumes: the same command finishes a job, a changed one is refused, damage is repaired.
+
+Real CLI runs (subprocess) on a make-synthetic dataset with a real ONNX translator.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+
+import pytest
+
+
+def translate(cli, artifact, source, out, *extra):
+    return cli("batch-translate", "--engine", artifact, "--input", source, "--output", out, "--workers", 1, *extra)
+
+
+@pytest.fixture
+def reference(cli, synthetic, invert_translator, tmp_path, files):
+    """An uninterrupted run's visible files (images, labels; manifest and report set aside)."""
+    out = tmp_path / "reference"
+    result = translate(cli, invert_translator, synthetic / "gta5", out)
+    assert result.returncode == 0, result.stderr
+    return {k: v for k, v in files(out).items() if not k.endswith(".json")}
+
+
+def outputs(files, out):
+    return {k: v for k, v in files(out).items() if not k.endswith(".json")}
+
+
+def report(out):
+    return json.loads((out / "report.json").read_text())
+
+
+def test_rerun_of_a_finished_job_changes_nothing(cli, synthetic, invert_translator, tmp_path, reference, files):
+    out = tmp_path / "out"
+    assert translate(cli, invert_translator, synthetic / "gta5", out).returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in (out / "images").iterdir()}
+    result = translate(cli, invert_translator, synthetic / "gta5", out)
+    assert result.returncode == 0, result.stderr
+    assert report(out)["images_already_done"] == 120 and report(out)["images_translated"] == 0
+    assert {p: p.stat().st_mtime_ns for p in (out / "images").iterdir()} == before
+    assert outputs(files, out) == reference
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["progress"] == {"total": 120, "done": 120, "skipped": 0}
+
+
+def test_damage_and_leftovers_are_repaired(cli, synthetic, invert_translator, tmp_path, reference, files):
+    out = tmp_path / "out"
+    assert translate(cli, invert_translator, synthetic / "gta5", out).returncode == 0
+    # what a kill (or a careless user) leaves: temporaries, a torn journal line, an output cut short, one deleted,
+    # a label replaced by a symlink
+    (out / "images" / ".00007.png.partial").write_bytes(b"\x89PNG half")
+    (out / ".manifest.json.partial").write_bytes(b"{")
+    with open(out / ".progress.jsonl", "ab") as journal:
+        journal.write(b'{"key": "00099", "fi')
+    damaged = out / "images" / "00003.png"
+    damaged.write_bytes(damaged.read_bytes()[:50])
+    (out / "labels" / "00005.png").unlink()
+    (out / "images" / "00011.png").unlink()
+    label = out / "labels" / "00012.png"
+    label.unlink()
+    label.symlink_to(synthetic / "gta5" / "labels" / "00012.png")
+
+    result = translate(cli, invert_translator, synthetic / "gta5", out)
+    assert result.returncode == 0, result.stderr
+    assert "removed 2 temporary file(s)" in result.stderr
+    assert not list(out.rglob("*.partial"))
+    assert report(out)["images_translated"] == 4
+    assert not label.is_symlink()
+    assert outputs(files, out) == reference
+
+
+@pytest.mark.parametrize(
+    ("extra", "flag"),
+    [
+        (["--png-compression", "6"], "--png-compression"),
+        (["--size", "64x32"], "--size"),
+        (["--format", "jpg"], "--format"),
+        (["--batch-size", "3"], "--batch-size"),
+    ],
+)
+def test_changed_options_are_refused_unless_overwrite(
+    cli, user_error, synthetic, invert_translator, tmp_path, extra, flag
+):
+    out = tmp_path / "out"
+    assert translate(cli, invert_translator, synthetic / "gta5", out).returncode == 0
+    user_error(translate(cli, invert_translator, synthetic / "gta5", out, *extra), names=flag)
+    result = translate(cli, invert_translator, synthetic / "gta5", out, *extra, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert report(out)["images_translated"] == 120
+    # the new options are now the recorded ones: the same command resumes again
+    assert translate(cli, invert_translator, synthetic / "gta5", out, *extra).returncode == 0
+    assert report(out)["images_already_done"] == 120
+
+
+def test_changed_artifact_is_refused(cli, user_error, synthetic, invert_translator, tmp_path):
+    out = tmp_path / "out"
+    assert translate(cli, invert_translator, synthetic / "gta5", out).returncode == 0
+    other = tmp_path / "other"
+    shutil.copytree(invert_translator.parent, other)
+    artifact = other / invert_translator.name
+    from onnx import load, save
+
+    model = load(artifact)
+    model.doc_string = "re-exported"  # same behaviour, different bytes: a new artifact all the same
+    save(model, artifact)
+    sidecar = json.loads(artifact.with_suffix(".json").read_text())
+    from uda_trt.runtime.sidecar import file_sha256
+
+    sidecar["artifacts"]["onnx"]["sha256"] = file_sha256(artifact)
+    artifact.with_suffix(".json").write_text(json.dumps(sidecar))
+    user_error(translate(cli, artifact, synthetic / "gta5", out), names="--engine")
+
+
+def test_foreign_folder_corrupt_manifest_and_busy_folder_are_refused(
+    cli, user_error, synthetic, invert_translator, tmp_path
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    user_error(translate(cli, invert_translator, synthetic / "gta5", out), names=str(out))
+    assert translate(cli, invert_translator, synthetic / "gta5", out, "--overwrite").returncode == 0
+    assert (out / "notes.txt").read_text() == "mine"
+
+    (out / "manifest.json").write_text('{"command": "batch-tr')
+    user_error(translate(cli, invert_translator, synthetic / "gta5", out), names="manifest.json")
+
+    (out / "manifest.json").unlink()
+    fd = os.open(out / ".lock", os.O_WRONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        user_error(translate(cli, invert_translator, synthetic / "gta5", out, "--overwrite"), names=str(out))
+    finally:
+        os.close(fd)
