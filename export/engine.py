@@ -192,7 +192,7 @@ def export_engine(
     The check uses the export's parity images and the FP16 bounds (translators: 2 grey levels on >= 99.5% of
     pixels; segmenters: >= 99.5% identical labels); the sidecar lists the engine only once it passed.
     """
-    from uda_trt.export.onnx_export import FP16_PARITY
+    from uda_trt.export.onnx_export import FP16_PARITY, near_ties
     from uda_trt.export.parity import require, run_parity
     from uda_trt.runtime.runners import OnnxRuntimeRunner, TensorRTRunner
     from uda_trt.runtime.sidecar import file_sha256
@@ -224,6 +224,7 @@ def export_engine(
                 bounds["required"],
                 bounds["tolerance"],
                 "onnx",
+                near_ties(result.parity_margins, bounds),
             )
         require(report, engine_path, f"; {engine_path.name} kept for inspection and not listed in the sidecar")
         sidecar = dataclasses.replace(sidecar, validation={**(sidecar.validation or {}), "engine": report.to_dict()})

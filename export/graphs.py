@@ -50,12 +50,15 @@ class SegmenterGraph(nn.Module):
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.eval()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Class scores N x C x H x W at the input's size: everything the graph does before the argmax."""
         size = images.shape[1:3]
         x = images.permute(0, 3, 1, 2).float()
         if self.scale != 1.0:
             x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         x = (x / 255.0 - self.mean) / self.std
         logits = self.model(x)["out"]
-        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return logits.argmax(dim=1).to(torch.uint8)
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits(images).argmax(dim=1).to(torch.uint8)

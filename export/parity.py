@@ -3,6 +3,11 @@
 Translators compare uint8 images (|diff| within a tolerance on a minimum fraction of pixels), segmenters compare
 label maps (minimum fraction identical). The same comparisons serve every step of the chain: ONNX vs PyTorch
 (1 grey level / 99.9 %), and FP16 ONNX or engine vs FP32 ONNX with the looser FP16 bounds.
+
+Segmenter labels are compared only where the decision is clear: a pixel whose two best classes score almost the same
+in the PyTorch reference (a near-tie) flips its argmax under any rounding change, so counting it would fail a correct
+export of a barely trained model. Near-ties are left out of the fraction and reported as their own share; a wrong
+export (e.g. perturbed weights) changes clear decisions and still fails.
 """
 
 from __future__ import annotations
@@ -35,7 +40,9 @@ class ParityReport:
     """Measured agreement of a candidate with its reference over `images` images.
 
     `fraction` is the share of pixels within `tolerance` grey levels in every channel (translators) or with
-    identical labels (segmenters, tolerance 0); `passed` = fraction >= required. `mean_abs_diff` is per value.
+    identical labels (segmenters, tolerance 0, counted over the pixels that are not near-ties); `passed` =
+    fraction >= required. `near_ties` is the share of all pixels left out as near-ties (segmenters; 0 when the
+    reference's scores were not given). `mean_abs_diff` is per value, over all pixels.
     """
 
     task: str
@@ -47,6 +54,7 @@ class ParityReport:
     tolerance: int
     max_abs_diff: int
     mean_abs_diff: float
+    near_ties: float = 0.0
 
     @property
     def passed(self) -> bool:
@@ -59,6 +67,8 @@ class ParityReport:
         """One line, e.g. '99.998% of pixels within 1 grey level (need >= 99.900%), max |diff| 2, 3 images'."""
         if self.task == "segment":
             what = "of pixels with identical labels"
+            if self.near_ties:
+                what += f" ({100 * self.near_ties:.3f}% near-ties left out)"
         else:
             what = f"of pixels within {self.tolerance} grey level{'s' if self.tolerance != 1 else ''}"
         extra = f", max |diff| {self.max_abs_diff}" if self.task == "translate" else ""
@@ -75,14 +85,20 @@ def compare(
     required: float,
     tolerance: int = 0,
     reference_name: str = "pytorch",
+    ties: Sequence[np.ndarray] | None = None,
 ) -> ParityReport:
-    """Compare outputs image by image (shapes must match) and pool the figures."""
+    """Compare outputs image by image (shapes must match) and pool the figures.
+
+    `ties` (segmenters): one H x W bool mask per image of the pixels to leave out as near-ties (`near_ties`).
+    """
     if len(reference) != len(candidate) or not reference:
         raise ValueError("compare needs the same, non-zero number of reference and candidate outputs")
-    total = within = 0
+    if ties is not None and len(ties) != len(reference):
+        raise ValueError("compare needs one near-tie mask per output")
+    total = counted = within = tied = 0
     max_diff = 0
     diff_sum = 0.0
-    for ref, cand in zip(reference, candidate, strict=True):
+    for index, (ref, cand) in enumerate(zip(reference, candidate, strict=True)):
         if ref.shape != cand.shape:
             raise ValueError(f"output shapes differ: {ref.shape} vs {cand.shape}")
         if task == "segment":
@@ -91,8 +107,11 @@ def compare(
         else:  # a pixel agrees when all three channels do
             diff = np.abs(ref.astype(np.int16) - cand.astype(np.int16))
             pixel_diff = diff.max(axis=-1)
+        decided = ~ties[index] if ties is not None else np.ones(pixel_diff.shape, bool)
         total += pixel_diff.size
-        within += int((pixel_diff <= tolerance).sum())
+        counted += int(decided.sum())
+        tied += pixel_diff.size - int(decided.sum())
+        within += int(((pixel_diff <= tolerance) & decided).sum())
         max_diff = max(max_diff, int(diff.max()))
         diff_sum += float(diff.mean()) * pixel_diff.size
     return ParityReport(
@@ -100,12 +119,25 @@ def compare(
         reference=reference_name,
         images=len(reference),
         pixels=total,
-        fraction=within / total,
+        fraction=within / counted if counted else 1.0,
         required=required,
         tolerance=tolerance if task == "translate" else 0,
         max_abs_diff=max_diff,
         mean_abs_diff=diff_sum / total,
+        near_ties=tied / total,
     )
+
+
+def relative_margins(logits: np.ndarray) -> np.ndarray:
+    """C x H x W class scores -> H x W: how far the best class leads the second, in units of the scores' std.
+
+    A pixel whose margin is below a check's `tie_margin` is a near-tie for that check: rounding of the size that
+    check allows can flip its argmax.
+    """
+    if logits.shape[0] < 2:
+        return np.full(logits.shape[1:], np.inf, np.float32)
+    best_two = np.partition(logits, logits.shape[0] - 2, axis=0)[-2:]
+    return (best_two[1] - best_two[0]) / max(float(logits.std()), np.finfo(np.float32).tiny)
 
 
 def run_parity(
@@ -116,11 +148,12 @@ def run_parity(
     required: float,
     tolerance: int,
     reference_name: str,
+    ties: Sequence[np.ndarray] | None = None,
 ) -> ParityReport:
-    """Run both functions on each image (as a batch of one: sizes may differ) and compare."""
+    """Run both functions on each image (as a batch of one: sizes may differ) and compare (`ties`: see compare)."""
     reference = [reference_fn(image[None])[0] for image in images]
     candidate = [candidate_fn(image[None])[0] for image in images]
-    return compare(task, reference, candidate, required, tolerance, reference_name)
+    return compare(task, reference, candidate, required, tolerance, reference_name, ties)
 
 
 def require(report: ParityReport, artifact: Path, note: str = "") -> None:

@@ -49,6 +49,19 @@ def _missing_labels_error(missing: list[Path]) -> UserError:
     return UserError(f"{missing[0]}: label file missing for its image{more}; {len(missing)} label(s) missing in all")
 
 
+def _labels_by_stem(labels_dir: Path) -> dict[str, Path]:
+    """The PNG label files of a GTA5 labels/ folder by stem; the suffix is matched in any case, as images' are."""
+    if not labels_dir.is_dir():
+        return {}
+    labels: dict[str, Path] = {}
+    for path in sorted(labels_dir.iterdir()):
+        if path.suffix.lower() == ".png" and path.is_file() and not _ignored(path.name):
+            if path.stem in labels:
+                raise UserError(f"{path}: same name as {labels[path.stem]} apart from the suffix's case; keep one")
+            labels[path.stem] = path
+    return labels
+
+
 def gta5_samples(root: Path, require_labels: bool = True) -> list[Sample]:
     """GTA5 layout: ROOT/images/NNNNN.png (or .jpg) with ROOT/labels/NNNNN.png, sorted by name."""
     root = Path(root)
@@ -64,13 +77,12 @@ def gta5_samples(root: Path, require_labels: bool = True) -> list[Sample]:
         raise UserError(f"{images_dir}: no .png or .jpg images found")
     if require_labels:
         _require_dir(labels_dir, "a GTA5-layout root holds images/ and labels/")
+    labels = _labels_by_stem(labels_dir)
     samples, missing = [], []
     for image in images:
-        label = labels_dir / f"{image.stem}.png"
-        if not label.is_file():
-            if require_labels:
-                missing.append(label)
-            label = None
+        label = labels.get(image.stem)
+        if label is None and require_labels:
+            missing.append(labels_dir / f"{image.stem}.png")
         samples.append(Sample(key=image.stem, image=image, label=label))
     if missing:
         raise _missing_labels_error(missing)

@@ -29,7 +29,14 @@ from uda_trt.runtime.errors import SampleError, UserError
 from uda_trt.runtime.imageio import LogOnce, read_label, read_rgb, write_label
 from uda_trt.runtime.jobs.files import remove_partials
 from uda_trt.runtime.jobs.workers import default_workers
-from uda_trt.runtime.labels import LABEL_ID_TO_TRAIN_ID, TRAIN_ID_IDENTITY, colors_to_train_ids, train_ids_to_label_ids
+from uda_trt.runtime.labels import (
+    IGNORE,
+    LABEL_ID_TO_TRAIN_ID,
+    NUM_CLASSES,
+    TRAIN_ID_IDENTITY,
+    colors_to_train_ids,
+    train_ids_to_label_ids,
+)
 from uda_trt.runtime.metrics import ConfusionMatrix, confusion_matrix, write_metrics
 from uda_trt.runtime.pipeline import EngineFeed, prefetch
 from uda_trt.runtime.sidecar import file_sha256
@@ -151,6 +158,10 @@ def score_predictions(
     pairs = [(predictions[stem], gt_path) for stem, gt_path in ground_truth if stem in predictions]
     log_once = LogOnce()
 
+    # Label-ID predictions of street scenes hold values above 18 (sky, car, ...) other than the 255 a train-ID map uses
+    # for void; once one was seen, stop looking.
+    looks_like_train_ids = [id_type == "labelid"]
+
     def score(pair: tuple[Path, Path]) -> np.ndarray | SampleError:
         pred_path, gt_path = pair
         try:
@@ -159,6 +170,8 @@ def score_predictions(
             _check_same_size(pred_path, pred, gt_path, gt)
         except SampleError as exc:
             return exc
+        if looks_like_train_ids[0] and ((pred >= NUM_CLASSES) & (pred != IGNORE)).any():
+            looks_like_train_ids[0] = False
         return confusion_matrix(gt, pred, gt_to_train=LABEL_ID_TO_TRAIN_ID, pred_to_train=pred_to_train)
 
     workers = workers or default_workers(MAX_DEFAULT_WORKERS)
@@ -174,6 +187,11 @@ def score_predictions(
                 outcome.cm.add(result)
                 outcome.scored += 1
             bar.update(1)
+    if looks_like_train_ids[0] and outcome.scored:
+        raise UserError(
+            f"{pred_dir}: no prediction holds a value above {NUM_CLASSES - 1}, so these look like train IDs, not "
+            "label IDs (sky, car, person and most classes have label IDs above 18); pass --id-type trainid"
+        )
     outcome.info = {
         "mode": "predictions",
         "predictions": str(pred_dir),

@@ -47,16 +47,31 @@ from uda_trt.runtime.jobs.cli import SIZE, setup_logging
     type=click.IntRange(min=1),
     help="Processes [default: every CPU this process may use, at most 8].",
 )
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the datasets of a previous make-synthetic output made with other options (default: refuse).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(
-    out, gta5_count, cityscapes_train, cityscapes_val, preset, gta5_size, cityscapes_size, seed, workers, verbose
+    out,
+    gta5_count,
+    cityscapes_train,
+    cityscapes_val,
+    preset,
+    gta5_size,
+    cityscapes_size,
+    seed,
+    workers,
+    overwrite,
+    verbose,
 ) -> None:
     """Write synthetic GTA5-like (OUT/gta5) and Cityscapes-like (OUT/cityscapes) street-scene datasets."""
     from uda_trt.runtime.synthetic import write_synthetic_datasets
 
     setup_logging(verbose)
     manifest = write_synthetic_datasets(
-        out, gta5_count, cityscapes_train, cityscapes_val, preset, gta5_size, cityscapes_size, seed, workers
+        out, gta5_count, cityscapes_train, cityscapes_val, preset, gta5_size, cityscapes_size, seed, workers, overwrite
     )
     click.echo(
         f"wrote {manifest['written']} of {manifest['images']} images to {out} in {manifest['seconds']:.1f} s", err=True

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.files import write_json
-from uda_trt.runtime.jobs.folders import claim_output_folder
+from uda_trt.runtime.jobs.folders import claim_output_folder, refuse_changed
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.synthetic.writer import PRESETS, pending, plan, run_items
 
@@ -35,16 +35,47 @@ def _read_manifest(out: Path) -> dict | None:
     return manifest if isinstance(manifest, dict) and manifest.get("generator") == GENERATOR else None
 
 
-def _prepare(out: Path, config: dict) -> None:
-    """Refuse a foreign non-empty OUT; clear a previous synthetic output made with another config."""
-    if not claim_output_folder(out, marker=MANIFEST, command="make-synthetic"):
+# Config key -> the make-synthetic option that sets it, for the one-line refusal of a changed rerun.
+_FLAGS = {
+    "format_version": "the generator version",
+    "seed": "--seed",
+    "gta5_count": "--gta5-count",
+    "cityscapes_train": "--cityscapes-train",
+    "cityscapes_val": "--cityscapes-val",
+    "gta5_size": "--gta5-size",
+    "cityscapes_size": "--cityscapes-size",
+}
+
+
+def _as_options(config: dict) -> dict:
+    """`config` with sizes written as on the command line (WIDTHxHEIGHT), for messages."""
+    return {key: "x".join(map(str, value)) if key.endswith("_size") else value for key, value in config.items()}
+
+
+def _prepare(out: Path, config: dict, overwrite: bool) -> None:
+    """Refuse a foreign non-empty OUT, and a rerun with another config unless `overwrite` (which then replaces the
+    datasets): datasets made from the old data would silently go stale."""
+    if not claim_output_folder(out, marker=MANIFEST, command="make-synthetic", overwrite=overwrite):
         return
     previous = _read_manifest(out)
     if previous is None:
+        if overwrite:
+            return
         raise UserError(f"--output: {out / MANIFEST} is not a make-synthetic record; choose an empty folder")
-    if previous.get("config") != config:
-        for name in ("gta5", "cityscapes"):
-            shutil.rmtree(out / name, ignore_errors=True)
+    if previous.get("config") == config:
+        return
+    if not overwrite:
+        before = previous.get("config") if isinstance(previous.get("config"), dict) else {}
+        refuse_changed(
+            out / MANIFEST,
+            _as_options(before),
+            _as_options(config),
+            _FLAGS,
+            "rerun with the same options to complete it, pass --overwrite to replace the datasets, "
+            "or choose another --output",
+        )
+    for name in ("gta5", "cityscapes"):
+        shutil.rmtree(out / name, ignore_errors=True)
 
 
 def write_synthetic_datasets(
@@ -57,6 +88,7 @@ def write_synthetic_datasets(
     cityscapes_size: tuple[int, int] | None = None,
     seed: int = 0,
     workers: int | None = None,
+    overwrite: bool = False,
 ) -> dict:
     """Write (or complete) OUT/gta5 and OUT/cityscapes train/val; return the manifest written to OUT/synthetic.json."""
     sizes = {
@@ -72,7 +104,7 @@ def write_synthetic_datasets(
         "gta5_size": list(sizes["gta5"]),
         "cityscapes_size": list(sizes["cityscapes"]),
     }
-    _prepare(out, config)
+    _prepare(out, config, overwrite)
     write_json(out / MANIFEST, {"generator": GENERATOR, "config": config, "complete": False})
     items = (
         plan(out / "gta5", "gta5", gta5_count, sizes["gta5"], seed)

@@ -13,7 +13,13 @@ from PIL import Image
 from torch import nn
 
 from uda_trt.export.graphs import SegmenterGraph, TranslatorGraph
-from uda_trt.export.onnx_export import IR_VERSION, check_onnx_against_torch, export_graph, export_onnx
+from uda_trt.export.onnx_export import (
+    IR_VERSION,
+    check_onnx_against_torch,
+    export_graph,
+    export_onnx,
+    reference_margins,
+)
 from uda_trt.export.parity import ParityError, compare
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.imageio import read_rgb
@@ -234,3 +240,50 @@ def test_reexport_replaces_the_sidecar(tmp_path, generator_file):
     assert second.onnx_path.parent == tmp_path / "out"
     assert json.loads(second.sidecar_path.read_text())["working_size"] == [64, 32]
     assert load_sidecar(first.onnx_path).working_size == (32, 16)
+
+
+@pytest.fixture(scope="module")
+def barely_trained_segmenter(tmp_path_factory) -> Path:
+    """best.pt of a segmenter trained for 4 iterations from scratch, as the smoke preset trains them: many pixels have
+    two classes scoring almost the same, so any rounding difference flips their labels."""
+    from uda_trt.runtime.synthetic import write_synthetic_datasets
+    from uda_trt.train.segmenter import SegmenterConfig, train_segmenter
+
+    root = tmp_path_factory.mktemp("barely-trained")
+    write_synthetic_datasets(root / "data", gta5_count=6, cityscapes_train=6, cityscapes_val=4, seed=1, workers=1)
+    config = SegmenterConfig(
+        data_root=root / "data" / "cityscapes", output_dir=root / "seg", iterations=4, batch_size=2, num_workers=0
+    )
+    return train_segmenter(config)
+
+
+@pytest.mark.slow
+def test_a_barely_trained_segmenter_exports_with_its_near_ties_reported(barely_trained_segmenter):
+    result = export_onnx(barely_trained_segmenter)
+    validation = load_sidecar(result.onnx_path).validation
+    assert validation["onnx"]["passed"] and validation["fp16_onnx"]["passed"]
+    assert 0 < validation["onnx"]["near_ties"] < validation["fp16_onnx"]["near_ties"] < 0.5
+    assert "near-ties left out" in result.fp16_parity.summary()
+
+    # counting every pixel, the same FP16 outputs fail: the flips are where the reference barely decided
+    outputs = {}
+    for path in (result.onnx_path, result.fp16_path):
+        with open_runner(path) as runner:
+            outputs[path] = [runner.infer({"images": image[None]})["labels"][0] for image in result.parity_images]
+    every_pixel = compare("segment", outputs[result.onnx_path], outputs[result.fp16_path], 0.995, 0, "onnx")
+    assert not every_pixel.passed and every_pixel.near_ties == 0
+
+
+@pytest.mark.slow
+def test_perturbed_segmenter_weights_still_fail_parity(barely_trained_segmenter, tmp_path):
+    result = export_onnx(barely_trained_segmenter, output_dir=tmp_path, fp16=False)
+    info = require_model_checkpoint(barely_trained_segmenter)
+    from uda_trt.train.segmenters import build_segmenter_from_checkpoint
+
+    graph = SegmenterGraph(build_segmenter_from_checkpoint(info), 0.5, NORMALIZATION["mean"], NORMALIZATION["std"])
+    with torch.no_grad():
+        for parameter in graph.parameters():
+            parameter.add_(torch.randn_like(parameter) * parameter.std() * 0.2)
+    margins = reference_margins(graph, result.parity_images)
+    with pytest.raises(ParityError, match="parity check failed for best.onnx"):
+        check_onnx_against_torch(graph, result.onnx_path, result.sidecar, result.parity_images, margins)

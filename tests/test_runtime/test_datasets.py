@@ -43,6 +43,19 @@ def test_gta5_samples_sorted_with_labels_and_junk_ignored(tmp_path):
     assert samples_for(tmp_path) == ("gta5", samples)
 
 
+def test_gta5_suffixes_match_in_any_case(tmp_path):
+    """Images are found as .PNG, so their labels are too (a root saved by a tool that writes upper-case suffixes)."""
+    write_gta5(tmp_path, 2)
+    for folder in ("images", "labels"):
+        for path in (tmp_path / folder).iterdir():
+            path.rename(path.with_suffix(".PNG"))
+    samples = gta5_samples(tmp_path)
+    assert [(s.image.name, s.label.name) for s in samples] == [("00001.PNG", "00001.PNG"), ("00002.PNG", "00002.PNG")]
+    touch(tmp_path / "labels" / "00001.png")
+    with pytest.raises(UserError, match="00001.png: same name as .*00001.PNG apart from the suffix's case"):
+        gta5_samples(tmp_path)
+
+
 def test_gta5_missing_label_names_first_file_and_count(tmp_path):
     write_gta5(tmp_path, 3)
     (tmp_path / "labels" / "00002.png").unlink()

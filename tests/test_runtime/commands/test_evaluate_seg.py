@@ -119,6 +119,20 @@ def test_id_types_give_the_same_matrix(tmp_path, scored_tree, cli):
     assert matrices["labelid"] == matrices["trainid"] == matrices["color"]
 
 
+def test_train_id_predictions_scored_as_label_ids_are_refused(tmp_path, scored_tree, cli, user_error):
+    """Train IDs (0..18) read as label IDs would score near 0 % and pass silently; no value above 18 gives it away."""
+    root, _, predictions, _ = scored_tree
+    folder = tmp_path / "trainids"
+    for stem, pred in predictions.items():
+        write_png(folder / f"{stem}_pred.png", label_ids_to_train_ids(pred))
+    out = tmp_path / "out"
+    refused = cli("evaluate-seg", "--predictions", folder, "--cityscapes", root, "--output", out)
+    user_error(refused, names="--id-type trainid")
+    assert not (out / "metrics.json").exists()
+    scored = cli("evaluate-seg", "--predictions", folder, "--cityscapes", root, "--id-type", "trainid", "--output", out)
+    assert scored.returncode == 0, scored.stderr
+
+
 def test_missing_prediction_is_skipped_or_strict_error(tmp_path, scored_tree, cli, user_error):
     root, _, _, files = scored_tree
     files["bochum_000000_000019"].unlink()

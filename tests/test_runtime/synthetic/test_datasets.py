@@ -48,8 +48,17 @@ def test_cli_writes_both_datasets_and_reruns_cheaply(tmp_path: Path):
     again = make_synthetic(*args)
     assert again.returncode == 0 and "wrote 0 of 10" in again.stderr
     assert png_digests(out) == before
-    changed = make_synthetic(*args[:-4], "--seed", "4")  # another config replaces the datasets
+    # another config is refused in one line naming the option (datasets made from these would go stale) ...
+    for changed_args, names in ((["--seed", "4"], "--seed 3, this one 4"), (["--gta5-size", "32x18"], "64x36")):
+        refused = make_synthetic(*args, *changed_args)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+        error = [line for line in refused.stderr.splitlines() if line.startswith("Error")]
+        assert len(error) == 1 and names in error[0] and "--overwrite" in error[0], refused.stderr
+    assert png_digests(out) == before
+    # ... and replaces them with --overwrite
+    changed = make_synthetic(*args, "--seed", "4", "--overwrite")
     assert changed.returncode == 0 and "wrote 10 of 10" in changed.stderr
+    assert png_digests(out) != before
 
 
 @pytest.mark.parametrize("make_bad", ["foreign_folder", "file"])
