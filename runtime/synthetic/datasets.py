@@ -49,7 +49,10 @@ _FLAGS = {
 
 def _as_options(config: dict) -> dict:
     """`config` with sizes written as on the command line (WIDTHxHEIGHT), for messages."""
-    return {key: "x".join(map(str, value)) if key.endswith("_size") else value for key, value in config.items()}
+    return {
+        key: "x".join(map(str, value)) if key.endswith("_size") and isinstance(value, list) else value
+        for key, value in config.items()
+    }
 
 
 def _prepare(out: Path, config: dict, overwrite: bool) -> None:
@@ -58,11 +61,9 @@ def _prepare(out: Path, config: dict, overwrite: bool) -> None:
     if not claim_output_folder(out, marker=MANIFEST, command="make-synthetic", overwrite=overwrite):
         return
     previous = _read_manifest(out)
-    if previous is None:
-        if overwrite:
-            return
+    if previous is None and not overwrite:
         raise UserError(f"--output: {out / MANIFEST} is not a make-synthetic record; choose an empty folder")
-    if previous.get("config") == config:
+    if previous is not None and previous.get("config") == config:
         return
     if not overwrite:
         before = previous.get("config") if isinstance(previous.get("config"), dict) else {}
