@@ -164,13 +164,39 @@ def folder_samples(root: Path) -> list[Sample]:
 
 
 def detect_layout(root: Path) -> str:
-    """ "gta5" if ROOT/images and ROOT/labels exist, "cityscapes" if ROOT/leftImg8bit exists, else "folder"."""
+    """ "gta5" if ROOT/images exists (ROOT/labels beside it, or missing: a reader says so), "cityscapes" if
+    ROOT/leftImg8bit exists, else "folder"."""
     root = Path(root)
-    if (root / "images").is_dir() and (root / "labels").is_dir():
+    if (root / "images").is_dir():
         return "gta5"
     if (root / "leftImg8bit").is_dir():
         return "cityscapes"
     return "folder"
+
+
+def has_labels(root: Path, layout: str, split: str = "train") -> bool:
+    """Whether a GTA5 or Cityscapes root has its label folder (labels/, gtFine/{split}); False for a folder."""
+    root = Path(root)
+    if layout == "gta5":
+        return (root / "labels").is_dir()
+    if layout == "cityscapes":
+        return (root / "gtFine" / split).is_dir()
+    return False
+
+
+def folder_hint(root: Path) -> str | None:
+    """A better --input when an image folder is part of a labelled layout (labels would otherwise be dropped)."""
+    root = Path(root)
+    if root.name == "images" and (root.parent / "labels").is_dir():
+        return f"this is the images/ folder of a GTA5-layout root: pass --input {root.parent} to carry its labels"
+    if root.name == "leftImg8bit":
+        return f"this is the leftImg8bit/ folder of a Cityscapes root: pass --input {root.parent} --split SPLIT"
+    if root.parent.name == "leftImg8bit":
+        return (
+            f"this is a split of a Cityscapes root: pass --input {root.parent.parent} --split {root.name} "
+            "to carry its labels"
+        )
+    return None
 
 
 def samples_for(

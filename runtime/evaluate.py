@@ -13,7 +13,6 @@ import collections
 import logging
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from uda_trt.runtime.datasets import Sample, cityscapes_ground_truth, cityscapes_samples
 from uda_trt.runtime.errors import SampleError, UserError
 from uda_trt.runtime.imageio import LogOnce, read_label, read_rgb, write_label
 from uda_trt.runtime.jobs.files import remove_partials
+from uda_trt.runtime.jobs.progress import Progress
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.labels import (
     IGNORE,
@@ -69,11 +68,6 @@ class EvalOutcome:
         elif len(self.skipped) == _LOGGED_PER_KIND:
             log.warning("more files skipped; metrics.json lists them all")
         self.skipped.append({"file": str(path), "reason": reason})
-
-
-def _progress(total: int, desc: str) -> tqdm:
-    # disable=None: a bar on an interactive stderr, nothing in logs and pipes.
-    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None, dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------------------------------------- prediction files
@@ -178,7 +172,7 @@ def score_predictions(
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
         logging_redirect_tqdm(),
-        _progress(len(pairs), "scoring") as bar,
+        Progress(len(pairs), "scoring") as bar,
     ):
         for result in (f.result() for f in prefetch(pool, score, pairs, depth=4 * workers)):
             if isinstance(result, SampleError):
@@ -287,7 +281,7 @@ def score_engine(
         with (
             ThreadPoolExecutor(max_workers=workers) as pool,
             logging_redirect_tqdm(),
-            _progress(len(samples), "segmenting") as bar,
+            Progress(len(samples), "segmenting") as bar,
         ):
             pending: collections.deque[tuple[int, Future]] = collections.deque()
 

@@ -135,11 +135,30 @@ def _percent(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.2f}"
 
 
+def _what_was_scored(result: dict) -> list[str]:
+    """Lines naming the model (or predictions folder), backend, dataset and split, when the result records them."""
+    lines = []
+    if result.get("mode") == "engine":
+        lines.append(
+            f"Model: `{result['artifact']}` ({result.get('architecture') or 'architecture not recorded'}), "
+            f"backend {result.get('backend')}, batch size {result.get('batch_size')}."
+        )
+    elif result.get("mode") == "predictions":
+        lines.append(f"Predictions: `{result['predictions']}` (read as {result.get('id_type')}s).")
+    if "split" in result:
+        lines.append(
+            f"Ground truth: Cityscapes `{result.get('cityscapes')}`, split {result['split']} "
+            f"({result.get('ground_truth_images')} images), scored at full resolution on the 19 classes."
+        )
+    return [*lines, ""] if lines else []
+
+
 def metrics_markdown(result: dict) -> str:
     """A human-readable summary of a metrics.json dict: the four scores, then the per-class table."""
     lines = [
         "# Segmentation metrics",
         "",
+        *_what_was_scored(result),
         f"Images scored: {result['images_scored']}, skipped: {result['images_skipped']}.",
         "",
         "| metric | % |",

@@ -23,13 +23,15 @@ from pathlib import Path
 import click
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from uda_trt.runtime.datasets import Sample, samples_for
+from uda_trt.runtime.datasets import Sample, detect_layout, folder_hint, has_labels, samples_for
 from uda_trt.runtime.errors import SampleError, UserError
 from uda_trt.runtime.imageio import LogOnce, encode_image, encode_label_image, load_checked, read_rgb, resize_rgb
 from uda_trt.runtime.jobs.files import atomic_write_bytes, write_json
-from uda_trt.runtime.jobs.state import REPORT_NAME, JobState
+from uda_trt.runtime.jobs.interrupts import JobInterrupted, exit_code_of
+from uda_trt.runtime.jobs.logs import log_file
+from uda_trt.runtime.jobs.progress import Progress
+from uda_trt.runtime.jobs.state import REPORT_NAME, InputStamp, JobState, input_stamps
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.pipeline import EngineFeed, batched, prefetch
 from uda_trt.runtime.runners import open_runner
@@ -42,6 +44,7 @@ IMAGE_FORMATS = ("png", "jpg")
 # write errors that stop the job (every later write would fail too) instead of skipping one sample
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 OUTPUT_SIZES = ("working", "original")
+LOG_NAME = "batch-translate.log"
 # identity key -> the option a user changes it with (for the one-line refusal to resume)
 RESUME_FLAGS = {
     "artifact_sha256": "--engine (sha256)",
@@ -68,7 +71,7 @@ class TranslateJob:
     layout: str = "auto"
     split: str = "train"
     size: tuple[int, int] | None = None  # working size (w, h); None: the artifact's own
-    output_size: str = "working"
+    output_size: str = "original"  # each input's own size, so a translated dataset is a drop-in for its source
     image_format: str = "png"
     png_compression: int = 1
     jpeg_quality: int = 95
@@ -87,6 +90,49 @@ class _Decoded:
     seconds: float = 0.0
     error: str | None = None
     label: Image.Image | None = None  # resized to the output size; None: copied byte for byte
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What batch-translate found under --input: the layout, the samples, whether labels go along, and warnings."""
+
+    layout: str
+    split: str | None  # Cityscapes only
+    samples: list[Sample]
+    labels: bool
+    warnings: list[str]
+
+
+def _find_inputs(job: TranslateJob) -> _Inputs:
+    """List the input's samples, saying (as warnings) where a guessed layout drops labels a user likely wants."""
+    if not job.input_root.is_dir():
+        raise UserError(f"--input: {job.input_root} is not a folder")
+    layout = detect_layout(job.input_root) if job.layout == "auto" else job.layout
+    labels = has_labels(job.input_root, layout, job.split)
+    _, samples = samples_for(job.input_root, layout, job.split, require_labels=labels)
+    warnings = []
+    if layout == "gta5" and not labels:
+        warnings.append(f"{job.input_root}: no labels/ folder; images are translated without labels")
+    elif layout == "cityscapes" and not labels:
+        warnings.append(f"{job.input_root}: no gtFine/{job.split}/ folder; images are translated without labels")
+    elif layout == "folder":
+        hint = folder_hint(job.input_root)
+        if hint:
+            warnings.append(f"{job.input_root}: read as a plain image folder, no labels carried; {hint}")
+    return _Inputs(layout, job.split if layout == "cityscapes" else None, samples, labels, warnings)
+
+
+def _describe(inputs: _Inputs) -> str:
+    """e.g. "gta5 layout, labels carried" or "cityscapes layout, split train, no labels"."""
+    parts = [f"{inputs.layout} layout"]
+    if inputs.split is not None:
+        parts.append(f"split {inputs.split}")
+    parts.append("labels carried" if inputs.labels else "no labels")
+    return ", ".join(parts)
+
+
+def _stamps(sample: Sample, root: Path) -> list[InputStamp]:
+    return input_stamps([sample.image] + ([sample.label] if sample.label is not None else []), root)
 
 
 @dataclass
@@ -220,6 +266,12 @@ def batch_translate(job: TranslateJob) -> dict:
     stats = _Stats()
     try:
         return _batch_translate(job, stats)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM inside runtime.jobs.interrupts.stop_on_signals()
+        raise JobInterrupted(
+            f"{stats.done + stats.already_done} images are complete and kept in {job.output_root}; "
+            "rerun the same command to finish",
+            exit_code_of(exc),
+        ) from None
     except OSError as exc:
         if exc.errno in DISK_FULL:
             raise click.ClickException(
@@ -230,9 +282,8 @@ def batch_translate(job: TranslateJob) -> dict:
 
 
 def _batch_translate(job: TranslateJob, stats: _Stats) -> dict:
-    if not job.input_root.is_dir():
-        raise UserError(f"--input: {job.input_root} is not a folder")
-    layout, samples = samples_for(job.input_root, job.layout, job.split, require_labels=True)
+    inputs = _find_inputs(job)
+    layout, samples = inputs.layout, inputs.samples
     with open_runner(job.artifact, backend=job.backend) as runner:
         working_size = _validate(job, runner.sidecar)
         identity = _identity(job, layout, working_size, runner.backend)
@@ -247,33 +298,62 @@ def _batch_translate(job: TranslateJob, stats: _Stats) -> dict:
                     "progress": {"total": len(samples), "done": 0, "skipped": 0},
                 }
             )
-            finished = {s.key for s in samples if state.finished(s.key)}
-            stats.already_done = len(finished)
-            # whole fixed batches, so a resumed image meets the engine with the same neighbours as the first time
-            chunks = [samples[i : i + job.batch_size] for i in range(0, len(samples), job.batch_size)]
-            todo = [s for chunk in chunks if any(s.key not in finished for s in chunk) for s in chunk]
-            started = time.perf_counter()
-            _run(job, runner, todo, finished, working_size, stats, state, len(samples))
-            wall = time.perf_counter() - started
-            report = {
-                "command": "batch-translate",
-                "layout": layout,
-                "working_size": list(working_size),
-                "images_total": len(samples),
-                "images_translated": stats.done,
-                "images_already_done": stats.already_done,
-                "images_skipped": len(stats.skipped),
-                "skipped": stats.skipped,
-                "wall_seconds": round(wall, 3),
-                "images_per_second": round(stats.done / wall, 3) if wall > 0 else None,
-                "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
-                "backend": runner.backend,
-            }
-            write_json(job.output_root / REPORT_NAME, report)
+            with log_file(job.output_root / LOG_NAME):
+                report = _translate_all(job, runner, inputs, working_size, state, stats)
             state.close("complete", stats.counts(len(samples)))
         finally:
             state.close()  # releases the journal and lock when the job stopped early; a no-op after completion
     return report
+
+
+def _translate_all(
+    job: TranslateJob, runner, inputs: _Inputs, working_size: tuple[int, int], state: JobState, stats: _Stats
+) -> dict:
+    """Translate what is not done yet (after removing outputs of inputs that are gone); write the report."""
+    samples = inputs.samples
+    log.info("batch-translate %s -> %s (%s)", job.input_root, job.output_root, _describe(inputs))
+    for warning in inputs.warnings:
+        log.warning("%s", warning)
+    state.forget_except({s.key for s in samples})
+    stamps = {s.key: _stamps(s, job.input_root) for s in samples}
+    finished = {s.key for s in samples if state.finished(s.key, stamps[s.key])}
+    stats.already_done = len(finished)
+    # whole fixed batches, so a resumed image meets the engine with the same neighbours as the first time
+    chunks = [samples[i : i + job.batch_size] for i in range(0, len(samples), job.batch_size)]
+    todo = [s for chunk in chunks if any(s.key not in finished for s in chunk) for s in chunk]
+    started = time.perf_counter()
+    _run(job, runner, todo, finished, stamps, working_size, stats, state, len(samples))
+    wall = time.perf_counter() - started
+    report = {
+        "command": "batch-translate",
+        "layout": inputs.layout,
+        "split": inputs.split,
+        "labels": inputs.labels,
+        "input": _describe(inputs),
+        "warnings": inputs.warnings,
+        "working_size": list(working_size),
+        "output_size": job.output_size,
+        "images_total": len(samples),
+        "images_translated": stats.done,
+        "images_already_done": stats.already_done,
+        "images_skipped": len(stats.skipped),
+        "skipped": stats.skipped,
+        "wall_seconds": round(wall, 3),
+        "images_per_second": round(stats.done / wall, 3) if wall > 0 else None,
+        "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
+        "backend": runner.backend,
+    }
+    write_json(job.output_root / REPORT_NAME, report)
+    log.info("%s", summary_line(report, job.output_root))
+    return report
+
+
+def summary_line(report: dict, output_root: Path) -> str:
+    """The one line a finished batch-translate ends with."""
+    return (
+        f"translated {report['images_translated']} images ({report['images_already_done']} already done, "
+        f"{report['images_skipped']} skipped; {report['input']}) in {report['wall_seconds']:.1f} s -> {output_root}"
+    )
 
 
 def _run(
@@ -281,6 +361,7 @@ def _run(
     runner,
     todo: list[Sample],
     finished: set[str],
+    stamps: dict[str, list[InputStamp]],
     working_size: tuple[int, int],
     stats: _Stats,
     state: JobState,
@@ -312,11 +393,20 @@ def _run(
         else:
             stats.seconds["encode"] += seconds
             stats.done += 1
-            state.record(item.sample.key, written)
+            state.record(item.sample.key, stamps[item.sample.key], written)
         state.progress(stats.counts(total))
         progress.update(1)
 
-    def good_batches(pool: ThreadPoolExecutor, progress: tqdm) -> Iterator[list[_Decoded]]:
+    def keep_written(pool: ThreadPoolExecutor, encodes: list) -> None:
+        """After an interruption: let running writes end, drop queued work, and journal every sample written."""
+        pool.shutdown(wait=True, cancel_futures=True)
+        for item, future in encodes:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                stats.done += 1
+                state.record(item.sample.key, stamps[item.sample.key], future.result()[1])
+        state.progress(stats.counts(total), force=True)
+
+    def good_batches(pool: ThreadPoolExecutor, progress: Progress) -> Iterator[list[_Decoded]]:
         """Decoded batches without their faulty samples (each logged and counted on the way)."""
         for batch in batched(prefetch(pool, decode, todo, depth), job.batch_size):
             decoded = [future.result() for future in batch]
@@ -331,16 +421,20 @@ def _run(
     depth = max(2 * job.batch_size, 2 * job.workers)
     with (
         ThreadPoolExecutor(job.workers) as pool,
-        tqdm(total=total, initial=len(finished), unit="img", desc="translate") as progress,
+        Progress(total, "translate", initial=len(finished)) as progress,
     ):
         encodes = []
         feed = EngineFeed(runner, good_batches(pool, progress), lambda good: np.stack([d.image for d in good]))
-        for good, outputs in feed:
-            for item, out in zip(good, outputs["translated"], strict=True):
-                if item.sample.key not in finished:  # done before: inferred only to keep the batch as it was
-                    encodes.append((item, pool.submit(_encode, job, item, out)))
-            while len(encodes) > depth:
+        try:
+            for good, outputs in feed:
+                for item, out in zip(good, outputs["translated"], strict=True):
+                    if item.sample.key not in finished:  # done before: inferred only to keep the batch as it was
+                        encodes.append((item, pool.submit(_encode, job, item, out)))
+                while len(encodes) > depth:
+                    finish(encodes.pop(0))
+            stats.seconds["infer"] += feed.engine_seconds
+            while encodes:
                 finish(encodes.pop(0))
-        stats.seconds["infer"] += feed.engine_seconds
-        for pending in encodes:
-            finish(pending)
+        except KeyboardInterrupt:
+            keep_written(pool, encodes)
+            raise

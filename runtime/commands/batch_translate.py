@@ -39,7 +39,9 @@ from uda_trt.runtime.runners import BACKENDS
     default="auto",
     help="Input layout; auto detects it from the folder names.",
 )
-@click.option("--split", default="train", help="Cityscapes split to translate (Cityscapes layout only).")
+@click.option(
+    "--split", default="train", help="Cityscapes split to translate (Cityscapes layout only; one split per run)."
+)
 @click.option(
     "--size",
     type=SIZE,
@@ -49,10 +51,11 @@ from uda_trt.runtime.runners import BACKENDS
 )
 @click.option(
     "--output-size",
-    type=click.Choice(["working", "original"]),
-    default="working",
-    help="Write images at the working size (labels resized with nearest neighbour) or resized back to "
-    "each input's original size (labels copied byte for byte).",
+    type=click.Choice(["original", "working"]),
+    default="original",
+    help="original: each image resized back to its input's size and labels copied byte for byte, so the "
+    "translated dataset has the source's geometry (train both study arms with the same --scale); working: "
+    "images at the working size, labels resized with nearest neighbour.",
 )
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", help="Output image format.")
 @click.option(
@@ -107,10 +110,16 @@ def main(
 ) -> None:
     """Translate every image under --input with a translator artifact and write a dataset in the same layout.
 
-    GTA5 in -> OUT/images/NNNNN.png and OUT/labels/NNNNN.png. Unreadable or inconsistent samples are logged, skipped
-    and counted in OUT/report.json. A killed run is finished by rerunning the same command: images already written
-    are checked and kept, and the result is byte-identical to an uninterrupted run.
+    GTA5 in -> OUT/images/NNNNN.png and OUT/labels/NNNNN.png, at each input's size. The summary line and
+    OUT/report.json say the layout found, the split and whether labels were carried; a guess that drops labels is
+    warned about. Unreadable or inconsistent samples are logged, skipped and counted in OUT/report.json.
+
+    A killed or interrupted run (Ctrl-C, SIGTERM: exit 130, 143) is finished by rerunning the same command: images
+    already written from unchanged inputs are checked and kept, and the result is byte-identical to an
+    uninterrupted run. Outputs of inputs that are gone are removed, and --overwrite removes everything earlier runs
+    wrote (only files their journal lists).
     """
+    from uda_trt.runtime.jobs.interrupts import stop_on_signals
     from uda_trt.runtime.translate import TranslateJob, batch_translate
 
     setup_logging(verbose)
@@ -131,9 +140,5 @@ def main(
         strict=strict,
         overwrite=overwrite,
     )
-    report = batch_translate(job)
-    click.echo(
-        f"translated {report['images_translated']} images ({report['images_already_done']} already done, "
-        f"{report['images_skipped']} skipped) in {report['wall_seconds']:.1f} s -> {output_root}",
-        err=True,
-    )
+    with stop_on_signals():
+        batch_translate(job)  # logs its summary line last

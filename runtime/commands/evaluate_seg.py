@@ -1,7 +1,7 @@
 """`evaluate-seg`: score a segmenter on a Cityscapes-layout split, from its artifact or from prediction PNGs.
 
-Writes OUT/metrics.json, metrics.md (docs/contracts.md, "evaluate-seg"). Exit 0 when at least one image was scored,
-1 when none could be, 2 for bad input (one line naming the file or flag).
+Writes OUT/metrics.json, metrics.md and evaluate-seg.log (docs/contracts.md, "evaluate-seg"). Exit 0 when at least
+one image was scored, 1 when none could be, 2 for bad input (one line naming the file or flag).
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import click
 
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import setup_logging
+from uda_trt.runtime.jobs.logs import log_file
 from uda_trt.runtime.runners import BACKENDS
 
 log = logging.getLogger(__name__)
+LOG_NAME = "evaluate-seg.log"
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -87,7 +89,10 @@ def main(
     workers: int | None,
     verbose: bool,
 ) -> None:
-    """Score semantic segmentation on Cityscapes-layout data (19 classes, official-evaluator rules)."""
+    """Score semantic segmentation on Cityscapes-layout data (19 classes, official-evaluator rules).
+
+    Writes OUT/metrics.json, OUT/metrics.md and OUT/evaluate-seg.log (appended on reruns).
+    """
     setup_logging(verbose)
     from uda_trt.runtime.allocator import reuse_freed_buffers
     from uda_trt.runtime.evaluate import evaluate_engine, evaluate_predictions
@@ -100,32 +105,38 @@ def main(
         raise UserError(f"{output_dir}: exists and is not a folder (--output)")
     if save_predictions and artifact is None:
         log.warning("--save-predictions only applies with --engine; ignored")
-    try:
-        if artifact is not None:
-            result = evaluate_engine(
-                artifact,
-                cityscapes_root,
-                split,
-                output=output_dir,
-                batch_size=batch_size,
-                backend=backend,
-                save_predictions=save_predictions,
-                workers=workers,
+    with log_file(output_dir / LOG_NAME) as job_log:
+        try:
+            if artifact is not None:
+                result = evaluate_engine(
+                    artifact,
+                    cityscapes_root,
+                    split,
+                    output=output_dir,
+                    batch_size=batch_size,
+                    backend=backend,
+                    save_predictions=save_predictions,
+                    workers=workers,
+                )
+            else:
+                result = evaluate_predictions(
+                    pred_dir, cityscapes_root, split, id_type, output=output_dir, strict=strict, workers=workers
+                )
+        except OSError as exc:  # writing outputs failed (disk full, permissions): the job failed
+            raise click.ClickException(f"{exc.filename or output_dir}: {exc.strerror or exc}") from exc
+        scored, skipped = result["images_scored"], result["images_skipped"]
+        if scored == 0:
+            raise click.ClickException(
+                f"no image could be scored ({skipped} skipped); see {output_dir / 'metrics.json'}"
             )
-        else:
-            result = evaluate_predictions(
-                pred_dir, cityscapes_root, split, id_type, output=output_dir, strict=strict, workers=workers
-            )
-    except OSError as exc:  # writing outputs failed (disk full, permissions): the job failed
-        raise click.ClickException(f"{exc.filename or output_dir}: {exc.strerror or exc}") from exc
-    scored, skipped = result["images_scored"], result["images_skipped"]
-    if scored == 0:
-        raise click.ClickException(f"no image could be scored ({skipped} skipped); see {output_dir / 'metrics.json'}")
-    miou = result["mean_iou"]
-    click.echo(
-        f"mIoU {'n/a' if miou is None else f'{100 * miou:.2f}%'} over {scored} image(s), "
-        f"{skipped} skipped -> {output_dir / 'metrics.json'}"
-    )
+        miou = result["mean_iou"]
+        line = (
+            f"mIoU {'n/a' if miou is None else f'{100 * miou:.2f}%'} over {scored} image(s), "
+            f"{skipped} skipped -> {output_dir / 'metrics.json'}"
+        )
+        scored_by = f"--engine {artifact}" if artifact is not None else f"--predictions {pred_dir} ({id_type}s)"
+        job_log.note(f"evaluate-seg {scored_by} on {cityscapes_root}, split {split}: {line}")
+    click.echo(line)
 
 
 if __name__ == "__main__":

@@ -2,23 +2,30 @@
 
 OUT/manifest.json (rewritten atomically) records the command, the resolved config, an `identity` (artifact sha256
 and every option that changes the output bytes) and progress counts. OUT/.progress.jsonl gets one line per
-finished sample, `{"key", "files": [[relative path, size, sha256], ...]}`, appended with a single write() after the
-sample's files were renamed into place, so a SIGKILL leaves either the whole line or none of it (a torn last line
-after a power cut is ignored). A rerun trusts a sample only when its line is there and each file still exists as a
-regular file of the recorded size; everything else is done again, and the writes are deterministic, so a
-killed-and-resumed run ends byte-identical to an uninterrupted one. A changed identity is refused unless the user
-asks to overwrite; an exclusive lock keeps two runs from writing one folder.
+finished sample, `{"key", "inputs": [[path, size, mtime_ns], ...], "files": [[relative path, size, sha256], ...]}`,
+appended with a single write() after the sample's files were renamed into place, so a SIGKILL leaves either the
+whole line or none of it (a torn last line after a power cut is ignored). A rerun trusts a sample only when its line
+is there, its input files still have the recorded size and modification time, and each output file still exists as
+a regular file of the recorded size; everything else is done again, and the writes are deterministic, so a
+killed-and-resumed run ends byte-identical to an uninterrupted one.
+
+The journal is also how a job cleans up after itself, and only after itself: outputs of samples that are no longer
+in the input, and with `overwrite` everything an earlier run recorded, are deleted (a file is deleted only when it
+is still the regular file of the size that run wrote; anything else in the folder is never touched). A changed
+identity is refused unless the user asks to overwrite; an exclusive lock keeps two runs from writing one folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
 import os
 import stat
 import time
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from uda_trt.runtime.errors import UserError
@@ -32,6 +39,39 @@ REPORT_NAME = "report.json"
 JOURNAL_NAME = ".progress.jsonl"
 LOCK_NAME = ".lock"
 MANIFEST_VERSION = 2
+
+InputStamp = tuple[str, int, int]  # (path relative to the input root, size, mtime_ns) of one input file
+
+
+@dataclass
+class _Entry:
+    """One journal line: what a finished sample was made from, and what it wrote."""
+
+    inputs: list[InputStamp]
+    files: list[tuple[str, int, str]]
+
+
+def input_stamps(paths: list[Path], root: Path) -> list[InputStamp]:
+    """(path relative to `root`, size, mtime_ns) of each input file under `root`: a rerun redoes a sample whose
+    inputs changed since it was made. A file that cannot be stat'ed gets size -1 (never equal to a recorded one)."""
+    stamps = []
+    for path in paths:
+        relative = Path(path).relative_to(root).as_posix()
+        try:
+            info = os.stat(path)
+            stamps.append((relative, info.st_size, info.st_mtime_ns))
+        except OSError:
+            stamps.append((relative, -1, 0))
+    return stamps
+
+
+def _regular_size(path: Path) -> int | None:
+    """The size of `path` when it is a regular file (symlinks not followed), else None."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None
+    return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
 class JobState:
@@ -57,7 +97,7 @@ class JobState:
         self.overwrite = overwrite
         self.interval = progress_interval_s
         self.manifest: dict[str, Any] = {}
-        self._done: dict[str, list] = {}
+        self._done: dict[str, _Entry] = {}
         self._journal_fd: int | None = None
         self._lock_fd: int | None = None
         self._last_progress = 0.0
@@ -74,9 +114,11 @@ class JobState:
         remove_partials(self.root)
         (self.root / REPORT_NAME).unlink(missing_ok=True)  # present only once a run has finished
         journal = self.root / JOURNAL_NAME
-        if self.overwrite or previous is None or previous.get("identity") is None:
-            journal.unlink(missing_ok=True)
         self._done = self._read_journal(journal)
+        if self.overwrite or previous is None or previous.get("identity") is None:
+            self._remove_outputs(self._done)
+            self._done = {}
+            journal.unlink(missing_ok=True)
         self._journal_fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.manifest = {
             "command": self.command,
@@ -127,39 +169,66 @@ class JobState:
         )
 
     @staticmethod
-    def _read_journal(path: Path) -> dict[str, list]:
-        done: dict[str, list] = {}
+    def _read_journal(path: Path) -> dict[str, _Entry]:
+        done: dict[str, _Entry] = {}
         if not path.exists():
             return done
         for line in path.read_bytes().splitlines():
             try:
                 record = json.loads(line)
-                done[record["key"]] = [(str(f[0]), int(f[1]), str(f[2])) for f in record["files"]]
-            except (ValueError, KeyError, TypeError, IndexError):
+                files = [(str(f[0]), int(f[1]), str(f[2])) for f in record["files"]]
+                inputs = [(str(f[0]), int(f[1]), int(f[2])) for f in record.get("inputs", [])]
+                done[record["key"]] = _Entry(inputs, files)
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError):
                 continue  # a torn or foreign line: that sample is simply done again
         return done
 
+    def _remove_outputs(self, entries: dict[str, _Entry]) -> None:
+        """Delete the files `entries` recorded, where each is still the regular file of the recorded size inside the
+        output folder, and then the folders that left empty; anything else is left alone."""
+        removed, folders = 0, set()
+        for entry in entries.values():
+            for relative, size, _ in entry.files:
+                parts = PurePosixPath(relative).parts
+                if not parts or PurePosixPath(relative).is_absolute() or ".." in parts:
+                    continue
+                path = self.root.joinpath(*parts)
+                if _regular_size(path) == size:
+                    path.unlink()
+                    removed += 1
+                    folders.update(p for p in path.parents if p != self.root and p.is_relative_to(self.root))
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: something else lives there
+                folder.rmdir()
+        if removed:
+            log.info("removed %d file(s) an earlier run wrote to %s", removed, self.root)
+
+    def forget_except(self, keys: set[str]) -> None:
+        """Delete the recorded outputs of samples not in `keys` (inputs removed since an earlier run), so the
+        output folder holds exactly the current input's samples."""
+        stale = {key: entry for key, entry in self._done.items() if key not in keys}
+        if stale:
+            log.info("%d sample(s) recorded here are no longer in the input; their outputs are removed", len(stale))
+            self._remove_outputs(stale)
+            for key in stale:
+                del self._done[key]
+
     # -------------------------------------------------------------------------------------------- during
 
-    def finished(self, key: str) -> bool:
-        """Whether sample `key` was recorded as done and every file it wrote is still there, whole."""
-        files = self._done.get(key)
-        if files is None:
+    def finished(self, key: str, inputs: list[InputStamp]) -> bool:
+        """Whether sample `key` was recorded as done from these same `inputs` (see `input_stamps`) and every file it
+        wrote is still there, whole."""
+        entry = self._done.get(key)
+        if entry is None or entry.inputs != list(inputs):
             return False
-        for relative, size, _ in files:
-            try:
-                info = os.lstat(self.root / relative)
-            except OSError:
-                return False
-            if not stat.S_ISREG(info.st_mode) or info.st_size != size:
-                return False
-        return True
+        return all(_regular_size(self.root / relative) == size for relative, size, _ in entry.files)
 
-    def record(self, key: str, files: list[tuple[Path, int, str]]) -> None:
-        """Note that sample `key` is complete: `files` are (path, size, sha256) of what it wrote, all renamed into
-        place already. One write() on an O_APPEND descriptor: a kill leaves the whole line or none of it."""
+    def record(self, key: str, inputs: list[InputStamp], files: list[tuple[Path, int, str]]) -> None:
+        """Note that sample `key` is complete: it was made from `inputs` (see `input_stamps`, taken before they were
+        read) and `files` are (path, size, sha256) of what it wrote, all renamed into place already. One write() on
+        an O_APPEND descriptor: a kill leaves the whole line or none of it."""
         entries = [[Path(path).relative_to(self.root).as_posix(), size, digest] for path, size, digest in files]
-        line = json.dumps({"key": key, "files": entries}) + "\n"
+        line = json.dumps({"key": key, "inputs": [list(stamp) for stamp in inputs], "files": entries}) + "\n"
         os.write(self._journal_fd, line.encode())
 
     def progress(self, counts: dict[str, int], force: bool = False) -> None:

@@ -27,19 +27,26 @@ def _command(argv: list) -> list[str]:
     return [str(BIN / str(argv[0])), *map(str, argv[1:])]
 
 
-def run_until(argv: list, trigger: Callable[[], bool], log: Path, timeout: float = 120, group: bool = False) -> int:
-    """Start `argv` (stderr appended to `log`); SIGKILL it the moment `trigger()` is true. Returns the exit status
-    (-9 when killed). `group`: start it in its own process group and kill the whole group, as a scheduler or the
-    OOM killer ends a job and its workers."""
+def run_until(
+    argv: list,
+    trigger: Callable[[], bool],
+    log: Path,
+    timeout: float = 120,
+    group: bool = False,
+    signum: int = signal.SIGKILL,
+) -> int:
+    """Start `argv` (stderr appended to `log`); send it `signum` (SIGKILL) the moment `trigger()` is true. Returns
+    the exit status (-9 when killed). `group`: start it in its own process group and signal the whole group, as a
+    scheduler or the OOM killer ends a job and its workers."""
     with open(log, "ab") as stderr:
         process = subprocess.Popen(_command(argv), stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=group)
         deadline = time.monotonic() + timeout
         while process.poll() is None and time.monotonic() < deadline:
             if trigger():
                 if group:
-                    os.killpg(process.pid, signal.SIGKILL)
+                    os.killpg(process.pid, signum)
                 else:
-                    process.send_signal(signal.SIGKILL)
+                    process.send_signal(signum)
                 break
             time.sleep(POLL_S)
         return process.wait(timeout=timeout)

@@ -21,8 +21,11 @@ def visible_paths(root: Path) -> list[Path]:
 
 
 def visible_files(root: Path) -> dict[str, bytes]:
-    """Every file a reader would pick up (no hidden file or folder), relative path -> bytes."""
-    return {path.relative_to(root).as_posix(): path.read_bytes() for path in visible_paths(root)}
+    """Every file a reader would pick up (no hidden file or folder, no job's `.log`, whose lines carry times),
+    relative path -> bytes."""
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes() for path in visible_paths(root) if path.suffix != ".log"
+    }
 
 
 def count_visible(folder: Path) -> int:

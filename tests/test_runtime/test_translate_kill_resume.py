@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import signal
 
+import pytest
+
 from helpers import count_visible, kill_points, run_cli, run_until
 
 SEED = 20261123
@@ -46,3 +48,30 @@ def test_batch_translate_killed_at_seeded_points_resumes_byte_identical(
     assert report["images_translated"] + report["images_already_done"] == 120
     assert report["images_already_done"] >= 1
     assert json.loads((out / "manifest.json").read_text())["progress"] == {"total": 120, "done": 120, "skipped": 0}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_keeps_every_written_image_and_says_how_to_finish(
+    synthetic, invert_translator, tmp_path, files, signum
+):
+    """Ctrl-C (SIGINT) or a scheduler's SIGTERM: every image already on disk is journalled, the exit code is the
+    shell's (130, 143) and the one line says that rerunning finishes the job, which then redoes none of them."""
+    argv = ["batch-translate", "--engine", invert_translator, "--input", synthetic / "gta5", "--workers", 1]
+    reference_out, out = tmp_path / "reference", tmp_path / "out"
+    assert run_cli(*argv, "--output", reference_out).returncode == 0
+    log = tmp_path / "stderr.log"
+
+    status = run_until([*argv, "--output", out], lambda: count_visible(out / "images") >= 10, log, signum=signum)
+    assert status == 128 + signum, (status, log.read_text()[-2000:])
+    stderr = log.read_text()
+    assert "rerun the same command to finish" in stderr and "Aborted" not in stderr and "Traceback" not in stderr
+    written = {p.stem for p in (out / "images").iterdir() if not p.name.startswith(".")}
+    journalled = {json.loads(line)["key"] for line in (out / ".progress.jsonl").read_text().splitlines()}
+    assert len(written) >= 10 and journalled == written
+
+    final = run_cli(*argv, "--output", out)
+    assert final.returncode == 0, final.stderr
+    assert json.loads((out / "report.json").read_text())["images_already_done"] == len(written)
+    assert {k: v for k, v in files(out).items() if not k.endswith(".json")} == {
+        k: v for k, v in files(reference_out).items() if not k.endswith(".json")
+    }

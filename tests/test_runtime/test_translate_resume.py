@@ -12,6 +12,8 @@ import shutil
 
 import pytest
 
+from helpers import write_gta5
+
 
 def translate(cli, artifact, source, out, *extra):
     return cli("batch-translate", "--engine", artifact, "--input", source, "--output", out, "--workers", 1, *extra)
@@ -135,3 +137,42 @@ def test_foreign_folder_corrupt_manifest_and_busy_folder_are_refused(
         user_error(translate(cli, invert_translator, synthetic / "gta5", out, "--overwrite"), names=str(out))
     finally:
         os.close(fd)
+
+
+def test_overwrite_removes_what_earlier_runs_wrote_and_nothing_else(cli, invert_translator, tmp_path, files):
+    """An --overwrite run into a folder that held a bigger run at another size ends with exactly its own samples:
+    the earlier run's files go (those its journal lists), a file the user put there stays."""
+    big = write_gta5(tmp_path / "big", count=5, size=(48, 24), seed=1)
+    small = write_gta5(tmp_path / "small", count=2, size=(40, 20), seed=2)
+    out = tmp_path / "out"
+    assert translate(cli, invert_translator, big, out, "--format", "jpg").returncode == 0
+    (out / "images" / "notes.txt").write_text("mine")
+    result = translate(cli, invert_translator, small, out, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["00001.png", "00002.png", "notes.txt"]
+    assert sorted(p.name for p in (out / "labels").iterdir()) == ["00001.png", "00002.png"]
+    assert translate(cli, invert_translator, small, tmp_path / "fresh").returncode == 0
+    expected = outputs(files, tmp_path / "fresh")
+    assert {k: v for k, v in outputs(files, out).items() if not k.endswith(".txt")} == expected
+
+
+def test_changed_and_removed_inputs_are_redone_or_removed(cli, invert_translator, tmp_path, files):
+    """The journal records each sample's inputs: regenerated inputs are translated again, and outputs of inputs
+    deleted since are removed, so the folder always equals a fresh run on the current input."""
+    source = write_gta5(tmp_path / "gta5", count=4, size=(48, 24), seed=1)
+    out = tmp_path / "out"
+    assert translate(cli, invert_translator, source, out).returncode == 0
+    for name in ("images/00004.png", "labels/00004.png"):
+        (source / name).unlink()
+    old = {name: (source / "labels" / name).stat().st_mtime_ns for name in ("00001.png", "00002.png")}
+    regenerated = write_gta5(tmp_path / "new", count=2, size=(48, 24), seed=7)
+    for kind in ("images", "labels"):
+        for name in ("00001.png", "00002.png"):
+            shutil.copyfile(regenerated / kind / name, source / kind / name)
+            os.utime(source / kind / name, ns=(old[name] + 10**9, old[name] + 10**9))  # coarse clocks tick too
+
+    result = translate(cli, invert_translator, source, out)
+    assert result.returncode == 0, result.stderr
+    assert report(out)["images_translated"] == 2 and report(out)["images_already_done"] == 1
+    assert translate(cli, invert_translator, source, tmp_path / "fresh").returncode == 0
+    assert outputs(files, out) == outputs(files, tmp_path / "fresh")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import write_gta5
+from helpers import write_cityscapes, write_gta5
 from uda_trt.runtime.imageio import read_rgb, resize_rgb
 from uda_trt.runtime.labels import PALETTE, TRAIN_ID_TO_LABEL_ID
 
@@ -30,7 +31,8 @@ def _palette_label(size: tuple[int, int], seed: int) -> Image.Image:
 def test_gta5_at_working_size(tmp_path, cli, invert_translator):
     source = write_gta5(tmp_path / "gta5", size=ODD_SIZE)
     out = tmp_path / "out"
-    result = cli("batch-translate", "--engine", invert_translator, "--input", source, "--output", out)
+    args = ["--engine", invert_translator, "--input", source, "--output", out, "--output-size", "working"]
+    result = cli("batch-translate", *args)
     assert result.returncode == 0, result.stderr
     for index in (1, 2, 3):
         name = f"{index:05d}.png"
@@ -47,27 +49,19 @@ def test_gta5_at_working_size(tmp_path, cli, invert_translator):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["total"] == 3 and len(manifest["artifact_sha256"]) == 64
 
-    rerun = cli("batch-translate", "--engine", invert_translator, "--input", source, "--output", out)
+    rerun = cli("batch-translate", *args)
     assert rerun.returncode == 0, rerun.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["images_already_done"] == 3 and report["images_translated"] == 0
 
 
-def test_original_size_copies_labels_byte_for_byte(tmp_path, cli, invert_translator):
+def test_by_default_the_output_has_the_source_geometry(tmp_path, cli, invert_translator):
+    """Both study arms must see objects at one scale: translations come back at each input's size, labels as
+    they were, so `train-segmenter --scale S` means the same on the source and on its translation."""
     source = write_gta5(tmp_path / "gta5", count=2, size=ODD_SIZE)
     out = tmp_path / "out"
     result = cli(
-        "batch-translate",
-        "--engine",
-        invert_translator,
-        "--input",
-        source,
-        "--output",
-        out,
-        "--output-size",
-        "original",
-        "--format",
-        "jpg",
+        "batch-translate", "--engine", invert_translator, "--input", source, "--output", out, "--format", "jpg"
     )
     assert result.returncode == 0, result.stderr
     for index in (1, 2):
@@ -141,3 +135,53 @@ def test_missing_label_and_missing_sidecar(tmp_path, cli, user_error, invert_tra
     invert_translator.with_suffix(".json").unlink()
     result = cli("batch-translate", "--engine", invert_translator, "--input", source, "--output", tmp_path / "out")
     user_error(result, names="invert.json")
+
+
+def test_summary_and_report_say_the_layout_split_and_labels(tmp_path, cli, invert_translator):
+    gta5 = write_gta5(tmp_path / "gta5", count=1, size=ODD_SIZE)
+    write_cityscapes(tmp_path / "cs", split="train")
+    write_cityscapes(tmp_path / "cs", split="val")
+    for source, said in ((gta5, "gta5 layout, labels carried"), (tmp_path / "cs", "cityscapes layout, split train")):
+        out = tmp_path / f"out-{source.name}"
+        result = cli("batch-translate", "--engine", invert_translator, "--input", source, "--output", out)
+        assert result.returncode == 0, result.stderr
+        assert said in result.stderr.splitlines()[-1]
+        report = json.loads((out / "report.json").read_text())
+        assert said in report["input"] and report["labels"] is True and report["warnings"] == []
+    assert json.loads((tmp_path / "out-cs" / "report.json").read_text())["split"] == "train"
+
+
+@pytest.mark.parametrize(
+    ("given", "warning"),
+    [
+        ("gta5-unlabelled", "no labels/ folder"),  # a GTA5 root without labels/
+        ("gta5/images", "pass --input {root}/gta5 to carry its labels"),
+        ("cs/leftImg8bit", "pass --input {root}/cs --split SPLIT"),
+        ("cs/leftImg8bit/train", "pass --input {root}/cs --split train"),
+    ],
+)
+def test_a_guess_that_drops_labels_is_warned_about(tmp_path, cli, invert_translator, given, warning):
+    write_gta5(tmp_path / "gta5", count=1, size=ODD_SIZE)
+    write_gta5(tmp_path / "gta5-unlabelled", count=1, size=ODD_SIZE, labels=False)
+    write_cityscapes(tmp_path / "cs", split="train")
+    out = tmp_path / "out"
+    result = cli("batch-translate", "--engine", invert_translator, "--input", tmp_path / given, "--output", out)
+    assert result.returncode == 0, result.stderr
+    assert warning.format(root=tmp_path) in result.stderr
+    assert "no labels" in result.stderr.splitlines()[-1]
+    report = json.loads((out / "report.json").read_text())
+    assert report["labels"] is False and warning.format(root=tmp_path) in report["warnings"][0]
+    assert not (out / "labels").exists() and not list(out.rglob("*gtFine*"))
+
+
+def test_the_job_keeps_a_timestamped_log_and_no_bar_in_redirected_stderr(tmp_path, cli, invert_translator):
+    source = write_gta5(tmp_path / "gta5", count=2, size=ODD_SIZE)
+    out = tmp_path / "out"
+    for _ in range(2):  # a rerun appends
+        result = cli("batch-translate", "--engine", invert_translator, "--input", source, "--output", out)
+        assert result.returncode == 0, result.stderr
+        assert "\r" not in result.stderr
+    logged = (out / "batch-translate.log").read_text().splitlines()
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARNING): ", line) for line in logged)
+    summaries = [line for line in logged if "translated " in line]
+    assert len(summaries) == 2 and "2 already done" in summaries[1]

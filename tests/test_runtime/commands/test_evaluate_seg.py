@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -237,6 +238,13 @@ def test_engine_mode_scores_saves_and_round_trips(tmp_path, cli, red_segmenter):
     assert (metrics["images_scored"], metrics["images_skipped"]) == (4, 1)
     assert metrics["skipped"][0]["file"] == str(broken)
     assert metrics["mode"] == "engine" and metrics["backend"].startswith("onnxruntime")
+    # what a person reads says what was scored, and the job's log keeps its warnings and result with times
+    summary = (out / "metrics.md").read_text()
+    assert str(model) in summary and metrics["backend"] in summary and "split val (5 images)" in summary
+    logged = (out / "evaluate-seg.log").read_text().splitlines()
+    assert any(str(broken) in line for line in logged) and "mIoU" in logged[-1]
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|WARNING): ", line) for line in logged)
+    assert "\r" not in result.stderr  # no progress bar redrawn into a redirected stderr
 
     # the saved predictions are official-evaluator files: scoring them gives the same matrix
     again = tmp_path / "again"
