@@ -218,7 +218,7 @@ def export_onnx(
         json_path.unlink(missing_ok=True)  # an old sidecar describes an old model; never leave it beside a new one
         atomic_write_bytes(onnx_path, model.SerializeToString())
     except OSError as error:
-        raise UserError(f"{onnx_path}: cannot write it ({error.strerror}); choose another --output-dir") from None
+        raise UserError(f"{onnx_path}: cannot write it ({error.strerror}); choose another --output") from None
     log.debug("wrote %s", onnx_path)
 
     sidecar = Sidecar(

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from uda_trt.runtime.errors import UserError
-from uda_trt.runtime.jobs.cli import SIZE, IntListType, setup_logging
+from uda_trt.runtime.jobs.cli import SIZE, IntListType, fold_renamed, renamed_option, setup_logging
 
 
 def engine_unavailable_reason(fp16: bool) -> str | None:
@@ -27,17 +27,20 @@ def engine_unavailable_reason(fp16: bool) -> str | None:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("checkpoint", metavar="CKPT", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
+@renamed_option(
+    "--output",
     "--output-dir",
+    "output_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where STEM.onnx and STEM.json go (default: next to the checkpoint).",
+    help="Folder for STEM.onnx, STEM.fp16.onnx, STEM.engine and STEM.json (default: next to the checkpoint).",
 )
 @click.option(
     "--size",
     type=SIZE,
     default=None,
-    help="Translator working size WIDTHxHEIGHT, multiples of the model's divisor (default 1024x512).",
+    help="Translator working size WIDTHxHEIGHT, multiples of the model's divisor (default 1024x512; for GTA5 "
+    "frames, 1914x1052, use 1024x564 to keep their aspect).",
 )
 @click.option(
     "--scale",
@@ -104,6 +107,7 @@ def engine_unavailable_reason(fp16: bool) -> str | None:
 def main(
     checkpoint: Path,
     output_dir: Path | None,
+    output_dir_old_spelling: Path | None,
     size: tuple[int, int] | None,
     scale: float | None,
     parity_images: Path | None,
@@ -126,6 +130,9 @@ def main(
     with one optimisation profile (--batch, --profile-sizes), checked against STEM.onnx unless --no-verify.
     """
     setup_logging(verbose)
+    output_dir = fold_renamed({"output_dir": output_dir, "output_dir_old_spelling": output_dir_old_spelling})[
+        "output_dir"
+    ]
     from uda_trt.export.parity import load_parity_images
 
     images = load_parity_images(parity_images) if parity_images is not None else None

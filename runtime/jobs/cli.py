@@ -1,10 +1,16 @@
-"""Small pieces every command line shares: WIDTHxHEIGHT sizes, comma-separated integer lists, logging setup."""
+"""Small pieces every command line shares: WIDTHxHEIGHT sizes, comma-separated integer lists, renamed options
+(old spellings kept working), logging setup."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import click
+from click.core import ParameterSource
+
+_OLD_SPELLING = "_old_spelling"
 
 
 class SizeType(click.ParamType):
@@ -64,3 +70,34 @@ class IntListType(click.ParamType):
 def setup_logging(verbose: bool = False) -> None:
     """Log to stderr as `level: message`, one line per event, so a job's warnings read like its errors."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s: %(message)s")
+
+
+def renamed_option(flag: str, old_flag: str, name: str, **option: Any) -> Callable:
+    """`flag` (parameter `name`, documented) plus `old_flag`, its former spelling: hidden from --help, still
+    accepted. Call `fold_renamed` on the command's parameters to merge the two."""
+
+    def decorate(func: Callable) -> Callable:
+        hidden = {key: value for key, value in option.items() if key in ("type", "multiple")}
+        func = click.option(old_flag, f"{name}{_OLD_SPELLING}", default=None, hidden=True, **hidden)(func)
+        return click.option(flag, name, **option)(func)
+
+    return decorate
+
+
+def fold_renamed(options: dict[str, Any]) -> dict[str, Any]:
+    """Merge each old spelling of `renamed_option` into its parameter, in place (and return `options`); both
+    spellings with different values is a usage error (exit 2), never one silently winning."""
+    context = click.get_current_context()
+    for key in [key for key in options if key.endswith(_OLD_SPELLING)]:
+        old_value, name = options.pop(key), key[: -len(_OLD_SPELLING)]
+        if old_value is None:
+            continue
+        given = context.get_parameter_source(name) is ParameterSource.COMMANDLINE
+        if given and options[name] != old_value:
+            flags = {param.name: param.opts for param in context.command.params}
+            raise click.UsageError(
+                f"{flags[name][0]} and {flags[key][0]} disagree; give {flags[name][0]} only "
+                f"({flags[key][0]} is its old name)"
+            )
+        options[name] = old_value
+    return options

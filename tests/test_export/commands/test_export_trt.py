@@ -42,7 +42,7 @@ def parity_dir(tmp_path) -> Path:
 @pytest.mark.slow
 def test_writes_onnx_and_sidecar_and_skips_engine(tmp_path, cli, generator_file, parity_dir):
     out = tmp_path / "out"
-    result = cli(EXPORT_TRT, generator_file, "--output-dir", out, "--size", "32x16", "--parity-images", parity_dir)
+    result = cli(EXPORT_TRT, generator_file, "--output", out, "--size", "32x16", "--parity-images", parity_dir)
     assert result.returncode == 0, result.stderr
     onnx_path, json_path = out / "latest_net_G_A.onnx", out / "latest_net_G_A.json"
     fp16_path = out / "latest_net_G_A.fp16.onnx"

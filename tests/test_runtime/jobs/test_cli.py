@@ -1,4 +1,4 @@
-"""runtime.jobs.cli: the command-line types every command shares (sizes, integer lists)."""
+"""runtime.jobs.cli: the command-line types every command shares (sizes, integer lists, renamed options)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from uda_trt.runtime.jobs.cli import SIZE, IntListType
+from uda_trt.runtime.jobs.cli import SIZE, IntListType, fold_renamed, renamed_option
 
 
 @click.command()
@@ -44,3 +44,26 @@ def test_bad_values_are_usage_errors_naming_the_flag(args, message):
     result = _run(*args)
     assert result.exit_code == 2
     assert args[0] in result.output and message in result.output
+
+
+@click.command()
+@renamed_option("--output", "--out", "output", default="here", help="Output folder.")
+def write(**options):
+    click.echo(fold_renamed(options)["output"])
+
+
+@pytest.mark.parametrize(
+    ("args", "written"),
+    [((), "here"), (("--output", "a"), "a"), (("--out", "b"), "b"), (("--output", "c", "--out", "c"), "c")],
+)
+def test_a_renamed_option_takes_either_spelling(args, written):
+    result = CliRunner().invoke(write, list(args))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == written
+
+
+def test_a_renamed_option_shows_one_name_and_refuses_disagreeing_spellings():
+    help_text = CliRunner().invoke(write, ["--help"]).output
+    assert "--output" in help_text and "--out " not in help_text
+    result = CliRunner().invoke(write, ["--output", "a", "--out", "b"])
+    assert result.exit_code == 2 and "--output and --out disagree" in result.output
