@@ -67,12 +67,29 @@ def main(
     verbose,
 ) -> None:
     """Write synthetic GTA5-like (OUT/gta5) and Cityscapes-like (OUT/cityscapes) street-scene datasets."""
+    from uda_trt.runtime.jobs.interrupts import JobInterrupted, exit_code_of, stop_on_signals
     from uda_trt.runtime.synthetic import write_synthetic_datasets
 
     setup_logging(verbose)
-    manifest = write_synthetic_datasets(
-        out, gta5_count, cityscapes_train, cityscapes_val, preset, gta5_size, cityscapes_size, seed, workers, overwrite
-    )
+    try:
+        with stop_on_signals():
+            manifest = write_synthetic_datasets(
+                out,
+                gta5_count,
+                cityscapes_train,
+                cityscapes_val,
+                preset,
+                gta5_size,
+                cityscapes_size,
+                seed,
+                workers,
+                overwrite,
+            )
+    except KeyboardInterrupt as exc:
+        raise JobInterrupted(
+            f"the images written so far are kept in {out}; rerun the same command to complete the data",
+            exit_code_of(exc),
+        ) from None
     click.echo(
         f"wrote {manifest['written']} of {manifest['images']} images to {out} in {manifest['seconds']:.1f} s", err=True
     )

@@ -11,6 +11,7 @@ only writes what is missing.
 from __future__ import annotations
 
 import io
+import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -168,15 +169,25 @@ def pending(items: list[Item]) -> list[Item]:
     return [item for item in items if not all(path.exists() for path in item.outputs())]
 
 
+def _leave_interrupts_to_the_parent() -> None:
+    """Worker processes ignore Ctrl-C (the terminal sends it to the whole process group): the parent stops the
+    pool, and the images being written finish whole instead of each worker printing a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def run_items(todo: list[Item], workers: int = 1, progress: Callable[[int], None] | None = None) -> None:
     """Write the items on `workers` processes; output bytes do not depend on the worker count."""
     results: Iterator[None]
     if workers > 1 and len(todo) > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=_leave_interrupts_to_the_parent) as pool:
             results = pool.map(write_item, todo, chunksize=max(1, min(16, len(todo) // (4 * workers))))
-            for _ in results:
-                if progress:
-                    progress(1)
+            try:
+                for _ in results:
+                    if progress:
+                        progress(1)
+            except KeyboardInterrupt:  # stop at once: drop the queued images (a rerun completes the data)
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     else:
         for item in todo:
             write_item(item)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from helpers import png_digests, run_cli
+from helpers import count_visible, png_digests, run_cli, run_until
 
 
 def make_synthetic(*args: str) -> subprocess.CompletedProcess:
@@ -74,3 +75,16 @@ def test_cli_refuses_a_bad_out_in_one_line(tmp_path: Path, make_bad: str):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(out) in lines[0] and "Traceback" not in result.stderr
     assert make_bad == "file" or sorted(p.name for p in out.iterdir()) == ["holiday.jpg"]
+
+
+def test_ctrl_c_stops_at_once_and_says_how_to_complete(tmp_path: Path):
+    """Ctrl-C reaches the whole process group (as from a terminal): the queued images are dropped instead of
+    written first (which took minutes for the full preset), the workers print no traceback, exit 130."""
+    out, log = tmp_path / "synthetic", tmp_path / "stderr.log"
+    argv = ["make-synthetic", "--output", out, "--gta5-count", "200", "--cityscapes-train", "0"]
+    argv += ["--cityscapes-val", "0", "--gta5-size", "640x352", "--workers", "2"]
+    status = run_until(argv, lambda: count_visible(out / "gta5" / "images") >= 3, log, group=True, signum=signal.SIGINT)
+    assert status == 130, log.read_text()[-2000:]
+    stderr = log.read_text()
+    assert "rerun the same command to complete the data" in stderr and "Traceback" not in stderr
+    assert count_visible(out / "gta5" / "images") < 100
