@@ -6,9 +6,10 @@ images and on fakes drawn from a 50-image pool. Adam(2e-4, betas (0.5, 0.999)); 
 then decays linearly towards zero over the last `decay_iterations` (the reference's 100 + 100 epochs, in iterations).
 
 Outputs in the output folder: `latest_net_{G_A,G_B,D_A,D_B}.pth` and `{iteration}_net_*.pth` (bare state_dicts,
-reference names; G_A maps source A to target B), `latest_train_state.pt` (everything needed to resume) and
-`previous_train_state.pt` (the one before it), `config.json`, `train.log`, and `samples/iter_NNNNNN.png` grids
-(real A, fake B, rec A / real B, fake A, rec B).
+reference names; G_A maps source A to target B), `config.json`, `train.log` (timestamped, train.trainlog), and
+`samples/iter_NNNNNN.png` grids (real A, fake B, rec A / real B, fake A, rec B). While the run goes on, also
+`latest_train_state.pt` (everything needed to resume) and `previous_train_state.pt` (the one before it); a finished
+run replaces them by `finished.json` (train.run_folder), unless asked to keep them.
 
 Resume is bit-identical on CPU: the state holds networks, optimizers, schedulers, pools, iteration and RNG states,
 and the data order is a pure function of (seed, epoch) (train.resume), so a run killed at any point and resumed
@@ -19,7 +20,6 @@ command and thread count.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import random
@@ -31,26 +31,34 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
-from tqdm import tqdm
+from torch.utils.data import DataLoader, Dataset
 
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.imageio import write_image
 from uda_trt.runtime.jobs.files import remove_partials, write_json
-from uda_trt.runtime.jobs.folders import refuse_changed
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.train.checkpoints import TRAIN_STATE_FORMAT, cpu_state_dict, save_generator
 from uda_trt.train.networks import NLayerDiscriminator, ResnetGenerator, count_parameters, init_weights
 from uda_trt.train.resume import (
-    LATEST_STATE,
     EpochBatches,
-    has_train_state,
     load_train_state,
     loader_generator,
     rng_state,
     save_train_state,
     set_rng_state,
 )
+from uda_trt.train.run_folder import (
+    CYCLEGAN_FINISHED,
+    CYCLEGAN_FIXED,
+    LATEST_STATE,
+    finished_iteration,
+    refuse_rerun,
+    refuse_settings_changed,
+    remove_train_states,
+    write_finished,
+)
+from uda_trt.train.stopping import StopRequest, TrainingStopped, ignore_stop_signals
+from uda_trt.train.trainlog import progress_bar, train_log
 from uda_trt.train.unpaired_data import to_uint8, unpaired_dataset
 
 log = logging.getLogger(__name__)
@@ -59,20 +67,6 @@ STATE_FILE = LATEST_STATE
 STATE_KEYS = ("iteration", "config", "models", "optimizers", "schedulers", "pools", "rng")
 NET_NAMES = ("G_A", "G_B", "D_A", "D_B")
 LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")  # the reference's order
-# What a resumed run must repeat: the network shapes, and what fixes the data order and the pooled images' size.
-# What defines a run: a resumed run must not change it. Field -> the train-cyclegan option that sets it.
-_FIXED_ON_RESUME = {
-    "ngf": "--ngf",
-    "n_blocks": "--n-blocks",
-    "ndf": "--ndf",
-    "n_layers_d": "n_layers_d",
-    "batch_size": "--batch-size",
-    "load_width": "--load-width",
-    "crop_size": "--crop-size",
-    "seed": "--seed",
-}
-
-_RESUME_REMEDY = "resume with the same options, or choose another --output for a new run"
 
 
 class TrainingFailed(RuntimeError):
@@ -348,8 +342,7 @@ class _Run:
         }
 
     def restore(self, state: dict[str, Any], path: Path, device: torch.device) -> None:
-        fixed = {field: self.config.to_plain()[field] for field in _FIXED_ON_RESUME}
-        refuse_changed(path, state["config"], fixed, _FIXED_ON_RESUME, _RESUME_REMEDY)
+        refuse_settings_changed(path, state["config"], _fixed_settings(self.config), CYCLEGAN_FIXED)
         for name, net in self.models.items():
             net.load_state_dict(state["models"][name], strict=True)
         self.opt_G.load_state_dict(state["optimizers"]["G"])
@@ -361,14 +354,21 @@ class _Run:
         self.iteration = int(state["iteration"])
         set_rng_state(state["rng"])
 
-    def save(self, output: Path, numbered: bool) -> None:
+    def save(self, output: Path, numbered: bool, state: bool = True) -> None:
         """Network files first, the training state last: a kill in between resumes from the older state and
-        rewrites the same network files."""
+        rewrites the same network files. `state=False` at the end of a run that will not keep it."""
         for name, net in self.models.items():
             save_generator(output / f"latest_net_{name}.pth", net)
             if numbered:
                 save_generator(output / f"{self.iteration}_net_{name}.pth", net)
-        save_train_state(self.state(), output)
+        if state:
+            save_train_state(self.state(), output)
+
+
+def _fixed_settings(config: CycleGANConfig) -> dict[str, Any]:
+    """The settings a resumed run must repeat, as config.json and the training state record them."""
+    plain = config.to_plain()
+    return {field: plain[field] for field in CYCLEGAN_FIXED}
 
 
 def _start(config: CycleGANConfig, resume: bool, device: torch.device) -> _Run:
@@ -379,30 +379,44 @@ def _start(config: CycleGANConfig, resume: bool, device: torch.device) -> _Run:
         return run
     state = load_train_state(output, TRAIN_STATE_FORMAT, STATE_KEYS)
     if state is None:
-        log.info("--resume: %s holds no training state yet; starting a new run", output)
+        log.info("no training state in %s yet; starting a new run", output)
         return run
     run.restore(state, output / STATE_FILE, device)
     log.info("resuming %s at iteration %d of %d", output, run.iteration, config.iterations)
     return run
 
 
-def train_cyclegan(config: CycleGANConfig, resume: bool = False) -> Path:
+def train_cyclegan(
+    config: CycleGANConfig,
+    resume: bool = False,
+    *,
+    keep_train_state: bool = False,
+    stop: StopRequest | None = None,
+) -> Path:
     """Train a CycleGAN (A = config.source, B = config.target) and return the output folder.
 
     `resume=True` continues from `latest_train_state.pt` in the output folder (networks, optimizers, schedulers,
-    pools, iteration, RNG states; `previous_train_state.pt` when the latest is damaged), or starts the run when the
-    folder holds no state yet (a job killed before its first save). Without it, a folder that already holds a run
-    is refused in one line that names --resume: continuing must be asked for, as in the reference code.
+    pools, iteration, RNG states; `previous_train_state.pt` when the latest is damaged), returns at once when the
+    folder holds a finished run (`finished.json`), or starts the run when the folder holds neither (a job killed
+    before its first save). Without it, a folder that already holds a run is refused in one line that names
+    --resume: continuing must be asked for, as in the reference code.
+
+    A finished run removes its training states unless `keep_train_state`. When `stop` asks (SIGINT, SIGTERM), the
+    run stops after the iteration in progress, saves its state and raises `TrainingStopped`.
     """
     output = Path(config.output)
-    if not resume and has_train_state(output):
-        raise UserError(
-            f"{output} already holds a training run; pass --resume to continue it or choose another --output"
-        )
+    if not resume:
+        refuse_rerun(output)
     dataset = unpaired_dataset(
         config.source, config.target, config.load_width, config.crop_size, config.target_split, config.seed
     )
     config = resolve_config(config, len(dataset))
+    if resume:
+        settings = _fixed_settings(config)
+        done = finished_iteration(output, CYCLEGAN_FINISHED, settings, CYCLEGAN_FIXED, config.iterations)
+        if done is not None:
+            log.info("%s: already trained to iteration %d; nothing to do", output, done)
+            return output
     torch.set_num_threads(config.threads)
     device = torch.device(config.device)
     seed_everything(config.seed)
@@ -419,7 +433,18 @@ def train_cyclegan(config: CycleGANConfig, resume: bool = False) -> Path:
         "torch_version": torch.__version__,
     }
     write_json(output / "config.json", summary)
+    with train_log(output, append=resume):
+        _loop(run, dataset, device, keep_train_state, stop)
+        write_finished(output, CYCLEGAN_FINISHED, run.iteration, config.to_plain())
+        if not keep_train_state:
+            remove_train_states(output)
+        log.info("CycleGAN trained to iteration %d in %s", run.iteration, output)
+    return output
 
+
+def _loop(run: _Run, dataset: Dataset, device: torch.device, keep_train_state: bool, stop: StopRequest | None) -> None:
+    """Train `run` to config.iterations: log lines, sample grids and saves on their schedules."""
+    config, output = run.config, Path(run.config.output)
     # Endless batches from the run's position: epoch iteration // per_epoch, its earlier batches skipped unloaded.
     loader = DataLoader(
         dataset,
@@ -427,15 +452,13 @@ def train_cyclegan(config: CycleGANConfig, resume: bool = False) -> Path:
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
         generator=loader_generator(config.seed),
+        worker_init_fn=ignore_stop_signals,
     )
     batches = iter(loader)
     started = time.perf_counter()
     start_iteration = run.iteration
-    with (
-        open(output / "train.log", "a", buffering=1) as log_file,
-        tqdm(total=config.iterations, initial=run.iteration, desc="cyclegan", unit="it", dynamic_ncols=True) as bar,
-    ):
-        log_file.write(f"# start iteration {run.iteration} of {config.iterations}: {json.dumps(config.to_plain())}\n")
+    log.info("start at iteration %d of %d (settings in config.json)", run.iteration, config.iterations)
+    with progress_bar(config.iterations, run.iteration, "cyclegan") as bar:
         while run.iteration < config.iterations:
             batch = next(batches)
             real_A = batch["A"].to(device, non_blocking=True)
@@ -445,18 +468,22 @@ def train_cyclegan(config: CycleGANConfig, resume: bool = False) -> Path:
             run.sched_G.step()
             run.sched_D.step()
             run.iteration += 1
-            it = run.iteration
+            it, last = run.iteration, run.iteration == config.iterations
             if not all(math.isfinite(v) for v in losses.values()):
                 raise TrainingFailed(f"losses became non-finite at iteration {it}: {losses}")
             bar.update(1)
             bar.set_postfix({k: f"{losses[k]:.3f}" for k in ("G_A", "G_B", "D_A", "D_B")}, refresh=False)
-            if it % config.log_every == 0 or it == config.iterations:
+            if it % config.log_every == 0 or last:
                 per_it = (time.perf_counter() - started) / (it - start_iteration)
                 text = " ".join(f"{k} {losses[k]:.4f}" for k in LOSS_NAMES)
-                log_file.write(f"iter {it} lr {lr:.6g} {text} sec/iter {per_it:.3f}\n")
-            if it % config.sample_every == 0 or it == config.iterations:
+                log.info("iteration %d: lr %.6g %s, %.3f s/it", it, lr, text, per_it)
+            if it % config.sample_every == 0 or last:
                 write_image(output / "samples" / f"iter_{it:06d}.png", _sample_grid(real_A, real_B, visuals))
-            if it % config.save_every == 0 or it == config.iterations:
-                run.save(output, numbered=it % config.save_every == 0)
-    log.info("CycleGAN trained to iteration %d in %s", run.iteration, output)
-    return output
+            saved = it % config.save_every == 0 or last
+            if saved:
+                run.save(output, numbered=it % config.save_every == 0, state=keep_train_state or not last)
+            if stop is not None and stop.requested and not last:
+                log.info("%s at iteration %d: saving the training state", stop.signal_name, it)
+                if not saved:
+                    run.save(output, numbered=False)
+                raise TrainingStopped(stop.signum, it, output / STATE_FILE)

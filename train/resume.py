@@ -8,13 +8,14 @@ batches, and every item carries the key (epoch, index) from which its own augmen
 global batch `b` is then `b // batches_per_epoch` and skipping `b % batches_per_epoch` batches of that epoch without
 loading them; the worker count and the loader's prefetching change nothing.
 
-State files. `save_train_state` keeps the state it replaces as `previous_train_state.pt` (a hard link renamed into
-place, so at every instant both names hold a complete file) and then writes the new one atomically. Its bytes
-depend only on its values: pickle writes a string or tuple that it has seen before as a back-reference to the
-same object, and which equal strings are one object differs between a fresh run and a resumed one (its optimizer
-keys come from the loaded file), so the state is rebuilt with fresh containers and interned strings first.
-`load_train_state` falls back to the previous state, with one warning line naming both files, when the latest is
-missing or unreadable (truncated, garbage, another kind of file).
+State files. `save_train_state` writes the new state to a hidden partial file, then renames the current latest state
+to `previous_train_state.pt` and the partial file to `latest_train_state.pt`: each save writes one state and copies
+nothing (a state is twice or three times the model's weights: ~320 MB for deeplabv3_resnet50 with SGD), on every
+file system. Its bytes depend only on its values: pickle writes a string or tuple that it has seen before as a
+back-reference to the same object, and which equal strings are one object differs between a fresh run and a resumed
+one (its optimizer keys come from the loaded file), so the state is rebuilt with fresh containers and interned
+strings first. `load_train_state` falls back to the previous state, with one warning line naming both files, when
+the latest is missing (a kill between the two renames) or unreadable (truncated, garbage, another kind of file).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import hashlib
 import logging
 import os
 import random
-import shutil
 import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -36,12 +36,11 @@ from torch.utils.data import Sampler
 
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.files import partial_path
-from uda_trt.train.checkpoints import atomic_torch_save, load_checkpoint_file
+from uda_trt.train.checkpoints import load_checkpoint_file
+from uda_trt.train.run_folder import LATEST_STATE, PREVIOUS_STATE
 
 log = logging.getLogger(__name__)
 
-LATEST_STATE = "latest_train_state.pt"
-PREVIOUS_STATE = "previous_train_state.pt"
 DAMAGED_SUFFIX = ".damaged"
 
 ItemKey = tuple[int, int]  # (epoch, index into the dataset)
@@ -133,24 +132,25 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 # --- state files --------------------------------------------------------------------------------------------------
 
 
-def has_train_state(folder: Path) -> bool:
-    """Whether `folder` holds a training state of either generation."""
-    return (Path(folder) / LATEST_STATE).exists() or (Path(folder) / PREVIOUS_STATE).exists()
-
-
 def save_train_state(state: Mapping[str, Any], folder: Path) -> None:
-    """Keep the current latest state as the previous one, then write `state` as the latest, each step atomic."""
+    """Write `state` as the latest state and keep the one it replaces as the previous one (module docstring).
+
+    The new state is complete and fsynced under a hidden partial name before the renames; a kill between the two
+    renames leaves no latest state, and a resume falls back to the previous one, the state just before."""
     folder = Path(folder)
     latest, previous = folder / LATEST_STATE, folder / PREVIOUS_STATE
-    if latest.exists():
-        tmp = partial_path(previous)
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(latest, tmp)
-        except OSError:  # a file system without hard links: a copy does the same, more slowly
-            shutil.copyfile(latest, tmp)
-        os.replace(tmp, previous)
-    atomic_torch_save(canonical(state), latest)
+    partial = partial_path(latest)
+    try:
+        with open(partial, "wb") as handle:
+            torch.save(canonical(state), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if latest.exists():
+            os.replace(latest, previous)
+        os.replace(partial, latest)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def canonical(obj: Any) -> Any:

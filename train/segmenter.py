@@ -8,9 +8,11 @@ score (and so before each save) BatchNorm statistics are re-estimated on a few t
 short from-scratch runs otherwise leave eval mode, the mode that gets exported, far behind the weights.
 
 Outputs in `output_dir`: best.pt, last.pt (train.segmenters checkpoint format), config.json (resolved config),
-history.json (held-out scores per validation), train.log, samples/ (image | ground truth | prediction per validation),
-and latest_train_state.pt / previous_train_state.pt: model, optimizer, scheduler, iteration, batches drawn, RNG
-states, history and counters, written every `save_every` iterations and after every held-out score.
+history.json (held-out scores per validation), train.log (timestamped, train.trainlog), samples/ (image | ground
+truth | prediction per validation), and while the run goes on latest_train_state.pt / previous_train_state.pt: model,
+optimizer, scheduler, iteration, batches drawn, RNG states, history and counters, written every `save_every`
+iterations and after every held-out score (so a kill never costs a score). A finished run replaces them by
+`finished.json` (train.run_folder), unless asked to keep them.
 
 Resume is bit-identical on CPU: batches (training and precise-BN ones, one stream) come in a fixed order that is a
 pure function of (seed, epoch) (train.resume), the state records how many were drawn, and best.pt, last.pt and
@@ -38,25 +40,31 @@ import torchvision
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from uda_trt.runtime.datasets import detect_layout, samples_for
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.imageio import resize_label, write_image
 from uda_trt.runtime.jobs.files import atomic_write_bytes, json_plain, remove_partials, write_json
-from uda_trt.runtime.jobs.folders import refuse_changed
 from uda_trt.runtime.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, colorize
 from uda_trt.runtime.metrics import ConfusionMatrix
 from uda_trt.train.checkpoints import SEGMENTER_TRAIN_STATE_FORMAT, save_segmenter_checkpoint
 from uda_trt.train.resume import (
-    LATEST_STATE,
     EpochBatches,
-    has_train_state,
     load_train_state,
     loader_generator,
     rng_state,
     save_train_state,
     set_rng_state,
+)
+from uda_trt.train.run_folder import (
+    LATEST_STATE,
+    SEGMENTER_FINISHED,
+    SEGMENTER_FIXED,
+    finished_iteration,
+    refuse_rerun,
+    refuse_settings_changed,
+    remove_train_states,
+    write_finished,
 )
 from uda_trt.train.segmentation_data import (
     HeldOutSegmentationDataset,
@@ -66,6 +74,8 @@ from uda_trt.train.segmentation_data import (
     split_holdout,
 )
 from uda_trt.train.segmenters import NORMALIZATION, SEGMENTER_ARCHITECTURES, build_segmenter
+from uda_trt.train.stopping import StopRequest, TrainingStopped, ignore_stop_signals
+from uda_trt.train.trainlog import progress_bar, train_log
 
 log = logging.getLogger(__name__)
 
@@ -285,6 +295,7 @@ def _train_batches(config: SegmenterConfig, train_samples: list, drawn: int) -> 
         collate_fn=collate_skipping_broken,
         num_workers=config.num_workers,
         generator=loader_generator(config.seed),
+        worker_init_fn=ignore_stop_signals,
     )
     return _Batches(loader, drawn)
 
@@ -299,34 +310,39 @@ def _heldout_loader(config: SegmenterConfig, held_out: list) -> DataLoader | Non
         num_workers=config.num_workers,
         persistent_workers=config.num_workers > 0,
         generator=loader_generator(config.seed),  # iterating it never draws from the global torch RNG
+        worker_init_fn=ignore_stop_signals,
     )
 
 
-def train_segmenter(config: SegmenterConfig, resume: bool = False) -> Path:
+def train_segmenter(
+    config: SegmenterConfig,
+    resume: bool = False,
+    *,
+    keep_train_state: bool = False,
+    stop: StopRequest | None = None,
+) -> Path:
     """Train per `config`; returns the path of the best checkpoint (output_dir/best.pt).
 
     `resume=True` continues the run in output_dir from its training state (`previous_train_state.pt` when the
-    latest is damaged), or starts it when there is none yet; a finished run returns at once. Without it, a folder
-    that holds a training state is refused in one line naming --resume.
+    latest is damaged), or starts it when there is none yet; a finished run (`finished.json`) returns at once.
+    Without it, a folder that holds a run is refused in one line naming --resume.
+
+    A finished run removes its training states unless `keep_train_state`. When `stop` asks (SIGINT, SIGTERM), the
+    run stops after the iteration in progress, saves its state and raises `TrainingStopped`.
     """
     config.check()
     out = Path(config.output_dir)
-    if not resume and has_train_state(out):
-        raise UserError(f"{out} already holds a training run; pass --resume to continue it or choose another --output")
+    if not resume:
+        refuse_rerun(out)
+    else:
+        settings = _fixed_settings(config)
+        done = finished_iteration(out, SEGMENTER_FINISHED, settings, SEGMENTER_FIXED, config.iterations)
+        if done is not None:
+            log.info("%s: already trained to iteration %d; nothing to do", out, done)
+            return out / "best.pt"
     out.mkdir(parents=True, exist_ok=True)
-    root_logger = logging.getLogger()
-    file_handler = logging.FileHandler(out / "train.log", mode="a" if resume else "w", encoding="utf-8")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    old_level = root_logger.level
-    root_logger.addHandler(file_handler)
-    root_logger.setLevel(min(old_level, logging.INFO) if old_level else logging.INFO)
-    try:
-        with logging_redirect_tqdm():
-            return _train(config, out, resume)
-    finally:
-        root_logger.removeHandler(file_handler)
-        root_logger.setLevel(old_level)
-        file_handler.close()
+    with train_log(out, append=resume):
+        return _train(config, out, resume, keep_train_state, stop)
 
 
 @dataclass
@@ -372,10 +388,7 @@ class _Run:
 
     def restore(self, state: dict[str, Any], config: SegmenterConfig, path: Path) -> None:
         """Load `state` (read by train.resume.load_train_state); a changed setting that defines the run is refused."""
-        fixed = {field: config.as_dict()[field] for field in _FIXED_ON_RESUME}
-        refuse_changed(
-            path, state["config"], fixed, _FIXED_ON_RESUME, "resume with the same options, or choose another --output"
-        )
+        refuse_settings_changed(path, state["config"], _fixed_settings(config), SEGMENTER_FIXED)
         self.model.load_state_dict(state["model"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -389,16 +402,13 @@ class _Run:
         set_rng_state(state["rng"])  # last: building the model drew from the global torch RNG
 
 
-_FIXED_ON_RESUME = {
-    "architecture": "--arch",
-    "optimizer": "--optimizer",
-    "batch_size": "--batch-size",
-    "scale": "--scale",
-    "crop_size": "--crop-size",
-    "val_fraction": "--val-fraction",
-    "seed": "--seed",
-}
 STATE_KEYS = ("iteration", "batches_drawn", "config", "model", "optimizer", "scheduler", "rng", "history", "progress")
+
+
+def _fixed_settings(config: SegmenterConfig) -> dict[str, Any]:
+    """The settings a resumed run must repeat, as config.json and the training state record them."""
+    plain = config.as_dict()
+    return {field: plain[field] for field in SEGMENTER_FIXED}
 
 
 def _dataset(config: SegmenterConfig) -> tuple[str, list]:
@@ -412,7 +422,7 @@ def _dataset(config: SegmenterConfig) -> tuple[str, list]:
     return samples_for(root, layout, config.split, require_labels=True)
 
 
-def _train(config: SegmenterConfig, out: Path, resume: bool) -> Path:
+def _train(config: SegmenterConfig, out: Path, resume: bool, keep_train_state: bool, stop: StopRequest | None) -> Path:
     layout, samples = _dataset(config)
     device = _device(config.device)
     _seed_everything(config.seed)
@@ -439,8 +449,9 @@ def _train(config: SegmenterConfig, out: Path, resume: bool) -> Path:
     run = _Run(model, optimizer, poly_schedule(optimizer, config.iterations, config.poly_power), history)
     drawn = _resume(run, config, out) if resume else 0
     remove_partials(out)  # temporaries of a killed run's writes
-    if run.iteration >= config.iterations:
+    if run.iteration >= config.iterations:  # a finished run that kept its training state
         log.info("%s: already trained to iteration %d; nothing to do", out, run.iteration)
+        _record_finished(out, run.iteration, resolved, keep_train_state)
         return out / "best.pt"
     log.info(
         "training %s on %d %s samples (%d held out) on %s, from iteration %d",
@@ -460,27 +471,28 @@ def _train(config: SegmenterConfig, out: Path, resume: bool) -> Path:
         "training": resolved,
     }
     batches = _train_batches(config, train_samples, drawn)
-    progress = tqdm(
-        range(run.iteration + 1, config.iterations + 1),
-        initial=run.iteration,
-        total=config.iterations,
-        desc="train-segmenter",
-        unit="it",
-        dynamic_ncols=True,
-    )
-    for iteration in progress:
-        loss = _step(run, config, next(batches), device, iteration, progress)
-        run.iteration = iteration
-        if iteration % config.log_every == 0:
-            log.info("iteration %d: loss %s, lr %.3g", iteration, "n/a" if loss is None else f"{loss:.4f}", _lr(run))
-        validating = iteration % val_every == 0 or iteration == config.iterations
-        if validating:
-            miou = _validate(run, config, batches, held_loader, device, out, checkpoint_config)
-        if iteration == config.iterations:
-            _finish(run, out, checkpoint_config, miou)
-        if validating or iteration % config.save_every == 0:
-            save_train_state(run.state(resolved, batches.drawn), out)
-    progress.close()
+    with progress_bar(config.iterations, run.iteration, "train-segmenter") as progress:
+        for iteration in range(run.iteration + 1, config.iterations + 1):
+            loss = _step(run, config, next(batches), device, iteration, progress)
+            run.iteration, last = iteration, iteration == config.iterations
+            progress.update(1)
+            if iteration % config.log_every == 0:
+                shown = "n/a (batch skipped)" if loss is None else f"{loss:.4f}"
+                log.info("iteration %d: loss %s (this batch), lr %.3g", iteration, shown, _lr(run))
+            validating = iteration % val_every == 0 or last
+            if validating:
+                miou = _validate(run, config, batches, held_loader, device, out, checkpoint_config)
+            if last:
+                _finish(run, out, checkpoint_config, miou)
+            saved = validating or iteration % config.save_every == 0
+            if saved and (keep_train_state or not last):
+                save_train_state(run.state(resolved, batches.drawn), out)
+            if stop is not None and stop.requested and not last:
+                log.info("%s at iteration %d: saving the training state", stop.signal_name, iteration)
+                if not saved:
+                    save_train_state(run.state(resolved, batches.drawn), out)
+                raise TrainingStopped(stop.signum, iteration, out / LATEST_STATE)
+    _record_finished(out, run.iteration, resolved, keep_train_state)
     log.info(
         "best held-out mIoU %s at iteration %s -> %s",
         run.history["best_heldout_miou"],
@@ -490,11 +502,18 @@ def _train(config: SegmenterConfig, out: Path, resume: bool) -> Path:
     return out / "best.pt"
 
 
+def _record_finished(out: Path, iteration: int, resolved: dict[str, Any], keep_train_state: bool) -> None:
+    """finished.json, then (unless kept) no training state: best.pt, last.pt and history.json hold the results."""
+    write_finished(out, SEGMENTER_FINISHED, iteration, resolved)
+    if not keep_train_state:
+        remove_train_states(out)
+
+
 def _resume(run: _Run, config: SegmenterConfig, out: Path) -> int:
     """Restore `run` from the folder's training state; returns the batches drawn so far (0 when starting anew)."""
     state = load_train_state(out, SEGMENTER_TRAIN_STATE_FORMAT, STATE_KEYS)
     if state is None:
-        log.info("--resume: %s holds no training state yet; starting a new run", out)
+        log.info("no training state in %s yet; starting a new run", out)
         return 0
     run.restore(state, config, out / LATEST_STATE)
     log.info("resuming %s at iteration %d of %d", out, run.iteration, config.iterations)
@@ -553,13 +572,15 @@ def _validate(
         "seconds": round(run.elapsed(), 3),
     }
     history["validations"].append(entry)
-    run.losses = []
+    # Not "loss": the periodic line's loss is one batch's; this is history.json's train_loss, a mean.
     log.info(
-        "iteration %d: train loss %s, held-out mIoU %s",
+        "iteration %d: held-out mIoU %s; mean training loss %s over the %d batches since the last held-out score",
         iteration,
-        "n/a" if entry["train_loss"] is None else f"{entry['train_loss']:.4f}",
         "n/a" if entry["heldout_miou"] is None else f"{100 * miou:.2f}%",
+        "n/a" if entry["train_loss"] is None else f"{entry['train_loss']:.4f}",
+        len(run.losses),
     )
+    run.losses = []
     best = history["best_heldout_miou"]
     if not math.isnan(miou) and (best is None or miou > best):
         history["best_iteration"], history["best_heldout_miou"] = iteration, float(miou)

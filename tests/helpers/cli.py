@@ -9,10 +9,11 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
-def run_cli(name: str, *args: object, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run console script `name` with `args` (any objects, passed as str) as a subprocess; text output captured."""
+def run_cli(name: str, *args: object, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run console script `name` with `args` (any objects, passed as str) as a subprocess, in folder `cwd`; text
+    output captured."""
     return subprocess.run(
-        [str(BIN / name), *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False
+        [str(BIN / name), *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd
     )
 
 

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -136,11 +137,11 @@ def test_train_step_gives_every_generator_parameter_a_gradient() -> None:
 def test_training_run_writes_reference_checkpoints_state_samples_and_log(
     tiny_gta5: Path, tiny_cityscapes: Path, tmp_path: Path
 ) -> None:
-    out = train_cyclegan(tiny_config(tiny_gta5, tiny_cityscapes, tmp_path / "run"))
+    out = train_cyclegan(tiny_config(tiny_gta5, tiny_cityscapes, tmp_path / "run"), keep_train_state=True)
     names = {p.name for p in out.iterdir()}
     assert set(NET_FILES) <= names
     assert {f"{i}_net_{n}.pth" for i in (2, 4) for n in ("G_A", "G_B", "D_A", "D_B")} <= names
-    assert {"latest_train_state.pt", "config.json", "train.log", "samples"} <= names
+    assert {"latest_train_state.pt", "finished.json", "config.json", "train.log", "samples"} <= names
     assert not [n for n in names if n.endswith(".partial")]
 
     info = require_model_checkpoint(out / "latest_net_G_A.pth")
@@ -157,10 +158,11 @@ def test_training_run_writes_reference_checkpoints_state_samples_and_log(
 
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["iterations"] == 4 and config["generator"]["architecture"] == "resnet_generator"
-    lines = [line for line in (out / "train.log").read_text().splitlines() if line.startswith("iter ")]
-    assert len(lines) == 4
-    values = [float(v) for v in lines[-1].split()[1::2]]
-    assert all(math.isfinite(v) for v in values)
+    lines = re.findall(r"cyclegan: iteration (\d+): (.*), [\d.]+ s/it$", (out / "train.log").read_text(), re.M)
+    assert [int(n) for n, _ in lines] == [1, 2, 3, 4]
+    words = lines[-1][1].split()  # lr X D_A X G_A X ...
+    values = dict(zip(words[::2], map(float, words[1::2]), strict=True))
+    assert set(values) == {"lr", *LOSS_NAMES} and all(math.isfinite(v) for v in values.values())
     samples = sorted(p.name for p in (out / "samples").iterdir())
     assert samples == ["iter_000002.png", "iter_000004.png"]
     assert Image.open(out / "samples" / samples[0]).size == (3 * 32, 2 * 24)
@@ -170,21 +172,25 @@ def test_training_run_writes_reference_checkpoints_state_samples_and_log(
 
 
 def test_same_seed_same_weights_and_resume_continues(tiny_gta5: Path, tiny_cityscapes: Path, tmp_path: Path) -> None:
-    runs = [train_cyclegan(tiny_config(tiny_gta5, tiny_cityscapes, tmp_path / f"run{i}", iterations=3)) for i in (0, 1)]
+    configs = [tiny_config(tiny_gta5, tiny_cityscapes, tmp_path / f"run{i}", iterations=3) for i in (0, 1)]
+    runs = [train_cyclegan(config, keep_train_state=True) for config in configs]
     first, second = (torch.load(r / "latest_net_G_A.pth", weights_only=True) for r in runs)
     assert all(torch.equal(first[k], second[k]) for k in first)
 
-    resumed = train_cyclegan(tiny_config(tiny_gta5, tiny_cityscapes, runs[0], iterations=5), resume=True)
+    # a finished run that kept its training state can be trained further
+    resumed = train_cyclegan(
+        tiny_config(tiny_gta5, tiny_cityscapes, runs[0], iterations=5), resume=True, keep_train_state=True
+    )
     assert torch.load(resumed / "latest_train_state.pt", weights_only=True)["iteration"] == 5
     assert not torch.equal(
         torch.load(resumed / "latest_net_G_A.pth", weights_only=True)["model.1.weight"], first["model.1.weight"]
     )
-    with pytest.raises(UserError, match="ngf"):
+    with pytest.raises(UserError, match="--ngf 4, this one 8"):
         train_cyclegan(tiny_config(tiny_gta5, tiny_cityscapes, runs[0], ngf=8, iterations=6), resume=True)
     # another data order or pooled-image size would not continue the same run
     for changed, message in (
         ({"seed": 7}, "--seed 0, this one 7"),
-        ({"crop_size": (24, 24)}, r"--crop-size \[32, 24\]"),
+        ({"crop_size": (24, 24)}, "--crop-size 32x24, this one 24x24"),  # as typed, not [32, 24]
     ):
         with pytest.raises(UserError, match=message):
             train_cyclegan(tiny_config(tiny_gta5, tiny_cityscapes, runs[0], iterations=6, **changed), resume=True)
@@ -233,8 +239,9 @@ def test_cli_trains_and_reports_bad_input_in_one_line(tiny_gta5: Path, tiny_city
         "train-cyclegan", "--source", tiny_gta5, "--target", tiny_cityscapes, "--output", out, *args, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    assert {p.name for p in out.iterdir()} >= {*NET_FILES, "latest_train_state.pt", "config.json", "train.log"}
-    assert json.loads((out / "config.json").read_text())["config"]["crop_size"] == [32, 24]
+    assert {p.name for p in out.iterdir()} >= {*NET_FILES, "finished.json", "config.json", "train.log"}
+    config = json.loads((out / "config.json").read_text())["config"]
+    assert config["crop_size"] == [32, 24] and config["num_workers"] == 0  # --num-workers: the hidden old --workers
 
     missing = tmp_path / "no-such-gta5"
     bad = run_cli(

@@ -7,8 +7,8 @@ The whole process group is killed, as a scheduler or the OOM killer would end a 
 nothing a reader picks up is partial: every visible .pt/.pth loads with torch.load(weights_only=True), every .onnx
 parses, every PNG decodes, every JSON parses. The reference run is made in the folder the killed runs then use, and
 moved aside, so the paths recorded in configs and states are the same and files compare byte for byte. Compared: every
-network file (latest, numbered) and both training states. Then a damaged latest state, both states damaged, and a rerun
-without --resume.
+network file (latest, numbered) and both training states (kept with --keep-train-state). Then a damaged latest state,
+both states damaged, and a rerun without --resume.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def cyclegan_argv(domains: tuple[Path, Path], out: Path) -> list:
         "train-cyclegan", "--source", domains[0], "--target", domains[1], "--output", out,
         "--ngf", 4, "--n-blocks", 1, "--ndf", 4, "--load-width", 64, "--crop-size", "32x32", "--batch-size", 2,
         "--iterations", CYCLEGAN_ITERATIONS, "--decay-iterations", 6, "--save-every", 3, "--sample-every", 4,
-        "--log-every", 1, "--num-workers", 0, "--threads", 1, "--device", "cpu", "--seed", 3,
+        "--log-every", 1, "--workers", 0, "--threads", 1, "--device", "cpu", "--seed", 3, "--keep-train-state",
     ]  # fmt: skip
 
 
@@ -55,7 +55,7 @@ def test_train_cyclegan_killed_at_seeded_iterations_resumes_byte_identical(cycle
     log = tmp_path / "stderr.log"
     points = kill_points(1, 2 * CYCLEGAN_ITERATIONS // 3, 5, SEED)
     triggers = [
-        (f"iteration {n}", lambda n=n: lambda p=LogProgress(out / "train.log", r"^iter (\d+) "): p() >= n)
+        (f"iteration {n}", lambda n=n: lambda p=LogProgress(out / "train.log", r"cyclegan: iteration (\d+):"): p() >= n)
         for n in points
     ]
     triggers[0:0] = [("startup", lambda: lambda: (out / "config.json").exists())]

@@ -165,6 +165,23 @@ def test_state_files_keep_the_previous_generation_and_fall_back_to_it(tmp_path, 
         load_train_state(tmp_path, FMT, ("iteration",))
 
 
+def test_a_save_renames_the_latest_state_to_previous_and_copies_nothing(tmp_path, monkeypatch):
+    """Each save writes one state: the old latest becomes the previous by a rename (same file), also where the file
+    system has no hard links (simulated; the old rotation then copied the whole state, ~320 MB for resnet50)."""
+
+    def no_hard_links(*args, **kwargs):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr("os.link", no_hard_links)
+    save_train_state({"format": FMT, "iteration": 3}, tmp_path)
+    first = (tmp_path / LATEST_STATE).stat().st_ino
+    save_train_state({"format": FMT, "iteration": 6}, tmp_path)
+    assert (tmp_path / PREVIOUS_STATE).stat().st_ino == first  # the same file, renamed, not a copy
+    assert torch.load(tmp_path / PREVIOUS_STATE, weights_only=True)["iteration"] == 3
+    assert torch.load(tmp_path / LATEST_STATE, weights_only=True)["iteration"] == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST_STATE, PREVIOUS_STATE]  # no partial left
+
+
 # --- CycleGAN ------------------------------------------------------------------------------------------------------
 
 
@@ -179,8 +196,9 @@ def cyclegan_config(source: Path, target: Path, output: Path) -> CycleGANConfig:
 
 @pytest.fixture
 def cyclegan_reference(tiny_gta5: Path, tiny_cityscapes: Path, tmp_path: Path) -> dict[str, bytes]:
-    """The files of an uninterrupted run, trained in the folder the resumed runs use (configs record it)."""
-    run = train_cyclegan(cyclegan_config(tiny_gta5, tiny_cityscapes, tmp_path / "run"))
+    """The files of an uninterrupted run, trained in the folder the resumed runs use (configs record it), with its
+    training states kept so that they are compared too."""
+    run = train_cyclegan(cyclegan_config(tiny_gta5, tiny_cityscapes, tmp_path / "run"), keep_train_state=True)
     files = pth_bytes(run)
     run.rename(tmp_path / "reference")
     return files
@@ -195,7 +213,7 @@ def test_cyclegan_interrupted_twice_resumes_bit_identical(
         with pytest.raises(Interrupted):
             train_cyclegan(config, resume=True)
         monkeypatch.undo()
-    train_cyclegan(config, resume=True)
+    train_cyclegan(config, resume=True, keep_train_state=True)
     assert set(NETS) <= set(cyclegan_reference)
     assert pth_bytes(config.output) == cyclegan_reference  # every net, numbered net and both states, byte for byte
 
@@ -210,10 +228,27 @@ def test_cyclegan_resumes_from_the_previous_state_when_the_latest_is_damaged(
     monkeypatch.undo()
     latest = config.output / LATEST_STATE
     latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
-    train_cyclegan(config, resume=True)
+    train_cyclegan(config, resume=True, keep_train_state=True)
     # from iteration 4: the saves at 6 (no rotation: the damaged file was set aside), 8 and 9 give every file back
     assert pth_bytes(config.output) == cyclegan_reference
     assert (config.output / f"{LATEST_STATE}.damaged").exists()
+
+
+def test_cyclegan_killed_while_finishing_resumes_to_the_same_networks_and_no_state(
+    tiny_gta5: Path, tiny_cityscapes: Path, tmp_path: Path, cyclegan_reference, monkeypatch
+):
+    """Without --keep-train-state the last iteration saves no state: a kill after its network files and before
+    finished.json resumes from the last periodic state (iteration 8) and redoes iteration 9 to the same bytes."""
+    config = cyclegan_config(tiny_gta5, tiny_cityscapes, tmp_path / "run")
+    interrupt_after(monkeypatch, cyclegan, "write_finished", 0)
+    with pytest.raises(Interrupted):
+        train_cyclegan(config)
+    monkeypatch.undo()
+    assert torch.load(config.output / LATEST_STATE, weights_only=True)["iteration"] == 8
+    assert not (config.output / "finished.json").exists()
+    train_cyclegan(config, resume=True)
+    nets = {name: data for name, data in cyclegan_reference.items() if name.endswith(".pth")}
+    assert pth_bytes(config.output) == nets  # every network file, and no training state left
 
 
 # --- segmenter -----------------------------------------------------------------------------------------------------
@@ -248,7 +283,7 @@ def test_segmenter_interrupted_and_damaged_resumes_bit_identical(tmp_path: Path,
     latest = config.output_dir / LATEST_STATE
     assert torch.load(latest, weights_only=True)["iteration"] == 6
     latest.write_bytes(b"\x00" * 64)
-    train_segmenter(config, resume=True)
+    train_segmenter(config, resume=True, keep_train_state=True)
     for name in SEGMENTER_FILES:
         assert (config.output_dir / name).read_bytes() == reference[name], name
     timing = ("seconds", "train_seconds", "train_images_per_second")
@@ -261,6 +296,8 @@ def test_segmenter_interrupted_and_damaged_resumes_bit_identical(tmp_path: Path,
         train_segmenter(config)
     with pytest.raises(UserError, match="used --batch-size 2, this one 3"):
         train_segmenter(dataclasses.replace(config, batch_size=3), resume=True)
+    with pytest.raises(UserError, match="used --crop-size 32x24, this one full;"):  # as typed, not [32, 24] / None
+        train_segmenter(dataclasses.replace(config, crop_size=None), resume=True)
 
 
 def segmenter_history_without_timings(text: str, timing: tuple[str, ...]) -> dict:

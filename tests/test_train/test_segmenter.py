@@ -254,7 +254,7 @@ def test_cli_trains_and_prints_the_best_checkpoint(tmp_path):
     out = tmp_path / "out"
     result = run_train_segmenter(
         "--data", str(data), "--output", str(out), "--scale", "1", "--crop-size", "full", "--batch-size", "2",
-        "--iterations", "2", "--optimizer", "adamw", "--lr", "1e-3", "--num-workers", "0", "--device", "cpu",
+        "--iterations", "2", "--optimizer", "adamw", "--lr", "1e-3", "--workers", "0", "--device", "cpu",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(out / "best.pt")

@@ -7,8 +7,8 @@ redoes from the last save. The whole process group is killed, as a scheduler or 
 workers. After every kill, nothing a reader picks up is partial: every visible .pt/.pth loads with
 torch.load(weights_only=True), every .onnx parses, every PNG decodes, every JSON parses. The reference run is made in
 the folder the killed runs then use, and moved aside, so the paths recorded in configs and states are the same and files
-compare byte for byte. Compared: best.pt and last.pt byte for byte; the training state and history.json record
-wall-clock seconds, so they are compared without those fields (tensors exactly).
+compare byte for byte. Compared: best.pt and last.pt byte for byte; the training state (kept with --keep-train-state)
+and history.json record wall-clock seconds, so they are compared without those fields (tensors exactly).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def segmenter_argv(data: Path, out: Path) -> list:
         "train-segmenter", "--data", data, "--output", out, "--scale", 0.5, "--crop-size", "32x24",
         "--batch-size", 2, "--iterations", SEGMENTER_ITERATIONS, "--optimizer", "adamw", "--lr", 1e-3,
         "--val-fraction", 0.25, "--val-every", 4, "--save-every", 3, "--precise-bn-batches", 2, "--log-every", 1,
-        "--num-workers", 0, "--device", "cpu", "--seed", 2,
+        "--workers", 0, "--device", "cpu", "--seed", 2, "--keep-train-state",
     ]  # fmt: skip
 
 

@@ -7,17 +7,32 @@ from pathlib import Path
 import click
 
 from uda_trt.runtime.jobs.cli import SIZE, setup_logging
+from uda_trt.train.commands.options import (
+    exit_stopped,
+    finished_already,
+    keep_train_state_option,
+    resolve_workers,
+    workers_options,
+)
+from uda_trt.train.run_folder import CYCLEGAN_FINISHED, CYCLEGAN_FIXED
+from uda_trt.train.stopping import StopRequest, TrainingStopped
 
 EPILOG = """\b
 Writes into --output: latest_net_G_A.pth (source -> target, the file to export), latest_net_G_B.pth,
 latest_net_D_A.pth, latest_net_D_B.pth and ITER_net_*.pth every --save-every iterations (bare state_dicts
-with the reference implementation's key names), latest_train_state.pt and previous_train_state.pt (for
---resume), config.json, train.log and samples/iter_NNNNNN.png (real A, fake B, rec A / real B, fake A, rec B).
+with the reference implementation's key names), config.json, train.log (timestamped lines) and
+samples/iter_NNNNNN.png (real A, fake B, rec A / real B, fake A, rec B). While the run goes on, also
+latest_train_state.pt and previous_train_state.pt (for --resume; each save writes one state, about 3x the
+size of the four networks); when it finishes they are removed (--keep-train-state keeps them) and
+finished.json records the finished run.
 \b
-A killed or interrupted run is continued by the same command plus --resume: it restarts from the last saved
-state (every --save-every iterations), redoes the iterations since, and on the CPU ends with the same bytes as an
-uninterrupted run. A damaged latest state falls back to the previous one (one warning line). Without --resume an
---output that holds a run is refused, so a run is never overwritten by accident.
+Ctrl-C or SIGTERM (what schedulers send before preempting a job) finishes the iteration in progress, saves the
+training state, prints the command that continues the run and exits 130 / 143; a second signal stops at once
+without saving. A killed or interrupted run is continued by the same command plus --resume: it restarts from the
+last saved state (every --save-every iterations, or the one saved on the signal), redoes the iterations since,
+and on the CPU ends with the same bytes as an uninterrupted run. A damaged latest state falls back to the previous
+one (one warning line). --resume of a finished run returns at once. Without --resume an --output that holds a run
+is refused, so a run is never overwritten by accident.
 \b
 Example (demo-sized):
   train-cyclegan --source data/gta5 --target data/cityscapes --output runs/cyclegan \\
@@ -91,15 +106,23 @@ Example (demo-sized):
     default=5000,
     help="Write ITER_net_*.pth, latest_net_*.pth and the training state every N iterations (and at the end).",
 )
-@click.option("--log-every", type=click.IntRange(min=1), default=100, help="Write a loss line to train.log every N.")
-@click.option("--num-workers", type=click.IntRange(min=0), default=2, help="Data-loading worker processes.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch CPU threads. Default: all cores.")
+@click.option(
+    "--log-every", type=click.IntRange(min=1), default=100, help="Log the losses (train.log, stderr) every N."
+)
+@workers_options
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch intra-op threads (CPU math in the training process). Default: the cores this process may use.",
+)
 @click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
     default="auto",
     help="Where to train; auto uses a CUDA GPU when there is one.",
 )
+@keep_train_state_option
 @click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
 def main(**options) -> None:
     """Train a CycleGAN with the reference implementation's networks, losses and defaults.
@@ -108,7 +131,12 @@ def main(**options) -> None:
     scaled to --load-width keeping their aspect ratio, randomly cropped to --crop-size and flipped.
     """
     setup_logging(options.pop("verbose"))
-    resume = options.pop("resume")
+    resume, keep_train_state = options.pop("resume"), options.pop("keep_train_state")
+    resolve_workers(options)
+    output = options["output"]
+    if finished_already(output, resume, CYCLEGAN_FINISHED, options, CYCLEGAN_FIXED):
+        click.echo(f"CycleGAN written to {output} (export {output / 'latest_net_G_A.pth'})")
+        return
     if options["device"] == "cuda":
         import torch
 
@@ -120,7 +148,10 @@ def main(**options) -> None:
 
     config = CycleGANConfig(**options)
     try:
-        output = train_cyclegan(config, resume=resume)
+        with StopRequest() as stop:
+            output = train_cyclegan(config, resume=resume, keep_train_state=keep_train_state, stop=stop)
     except TrainingFailed as exc:
         raise click.ClickException(str(exc)) from None
+    except TrainingStopped as stopped:
+        exit_stopped(stopped)
     click.echo(f"CycleGAN written to {output} (export {output / 'latest_net_G_A.pth'})")

@@ -1,4 +1,8 @@
-"""`train-segmenter`: train a torchvision segmenter on GTA5- or Cityscapes-layout data (see train.segmenter)."""
+"""`train-segmenter`: train a torchvision segmenter on GTA5- or Cityscapes-layout data (see train.segmenter).
+
+Every option's value is checked by click (types and ranges) and the dataset by `check_dataset` before torch is
+imported, so --help and a mistyped value answer at once, in click's one-line style (exit 2).
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,40 @@ import click
 from uda_trt.runtime.datasets import detect_layout, samples_for
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import SIZE, setup_logging
+from uda_trt.train.commands.options import (
+    exit_stopped,
+    finished_already,
+    keep_train_state_option,
+    resolve_workers,
+    workers_options,
+)
+from uda_trt.train.run_folder import SEGMENTER_FINISHED, SEGMENTER_FIXED
+from uda_trt.train.stopping import StopRequest, TrainingStopped
 
 ARCHITECTURES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
+POSITIVE = click.FloatRange(min=0, min_open=True)
+
+EPILOG = """\b
+Examples:
+  train-segmenter --data data/gta5 --output runs/seg-source            (real data, torchvision-style defaults)
+  train-segmenter --data data/gta5 --arch deeplabv3_resnet50 --pretrained-backbone --output runs/seg
+  train-segmenter --data demo/gta5 --scale 1 --crop-size full --batch-size 16 --iterations 400 \\
+                  --optimizer adamw --lr 1e-2 --workers 0 --output runs/demo-seg   (from scratch, CPU budget)
+
+\b
+Writes in --output: best.pt (best on the held-out part), last.pt, config.json, history.json, train.log (timestamped
+lines), samples/. best.pt and last.pt feed `export-trt`. While the run goes on, also latest_train_state.pt and
+previous_train_state.pt (for --resume), saved every --save-every iterations and after every held-out score (so a
+kill never loses a score): each save writes one state, about 2x the model's weights with sgd and 3x with adamw
+(~320 MB for deeplabv3_resnet50 with sgd), and each held-out score that improves also writes best.pt. When the run
+finishes the states are removed (--keep-train-state keeps them) and finished.json records the finished run.
+\b
+Ctrl-C or SIGTERM (what schedulers send before preempting a job) finishes the iteration in progress, saves the
+training state, prints the command that continues the run and exits 130 / 143; a second signal stops at once
+without saving. A killed or interrupted run is continued by the same command plus --resume: it restarts from the
+last saved state, redoes the iterations since, and on the CPU writes the same best.pt and last.pt bytes as an
+uninterrupted run. A damaged latest state falls back to the previous one (one warning line). --resume of a
+finished run returns at once. Without --resume an --output that holds a run is refused."""
 
 
 class CropSize(click.ParamType):
@@ -34,24 +70,7 @@ def check_dataset(root: Path, layout: str, split: str) -> None:
     samples_for(root, detected, split, require_labels=True)
 
 
-@click.command(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
-    epilog="""\b
-Examples:
-  train-segmenter --data data/gta5 --output runs/seg-source            (real data, torchvision-style defaults)
-  train-segmenter --data data/gta5 --arch deeplabv3_resnet50 --pretrained-backbone --output runs/seg
-  train-segmenter --data demo/gta5 --scale 1 --crop-size full --batch-size 16 --iterations 400 \\
-                  --optimizer adamw --lr 1e-2 --num-workers 0 --output runs/demo-seg   (from scratch, CPU budget)
-
-\b
-Writes in --output: best.pt (best on the held-out part), last.pt, config.json, history.json, train.log, samples/,
-and latest_train_state.pt / previous_train_state.pt (for --resume). best.pt and last.pt feed `export-trt`.
-\b
-A killed or interrupted run is continued by the same command plus --resume: it restarts from the last saved state
-(every --save-every iterations and after every held-out score), redoes the iterations since, and on the CPU writes
-the same best.pt and last.pt bytes as an uninterrupted run. A damaged latest state falls back to the previous one
-(one warning line). Without --resume an --output that holds a run is refused.""",
-)
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}, epilog=EPILOG)
 @click.option(
     "--data",
     "data_root",
@@ -60,7 +79,11 @@ the same best.pt and last.pt bytes as an uninterrupted run. A damaged latest sta
     help="Dataset root: GTA5 layout (images/, labels/) or Cityscapes layout (leftImg8bit/, gtFine/).",
 )
 @click.option(
-    "--output", "output_dir", required=True, type=click.Path(path_type=Path), help="Folder for checkpoints and logs."
+    "--output",
+    "output_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder for checkpoints, logs and the training state.",
 )
 @click.option(
     "--layout",
@@ -80,7 +103,7 @@ the same best.pt and last.pt bytes as an uninterrupted run. A damaged latest sta
 )
 @click.option(
     "--scale",
-    type=float,
+    type=POSITIVE,
     default=0.5,
     show_default=True,
     help="Working scale: images are resized by it for training; export uses it at inference.",
@@ -92,9 +115,15 @@ the same best.pt and last.pt bytes as an uninterrupted run. A damaged latest sta
     show_default=True,
     help="Random crop at the working scale (padded with ignore where the image is smaller); 'full' = no crop.",
 )
-@click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option(
-    "--iterations", type=int, default=20000, show_default=True, help="Training budget in iterations (batches)."
+    "--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Training images per iteration."
+)
+@click.option(
+    "--iterations",
+    type=click.IntRange(min=1),
+    default=20000,
+    show_default=True,
+    help="Training budget in iterations (batches).",
 )
 @click.option(
     "--optimizer",
@@ -103,21 +132,30 @@ the same best.pt and last.pt bytes as an uninterrupted run. A damaged latest sta
     show_default=True,
     help="sgd: momentum 0.9, as the torchvision references; adamw learns faster from scratch on a small budget.",
 )
-@click.option("--lr", type=float, default=0.01, show_default=True, help="Peak learning rate (poly decay to 0).")
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
+@click.option("--lr", type=POSITIVE, default=0.01, show_default=True, help="Peak learning rate (poly decay to 0).")
 @click.option(
-    "--val-fraction",
-    type=float,
-    default=0.1,
+    "--weight-decay",
+    type=click.FloatRange(min=0),
+    default=1e-4,
     show_default=True,
-    help="Fraction of the TRAINING data held out to pick best.pt (never the evaluation set).",
+    help="Weight decay: an L2 penalty with sgd, decoupled decay with adamw (0 = none).",
 )
 @click.option(
-    "--val-every", type=int, default=None, help="Iterations between held-out scores [default: iterations/10]."
+    "--val-fraction",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="Fraction of the TRAINING data held out to pick best.pt (never the evaluation set; 0 = none, best = last).",
+)
+@click.option(
+    "--val-every",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Iterations between held-out scores [default: iterations/10].",
 )
 @click.option(
     "--precise-bn-batches",
-    type=int,
+    type=click.IntRange(min=0),
     default=8,
     show_default=True,
     help="Training batches that re-estimate BatchNorm statistics before each held-out score and save (0 = off).",
@@ -125,22 +163,27 @@ the same best.pt and last.pt bytes as an uninterrupted run. A damaged latest sta
 @click.option(
     "--seed", type=int, default=0, show_default=True, help="Seeds the held-out split, crops, flips and weights."
 )
-@click.option("--num-workers", type=int, default=2, show_default=True, help="Data-loading processes (0 = in process).")
+@workers_options
 @click.option(
     "--save-every",
-    type=int,
+    type=click.IntRange(min=1),
     default=500,
     show_default=True,
     help="Write the training state every N iterations (it is also written after every held-out score).",
 )
 @click.option(
-    "--log-every", type=int, default=100, show_default=True, help="Write a loss line to train.log every N iterations."
+    "--log-every",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Log one batch's loss (train.log, stderr) every N iterations.",
 )
 @click.option(
     "--resume",
     is_flag=True,
     help="Continue the run in --output from its training state (start it if there is none yet).",
 )
+@keep_train_state_option
 @click.option(
     "--pretrained-backbone",
     is_flag=True,
@@ -161,14 +204,22 @@ def main(verbose: bool, **options) -> None:
     that scores best (mIoU) on a held-out part of the training data is kept as best.pt.
     """
     setup_logging(verbose)
+    resolve_workers(options)
+    resume, keep_train_state = options.pop("resume"), options.pop("keep_train_state")
     check_dataset(options["data_root"], options["layout"], options["split"])
-    # torch is imported here, after the cheap checks, so --help and user errors stay fast.
+    output = options["output_dir"]
+    if finished_already(output, resume, SEGMENTER_FINISHED, options, SEGMENTER_FIXED):
+        click.echo(str(output / "best.pt"))
+        return
+    # torch is imported here, after the cheap checks, so --help, user errors and finished runs answer at once.
     from uda_trt.train.segmenter import SegmenterConfig, TrainingDiverged, train_segmenter
 
-    resume = options.pop("resume")
     config = SegmenterConfig(**options)
     try:
-        best = train_segmenter(config, resume=resume)
+        with StopRequest() as stop:
+            best = train_segmenter(config, resume=resume, keep_train_state=keep_train_state, stop=stop)
     except TrainingDiverged as error:
         raise click.ClickException(str(error)) from error
+    except TrainingStopped as stopped:
+        exit_stopped(stopped)
     click.echo(str(best))
