@@ -1,4 +1,8 @@
-"""The run-uda report: report.json (every figure), report.md (for people) and PNG figures, in one folder."""
+"""The run-uda report: report.json (every figure), report.md (for people) and PNG figures, in one folder.
+
+report.md explains itself: what the data and image sizes were, how long each stage trained, the curves, and beside
+every "n/a" why the figure is undefined. A smoke-preset report says first that its numbers mean nothing.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,35 @@ from pathlib import Path
 
 import numpy as np
 
+from uda_trt.benchmarks.curves import study_curves
+from uda_trt.benchmarks.figures import (
+    ARM_TITLES,
+    CURVES_FIGURE,
+    SAMPLES_FIGURE,
+    VOID_LABEL,
+    write_sample_grid,
+    write_training_curves,
+)
+from uda_trt.benchmarks.presets import PRESETS
+from uda_trt.benchmarks.study_data import sizes_text, study_images
 from uda_trt.runtime.jobs.files import atomic_write_text, write_json
-from uda_trt.runtime.labels import CLASS_NAMES, colorize
+from uda_trt.runtime.labels import CLASS_NAMES
 from uda_trt.runtime.sidecar import file_sha256
 
-GRID_ROWS = 4
-ARM_TITLES = {"source_only": "source-only", "adapted": "adapted", "oracle": "oracle"}
+__all__ = ["ARM_TITLES", "gap_closed", "machine_info", "summarize", "write_seeds_report", "write_study_report"]
+
+# Presets whose numbers mean nothing, and what the report says about it before anything else.
+PLUMBING_ONLY = {
+    "smoke": "> **Smoke preset: a plumbing check only.** It trains for a few iterations on a handful of tiny "
+    "images to show that every stage runs; none of the numbers below means anything about domain adaptation. "
+    "Use `--preset demo` (synthetic data) or `--preset full` (real data) for a study."
+}
+NA_CLASS = (
+    "n/a in this table: the class is in neither the ground truth of the scored val images nor this arm's "
+    "predictions, so its IoU is undefined (0/0); like the official Cityscapes evaluator, the mIoU leaves it out. "
+    "(A class that is predicted but absent from the ground truth scores 0, not n/a.)"
+)
+NA_SCORE = "n/a in this table: no val pixel could be scored for that arm (see its eval/ARM/metrics.json skips)."
 
 
 def gap_closed(source_only: float, adapted: float, oracle: float | None) -> float | None:
@@ -23,6 +50,22 @@ def gap_closed(source_only: float, adapted: float, oracle: float | None) -> floa
     if oracle is None or not math.isfinite(oracle) or oracle <= source_only:
         return None
     return (adapted - source_only) / (oracle - source_only)
+
+
+def gap_closed_na_reason(miou: dict[str, float]) -> str:
+    """Why the fraction of the gap closed is n/a for these mIoUs (call only when it is)."""
+    oracle = miou.get("oracle")
+    if oracle is None:
+        return (
+            "n/a: there is no oracle arm (a segmenter trained on labelled target train images); run-uda trains one "
+            "only with its synthetic data, so with --source/--target it compares source-only and adapted only."
+        )
+    if not math.isfinite(oracle):
+        return "n/a: the oracle's mIoU is undefined (nothing of target val could be scored)."
+    return (
+        f"n/a: the oracle ({_fmt(oracle)}) did not beat source-only ({_fmt(miou['source_only'])}), so there is no "
+        "gap to close (expected only from a tiny budget such as the smoke preset's)."
+    )
 
 
 def machine_info() -> dict:
@@ -58,47 +101,154 @@ def _fmt(value: float | None, percent: bool = True) -> str:
     return f"{100 * value:.1f}" if percent else f"{value:.2f}"
 
 
-def _per_class_table(arms: dict[str, dict]) -> list[str]:
-    names = list(arms)
-    lines = ["| class | " + " | ".join(ARM_TITLES[a] for a in names) + " |", "|---" * (len(names) + 1) + "|"]
-    for index, name in enumerate(CLASS_NAMES):
-        cells = [_fmt(arms[a]["metrics"]["per_class"][index]["iou"]) for a in names]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return lines
+def _size(size) -> str:
+    return "as exported" if size is None else f"{size[0]}x{size[1]}"
 
 
-def write_markdown(out: Path, report: dict) -> None:
-    """report.md: the headline, per-class IoU, stage times, and where the configs are."""
+def _headline(report: dict) -> list[str]:
     summary, arms = report["summary"], report["arms"]
-    synthetic = report["study"]["source_root"] is None
-    data = "built-in synthetic GTA5-like -> Cityscapes-like" if synthetic else "user GTA5 -> Cityscapes datasets"
-    lines = [
-        f"# UDA study: {report['study']['preset']} preset, seed {report['study']['seed']}",
-        "",
-        f"Data: {data}. Target-val mIoU (19 Cityscapes classes, %), every number from the real code paths.",
-        "",
-        "| arm | mIoU | pixel acc. | mean acc. |",
-        "|---|---|---|---|",
-    ]
+    lines = ["| arm | mIoU | pixel acc. | mean acc. |", "|---|---|---|---|"]
+    cells = []
     for arm, entry in arms.items():
         m = entry["metrics"]
-        lines.append(
-            f"| {ARM_TITLES[arm]} | {_fmt(m['mean_iou'])} | {_fmt(m['pixel_accuracy'])} | {_fmt(m['mean_accuracy'])} |"
-        )
+        row = [_fmt(m["mean_iou"]), _fmt(m["pixel_accuracy"]), _fmt(m["mean_accuracy"])]
+        cells += row
+        lines.append(f"| {ARM_TITLES[arm]} | " + " | ".join(row) + " |")
+    lines += ["", NA_SCORE] if "n/a" in cells else []
     lines += [
         "",
         f"Adapted minus source-only: {_fmt(summary['adapted_minus_source_only'])} mIoU points; "
         f"fraction of the source-only-to-oracle gap closed: {_fmt(summary['gap_closed'], percent=False)}.",
+    ]
+    if summary["gap_closed"] is None:
+        lines += ["", gap_closed_na_reason(summary["miou"])]
+    return lines
+
+
+def _data_section(report: dict) -> list[str]:
+    """Image counts and sizes of every set the study used, the translation working size, what val scored."""
+    images = report["images"]
+    oracle = " and the oracle's training data" if "oracle" in report["arms"] else ""
+    rows = [
+        ("source (GTA5 layout): the source-only arm's training data", images["source"]),
+        ("translated source: the adapted arm's training data", images["translated"]),
+        (f"target train: CycleGAN's target domain{oracle}", images["target_train"]),
+        (f"target val ({report['study']['cityscapes_val_split']}): what every arm is scored on", images["target_val"]),
+    ]
+    lines = ["## Data", "", "| images | count | size (WxH) |", "|---|---|---|"]
+    lines += [f"| {what} | {entry['count']} | {sizes_text(entry)} |" for what, entry in rows]
+    scored = {arm: (e["metrics"]["images_scored"], e["metrics"]["images_skipped"]) for arm, e in report["arms"].items()}
+    if len(set(scored.values())) == 1:
+        count, skipped = next(iter(scored.values()))
+        scored_text = f"{count} val images scored by every arm ({skipped} skipped)"
+    else:
+        scored_text = "; ".join(f"{ARM_TITLES[a]} {c} scored ({s} skipped)" for a, (c, s) in scored.items())
+    lines += [
+        "",
+        f"Translation working size: {_size(report['preset']['translate_size'])} (CycleGAN translates every source "
+        "image at this size; batch-translate writes the result at the size in the table). The segmenters are scored "
+        f"at each val image's full size. Val: {scored_text}. Sizes are read from the first image files of each set.",
+    ]
+    return lines
+
+
+def _budget_section(report: dict) -> list[str]:
+    """Iterations of each training stage, with the settings that make them comparable between studies."""
+    study, preset = report["study"], report["preset"]
+    cyclegan, trained = preset["cyclegan"], report.get("cyclegan_training", {})
+    segmenter = preset["segmenter"]
+    first_arm = next(iter(report["arms"].values()))
+    seg_training = first_arm.get("training", {})
+
+    def origin(flag: str, override: int | None, stage: str) -> str:
+        if override is None:
+            return ""
+        own = PRESETS[preset["name"]]
+        return f" (set by {flag}; the {preset['name']} preset trains {getattr(own, stage)['iterations']})"
+
+    iterations, decay = cyclegan["iterations"], cyclegan.get("decay_iterations") or 0
+    cyclegan_origin = origin("--cyclegan-iterations", study.get("cyclegan_iterations"), "cyclegan")
+    segmenter_origin = origin("--segmenter-iterations", study.get("segmenter_iterations"), "segmenter")
+    crop = segmenter.get("crop_size")
+    lines = [
+        "## Training budget",
+        "",
+        "| stage | iterations | setup |",
+        "|---|---|---|",
+        f"| CycleGAN | {iterations}{cyclegan_origin} | "
+        f"{iterations - decay} at the base learning rate, then {decay} decaying linearly to 0; batch "
+        f"{cyclegan['batch_size']}, {_size(cyclegan['crop_size'])} crops of images scaled to width "
+        f"{cyclegan['load_width']}; ResNet generator ngf {cyclegan['ngf']} with {cyclegan['n_blocks']} residual "
+        "block(s); on "
+        f"{trained.get('device', 'n/a (not recorded)')} |",
+        f"| each segmenter arm | {segmenter['iterations']}{segmenter_origin} | {segmenter['architecture']}, "
+        f"batch {segmenter['batch_size']}, {_size(crop) if crop else 'whole-image'} crops at scale "
+        f"{segmenter['scale']}, {segmenter['optimizer']} lr {segmenter['lr']}; held-out score every "
+        f"{seg_training.get('val_every_resolved', 'n/a')} iterations on {seg_training.get('heldout_samples', 'n/a')} "
+        f"held-out training images; on {seg_training.get('device_resolved', 'n/a (not recorded)')} |",
+        "",
+        "Every arm trains with the same settings; the arms differ only in their data.",
+    ]
+    return lines
+
+
+def _curves_section(report: dict) -> list[str]:
+    logged = report["curves"]["cyclegan"]["iteration"]
+    every = report["preset"]["cyclegan"].get("log_every", 100)
+    return [
+        "## Training curves",
+        "",
+        f"![training curves]({CURVES_FIGURE})",
+        "",
+        f"CycleGAN losses from cyclegan/train.log ({len(logged)} points, logged every {every} iteration(s)). Held-out "
+        "mIoU is each segmenter's score on the held-out part of its own training data (it chooses best.pt; target "
+        "val is never used for that); training loss is the mean since the previous held-out score. The values are "
+        "in report.json under `curves`.",
+    ]
+
+
+def _per_class_table(arms: dict[str, dict]) -> list[str]:
+    names = list(arms)
+    lines = ["| class | " + " | ".join(ARM_TITLES[a] for a in names) + " |", "|---" * (len(names) + 1) + "|"]
+    any_na = False
+    for index, name in enumerate(CLASS_NAMES):
+        cells = [_fmt(arms[a]["metrics"]["per_class"][index]["iou"]) for a in names]
+        any_na = any_na or "n/a" in cells
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return [*lines, "", NA_CLASS] if any_na else lines
+
+
+def write_markdown(out: Path, report: dict) -> None:
+    """report.md: the headline, data and sizes, budget, curves, per-class IoU, samples, stage times."""
+    study = report["study"]
+    synthetic = study["source_root"] is None
+    data = "built-in synthetic GTA5-like -> Cityscapes-like" if synthetic else "user GTA5 -> Cityscapes datasets"
+    caveat = PLUMBING_ONLY.get(study["preset"])
+    lines = [
+        f"# UDA study: {study['preset']} preset, seed {study['seed']}",
+        "",
+        *([caveat, ""] if caveat else []),
+        f"Data: {data}. Target-val mIoU (19 Cityscapes classes, %), every number from the real code paths.",
+        "",
+        *_headline(report),
+        "",
+        *_data_section(report),
+        "",
+        *_budget_section(report),
+        "",
+        *_curves_section(report),
         "",
         "## Per-class IoU (%)",
         "",
-        *_per_class_table(arms),
+        *_per_class_table(report["arms"]),
         "",
         "## Samples",
         "",
-        "![samples](samples.png)",
+        f"![samples]({SAMPLES_FIGURE})",
         "",
-        "Columns: source image, its translation, a target-val image, its ground truth, then each arm's prediction.",
+        "Columns: source image, its translation, a target-val image, its ground truth, then each arm's prediction. "
+        f"The legend under the grid gives each class's colour (the Cityscapes train-ID palette); black is "
+        f"{VOID_LABEL} in the ground truth.",
         "",
         "## Stage times (s)",
         "",
@@ -108,56 +258,10 @@ def write_markdown(out: Path, report: dict) -> None:
         f"| total | {sum(report['stage_seconds'].values()):.1f} |",
         "",
         f"Machine: {report['machine']['platform']}, {report['machine']['cpu_count']} CPUs. "
-        "Resolved configs, artifact hashes and versions are in report.json.",
+        "Resolved configs, artifact hashes and versions are in report.json; the study's log is run-uda.log.",
         "",
     ]
     atomic_write_text(out / "report.md", "\n".join(lines))
-
-
-def write_sample_grid(out: Path, report: dict, target_root: Path, split: str) -> Path:
-    """samples.png: source / translated / target / ground truth / each arm's prediction, GRID_ROWS rows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from uda_trt.runtime.datasets import cityscapes_samples, samples_for
-    from uda_trt.runtime.imageio import read_label, read_rgb
-    from uda_trt.runtime.labels import label_ids_to_train_ids
-    from uda_trt.runtime.runners import open_runner
-
-    _, sources = samples_for(Path(report["arms"]["source_only"]["data"]), "gta5")
-    translated_root = Path(report["arms"]["adapted"]["data"])
-    targets = cityscapes_samples(target_root, split)
-    rows = min(GRID_ROWS, len(sources), len(targets))
-    arms = list(report["arms"])
-    predictions = {}
-    for arm in arms:
-        with open_runner(Path(report["arms"][arm]["artifact"])) as runner:
-            predictions[arm] = [runner.infer({"images": read_rgb(t.image)[None]})["labels"][0] for t in targets[:rows]]
-    titles = ["source", "translated", "target", "ground truth", *(ARM_TITLES[a] for a in arms)]
-    figure, axes = plt.subplots(rows, len(titles), figsize=(2.2 * len(titles), 1.4 * rows), squeeze=False)
-    for row in range(rows):
-        source, target = sources[row], targets[row]
-        translated = translated_root / source.image.relative_to(source.image.parents[1])
-        panels = [
-            read_rgb(source.image),
-            read_rgb(translated.with_suffix(".png")),
-            read_rgb(target.image),
-            colorize(label_ids_to_train_ids(read_label(target.label))),
-            *(colorize(predictions[arm][row]) for arm in arms),
-        ]
-        for column, panel in enumerate(panels):
-            axis = axes[row, column]
-            axis.imshow(panel)
-            axis.set_axis_off()
-            if row == 0:
-                axis.set_title(titles[column], fontsize=8)
-    figure.tight_layout()
-    path = out / "samples.png"
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
 
 
 def _hashes(report: dict) -> dict:
@@ -166,14 +270,19 @@ def _hashes(report: dict) -> dict:
 
 
 def write_study_report(out: Path, report: dict, target_root: Path, split: str) -> dict:
-    """Complete `report` (summary, machine, hashes, figure) and write report.json and report.md into `out`."""
+    """Complete `report` (summary, machine, hashes, image counts and sizes, curves, figures) and write
+    report.json and report.md into `out`."""
+    arms = report["arms"]
     report = {
         **report,
-        "summary": summarize(report["arms"]),
+        "summary": summarize(arms),
         "machine": machine_info(),
         "artifact_sha256": _hashes(report),
+        "images": study_images(Path(arms["source_only"]["data"]), Path(arms["adapted"]["data"]), target_root, split),
+        "curves": study_curves(out, list(arms)),
     }
-    report["figures"] = [write_sample_grid(out, report, target_root, split).name]
+    samples = write_sample_grid(out, report, target_root, split)
+    report["figures"] = [samples.name, write_training_curves(out, report["curves"]).name]
     write_json(out / "report.json", report)
     write_markdown(out, report)
     return report
@@ -203,15 +312,25 @@ def write_seeds_report(out: Path, reports: list[dict]) -> dict:
     diff = summary["adapted_minus_source_only"]
     payload = {"per_seed": per_seed, "summary": summary, "machine": machine_info()}
     write_json(out / "report.json", payload)
+    caveat = PLUMBING_ONLY.get(reports[0]["study"]["preset"])
+    gap_note = (
+        "n/a: no seed had a gap to close (no oracle arm, or the oracle did not beat source-only; each seed's "
+        "report says which)."
+        if summary["gap_closed_mean"] is None
+        else f"The mean is over the {len(gaps)} of {len(reports)} seeds with a gap to close."
+    )
     lines = [
         f"# UDA study over seeds {', '.join(map(str, summary['seeds']))}",
         "",
+        *([caveat, ""] if caveat else []),
         "| arm | mean mIoU (%) | std (%) |",
         "|---|---|---|",
         *[f"| {ARM_TITLES[a]} | {_fmt(v['mean'])} | {_fmt(v['std'])} |" for a, v in aggregate.items()],
         "",
         f"Adapted minus source-only: mean {_fmt(diff['mean'])}, min {_fmt(diff['min'])}, max {_fmt(diff['max'])} "
         f"mIoU points. Mean fraction of the gap closed: {_fmt(summary['gap_closed_mean'], percent=False)}.",
+        "",
+        gap_note,
         "",
         "Per-seed reports: "
         + ", ".join(f"[seed {r['study']['seed']}](seed_{r['study']['seed']}/report.md)" for r in reports),

@@ -9,17 +9,24 @@ are completed (OUT/data/synthetic.json), CycleGAN and segmenter training resume 
 finished one returns at once), an export is skipped when its sidecar records the sha256 of the checkpoint it came
 from and the ONNX file still matches, batch-translate resumes when its manifest records the same translator (and
 starts over when the translator changed), and evaluation is redone (cheap). OUT/study.json records what defines the
-study (preset, seed, data roots): a rerun that asks for another one is refused in one line, never mixed in.
+study (preset, seed, data roots, training iterations): a rerun that asks for another one is refused in one line, never
+mixed in. OUT/run-uda.log keeps the log lines of every run into OUT, timestamped, appended; each training stage logs
+its seconds per iteration and an ETA (benchmarks.progress).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from uda_trt.benchmarks.presets import PRESETS, Preset
+import click
+
+from uda_trt.benchmarks.presets import PRESETS, Preset, with_budget
+from uda_trt.benchmarks.progress import format_duration, logged_eta
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.files import write_json
 from uda_trt.runtime.jobs.folders import claim_output_folder, refuse_changed
@@ -30,7 +37,18 @@ log = logging.getLogger(__name__)
 
 ARMS = ("source_only", "adapted", "oracle")
 STUDY_FILE = "study.json"
-_STUDY_FLAGS = {"preset": "--preset", "seed": "--seed", "source_root": "--source", "target_root": "--target"}
+LOG_FILE = "run-uda.log"
+_STUDY_FLAGS = {
+    "preset": "--preset",
+    "seed": "--seed",
+    "source_root": "--source",
+    "target_root": "--target",
+    "cyclegan_iterations": "--cyclegan-iterations",
+    "segmenter_iterations": "--segmenter-iterations",
+}
+# Seconds per iteration of the full preset's training on the CPU, measured on 2 cores (PyTorch 2, one iteration
+# each after a warm-up): CycleGAN ResNet-9 ngf 64 at 512x256, batch 1; DeepLabV3-ResNet50 at 512x512, batch 8.
+FULL_CPU_SECONDS_PER_ITERATION = {"cyclegan": 75.0, "segmenter": 110.0, "cores": 2}
 
 
 @dataclass(frozen=True)
@@ -43,13 +61,21 @@ class StudyConfig:
     source_root: Path | None = None  # GTA5 layout; None: synthetic
     target_root: Path | None = None  # Cityscapes layout; None: synthetic
     cityscapes_val_split: str = "val"
+    cyclegan_iterations: int | None = None  # None: the preset's
+    segmenter_iterations: int | None = None  # None: the preset's
 
     @property
     def synthetic(self) -> bool:
         return self.source_root is None
 
+    @property
+    def arms(self) -> tuple[str, ...]:
+        """The segmenter arms: an oracle only with synthetic data (trained on target train labels)."""
+        return ARMS if self.synthetic else ARMS[:2]
+
     def resolved_preset(self) -> Preset:
-        return PRESETS[self.preset]
+        """The preset with the iteration overrides applied (schedules scaled with them, presets.with_budget)."""
+        return with_budget(PRESETS[self.preset], self.cyclegan_iterations, self.segmenter_iterations)
 
     def identity(self) -> dict:
         """What a rerun into the same folder must repeat to continue the study (JSON-plain, roots resolved)."""
@@ -57,20 +83,23 @@ class StudyConfig:
         def resolved(root: Path | None) -> str | None:
             return None if root is None else str(Path(root).resolve())
 
+        preset = self.resolved_preset()
         return {
             "preset": self.preset,
             "seed": self.seed,
             "source_root": resolved(self.source_root),
             "target_root": resolved(self.target_root),
             "cityscapes_val_split": self.cityscapes_val_split,
+            "cyclegan_iterations": preset.cyclegan["iterations"],
+            "segmenter_iterations": preset.segmenter["iterations"],
         }
 
 
 def claim_output(config: StudyConfig) -> None:
     """Record the study in OUT/study.json, or check that OUT holds this same study (one-line UserError if not).
 
-    A changed --preset, --seed or data root is refused rather than redone: redoing would silently throw away a
-    finished study's training. An OUT that is neither empty nor a study folder is refused too.
+    A changed --preset, --seed, data root or iteration count is refused rather than redone: redoing would silently
+    throw away a finished study's training. An OUT that is neither empty nor a study folder is refused too.
     """
     out, identity = config.output, config.identity()
     path = out / STUDY_FILE
@@ -83,6 +112,10 @@ def claim_output(config: StudyConfig) -> None:
         raise UserError(f"{path}: unreadable ({exc}); choose another --output") from None
     if not isinstance(previous, dict):
         raise UserError(f"{path}: not a run-uda study record; choose another --output")
+    if previous.get("preset") in PRESETS:  # a record from before the iteration flags: the preset's own budget
+        own = PRESETS[previous["preset"]]
+        previous.setdefault("cyclegan_iterations", own.cyclegan["iterations"])
+        previous.setdefault("segmenter_iterations", own.segmenter["iterations"])
     refuse_changed(
         path, previous, identity, _STUDY_FLAGS, "rerun with the same options to finish it, or choose another --output"
     )
@@ -139,28 +172,86 @@ def make_data(config: StudyConfig, preset: Preset) -> tuple[Path, Path]:
     return data / "gta5", data / "cityscapes"
 
 
+def full_preset_cpu_warning(config: StudyConfig) -> str | None:
+    """One line when --preset full would train on the CPU (PyTorch sees no CUDA GPU): roughly how long it would
+    take, from FULL_CPU_SECONDS_PER_ITERATION scaled by this process's cores (at best: training rarely scales that
+    well). None otherwise."""
+    if config.preset != "full":
+        return None
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    from uda_trt.runtime.jobs.workers import default_workers
+
+    preset, rates, cores = config.resolved_preset(), FULL_CPU_SECONDS_PER_ITERATION, default_workers()
+    cyclegan, segmenter, arms = preset.cyclegan["iterations"], preset.segmenter["iterations"], len(config.arms)
+    seconds = (cyclegan * rates["cyclegan"] + arms * segmenter * rates["segmenter"]) * rates["cores"] / cores
+    return (
+        f"--preset full without a CUDA GPU (PyTorch sees none): training runs on the CPU, roughly "
+        f"{format_duration(seconds)} with {cores} core(s) ({cyclegan} CycleGAN and {arms} x {segmenter} segmenter "
+        f"iterations at ~{rates['cyclegan']:.0f} and ~{rates['segmenter']:.0f} s/it measured on {rates['cores']} "
+        "cores); use a machine with a GPU, or a smaller budget with --cyclegan-iterations and --segmenter-iterations"
+    )
+
+
+@contextmanager
+def study_log(out: Path) -> Iterator[None]:
+    """While the block runs, every log line also goes to OUT/run-uda.log (appended, timestamped), and so does
+    the error that stops the study: the console shows it already, the file keeps it with the study."""
+    handler = logging.FileHandler(out / LOG_FILE, mode="a", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    except BaseException as error:
+        user_error = isinstance(error, click.ClickException)
+        message = error.format_message() if user_error else f"{type(error).__name__}: {error}"
+        quiet = user_error or isinstance(error, KeyboardInterrupt)  # no traceback for what the user caused
+        exc_info = None if quiet else (type(error), error, error.__traceback__)
+        record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "run-uda stopped: %s", (message,), exc_info)
+        handler.handle(record)
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
 def run_study(config: StudyConfig) -> dict:
     """Run one study end to end and write OUT/report.{json,md} plus figures; return the report."""
+    preset = config.resolved_preset()
+    claim_output(config)
+    with study_log(config.output):
+        log.info("run-uda study in %s: %s", config.output, json.dumps(config.identity()))
+        return _run_stages(config, preset)
+
+
+def _train_info(config_json: Path, keys: tuple[str, ...]) -> dict:
+    """The resolved settings a trainer wrote to its config.json (device, counts), for the report."""
+    try:
+        written = json.loads(config_json.read_text())
+    except (OSError, ValueError):  # the report says "not recorded" rather than losing the study's results
+        return dict.fromkeys(keys)
+    written = {**written.get("config", {}), **written}  # train-cyclegan nests its config; the segmenter does not
+    return {key: written.get(key) for key in keys}
+
+
+def _run_stages(config: StudyConfig, preset: Preset) -> dict:
     from uda_trt.benchmarks.report import write_study_report
     from uda_trt.runtime.evaluate import evaluate_engine
     from uda_trt.runtime.translate import TranslateJob, batch_translate
     from uda_trt.train.cyclegan import CycleGANConfig, train_cyclegan
     from uda_trt.train.segmenter import SegmenterConfig, train_segmenter
 
-    preset = config.resolved_preset()
     out = config.output
-    claim_output(config)
     timer = StageTimer(announce=log.info)
     with timer.stage("data"):
         source_root, target_root = make_data(config, preset)
-    with timer.stage("train_cyclegan"):
-        cyclegan_config = CycleGANConfig(
-            source=source_root,
-            target=target_root,
-            output=out / "cyclegan",
-            seed=config.seed,
-            **preset.cyclegan,
-        )
+    cyclegan_config = CycleGANConfig(
+        source=source_root, target=target_root, output=out / "cyclegan", seed=config.seed, **preset.cyclegan
+    )
+    with timer.stage("train_cyclegan"), logged_eta("train_cyclegan", out / "cyclegan", preset.cyclegan["iterations"]):
         cyclegan_dir = train_cyclegan(cyclegan_config, resume=True)
     with timer.stage("export_translator"):
         # The study runs ONNX Runtime on the CPU, where an FP16 model only costs export time (export-trt makes it).
@@ -176,14 +267,13 @@ def run_study(config: StudyConfig) -> dict:
         )
         translate_report = batch_translate(translate_job)
 
-    arm_data = {"source_only": source_root, "adapted": out / "translated"}
-    if config.synthetic:
-        arm_data["oracle"] = target_root
+    arm_data = {"source_only": source_root, "adapted": out / "translated", "oracle": target_root}
     base_segmenter = SegmenterConfig(data_root=source_root, output_dir=out, seed=config.seed, **preset.segmenter)
     arms: dict[str, dict] = {}
-    for arm, data_root in arm_data.items():
-        arm_config = replace(base_segmenter, data_root=data_root, output_dir=out / f"segmenter_{arm}")
-        with timer.stage(f"train_segmenter_{arm}"):
+    for arm in config.arms:
+        arm_config = replace(base_segmenter, data_root=arm_data[arm], output_dir=out / f"segmenter_{arm}")
+        stage = f"train_segmenter_{arm}"
+        with timer.stage(stage), logged_eta(stage, arm_config.output_dir, arm_config.iterations):
             checkpoint = train_segmenter(arm_config, resume=True)
         with timer.stage(f"export_segmenter_{arm}"):
             artifact = export_once(checkpoint, out / "artifacts" / arm)
@@ -192,8 +282,12 @@ def run_study(config: StudyConfig) -> dict:
                 artifact, target_root, split=config.cityscapes_val_split, output=out / "eval" / arm
             )
         arms[arm] = {
-            "data": str(data_root),
+            "data": str(arm_data[arm]),
             "config": asdict(arm_config),
+            "training": _train_info(
+                arm_config.output_dir / "config.json",
+                ("device_resolved", "val_every_resolved", "train_samples", "heldout_samples"),
+            ),
             "checkpoint": str(checkpoint),
             "artifact": str(artifact),
             "metrics": metrics,
@@ -202,6 +296,9 @@ def run_study(config: StudyConfig) -> dict:
         "study": asdict(config),
         "preset": asdict(preset),
         "cyclegan_config": asdict(cyclegan_config),
+        "cyclegan_training": _train_info(
+            cyclegan_dir / "config.json", ("iterations", "decay_iterations", "device", "images")
+        ),
         "translator_artifact": str(translator),
         "batch_translate": translate_report,
         "arms": arms,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import IntListType, setup_logging
@@ -19,8 +21,13 @@ finished one is not redone), an export is kept when its sidecar records the chec
 resumes when the translator is the same (starts over when it changed), and evaluation is redone. On the CPU the
 report's numbers equal those of an uninterrupted run.
 \b
---output/study.json records the preset, seed and data roots: a rerun into the same folder with another --preset,
---seed, --source or --target is refused in one line (exit 2). Choose a new --output for a new study."""
+--output/study.json records the preset, seed, data roots and iteration counts: a rerun into the same folder with
+another --preset, --seed, --source, --target, --cyclegan-iterations or --segmenter-iterations is refused in one line
+(exit 2). Choose a new --output for a new study. --output/run-uda.log keeps every run's log lines, timestamped.
+\b
+Budget: a preset fixes every size and count; --cyclegan-iterations and --segmenter-iterations set another length
+between presets (CycleGAN's decay, and the cadence of samples, saves, log lines and held-out scores, scale with it).
+Each training stage logs its seconds per iteration and an ETA once its first iterations are done."""
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True}, epilog=EPILOG)
@@ -37,7 +44,7 @@ report's numbers equal those of an uninterrupted run.
     help="Fixed budget: demo (~15 min on 2 CPU cores, synthetic data), full (real-data sizes, a GPU job), "
     "or smoke (seconds; checks the plumbing, numbers meaningless).",
 )
-@click.option("--seed", type=int, default=0, help="Seed of data generation and training (one study).")
+@click.option("--seed", type=int, default=0, help="Seed of data generation and training (one study; not with --seeds).")
 @click.option(
     "--seeds",
     type=IntListType("SEED,SEED,...", distinct=True),
@@ -58,14 +65,30 @@ report's numbers equal those of an uninterrupted run.
     default=None,
     help="Cityscapes-layout target root (train split for the translator, val for evaluation).",
 )
+@click.option(
+    "--cyclegan-iterations",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train CycleGAN for N iterations instead of the preset's (its linear decay scaled in proportion).",
+)
+@click.option(
+    "--segmenter-iterations",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Train each segmenter for N iterations instead of the preset's (held-out scoring cadence scaled).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@click.pass_context
 def main(
+    ctx: click.Context,
     output: Path,
     preset: str,
     seed: int,
     seeds: tuple[int, ...] | None,
     source_root: Path | None,
     target_root: Path | None,
+    cyclegan_iterations: int | None,
+    segmenter_iterations: int | None,
     verbose: bool,
 ) -> None:
     """Translate source to target style with CycleGAN, train segmenters on raw and translated source, and
@@ -75,28 +98,43 @@ def main(
     the source-only-to-oracle gap the translation closes. With --source and --target every command runs on the
     real datasets instead; the oracle is left out.
     """
+    from uda_trt.benchmarks.inputs import check_study_inputs
     from uda_trt.benchmarks.report import write_seeds_report
-    from uda_trt.benchmarks.uda import StudyConfig, run_study
+    from uda_trt.benchmarks.uda import StudyConfig, full_preset_cpu_warning, run_study
 
     setup_logging(verbose)
     if (source_root is None) != (target_root is None):
         raise UserError("--source and --target go together: give both dataset roots, or neither for synthetic data")
-    for flag, root in (("--source", source_root), ("--target", target_root)):
-        if root is not None and not root.is_dir():
-            raise UserError(f"{flag}: {root} is not a folder")
-    seed_list = list(seeds) if seeds else [seed]
-    reports = []
-    for one_seed in seed_list:
-        study_out = output / f"seed_{one_seed}" if len(seed_list) > 1 else output
-        config = StudyConfig(
-            output=study_out, preset=preset, seed=one_seed, source_root=source_root, target_root=target_root
+    if seeds and ctx.get_parameter_source("seed") is not ParameterSource.DEFAULT:
+        raise UserError(
+            f"--seed {seed} and --seeds {','.join(map(str, seeds))}: give one (--seeds runs one study per seed)"
         )
+    if source_root is not None:
+        check_study_inputs(source_root, target_root)  # before any work: a wrong root must not wait for training
+    seed_list = list(seeds) if seeds else [seed]
+    configs = [
+        StudyConfig(
+            output=output / f"seed_{one_seed}" if len(seed_list) > 1 else output,
+            preset=preset,
+            seed=one_seed,
+            source_root=source_root,
+            target_root=target_root,
+            cyclegan_iterations=cyclegan_iterations,
+            segmenter_iterations=segmenter_iterations,
+        )
+        for one_seed in seed_list
+    ]
+    warning = full_preset_cpu_warning(configs[0])
+    if warning:
+        logging.getLogger(__name__).warning(warning)
+    reports = []
+    for config in configs:
         reports.append(run_study(config))
         summary = reports[-1]["summary"]
         click.echo(
-            f"seed {one_seed}: "
+            f"seed {config.seed}: "
             + ", ".join(f"{arm} {100 * v:.1f}" for arm, v in summary["miou"].items())
-            + f" mIoU -> {study_out / 'report.md'}",
+            + f" mIoU -> {config.output / 'report.md'}",
             err=True,
         )
     if len(seed_list) > 1:

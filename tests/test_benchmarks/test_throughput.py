@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 from uda_trt.benchmarks.throughput import suite
-from uda_trt.benchmarks.throughput.criteria import THRESHOLDS
+from uda_trt.benchmarks.throughput.criteria import THRESHOLDS, ratio_criterion
+from uda_trt.benchmarks.throughput.markdown import NOT_JUDGED, criteria_section
 from uda_trt.benchmarks.throughput.measure import (
     PeakRss,
     RunPolicy,
@@ -426,18 +427,33 @@ def test_quick_criteria_are_their_quotients_and_verdicts(quick):
 
 
 def test_quick_figures_and_markdown(quick):
-    out, report, _ = quick
+    out, report, result = quick
     assert report["figures"] == ["throughput_vs_batch.png", "stage_breakdown.png"]
     for name in report["figures"]:
         with Image.open(out / name) as image:
             image.load()
             assert image.size[0] > 100 and image.size[1] > 100
     markdown = (out / "report.md").read_text()
+    assert report["config"]["judge_criteria"] is False
     for c in report["criteria"]:
         assert f"| {c['id']} | {c['name']} |" in markdown
-        assert ("**pass**" if c["passed"] else "**FAIL**") in markdown
+    # the quick suite's sizes only check the harness: no verdict either way, and the command says so last
+    assert "**FAIL**" not in markdown and "**pass**" not in markdown
+    assert markdown.count(f"| {NOT_JUDGED} |") == len(report["criteria"])
+    last = result.stderr.strip().splitlines()[-1]
+    assert "criteria not judged (--quick" in last and "not met" not in last, last
     for heading in ("## Criteria", "## Compute-bound", "## Codec-bound", "Faster output formats", "## Engine-only"):
         assert heading in markdown
     assert "TensorRT" in markdown
     engine = report["compute_bound"]["engine_only"]
     assert f"median {engine['images_per_second']:.3f} images/s, {engine['gflops']:.1f} GFLOP/s" in markdown
+
+
+def test_criteria_verdicts_when_judged_and_when_not():
+    passing = ratio_criterion("A2", "end to end vs engine only", 9.9, 10.0, "e2e", "engine")
+    failing = ratio_criterion("A2", "end to end vs engine only", 1.0, 10.0, "e2e", "engine")
+    judged = "\n".join(criteria_section([passing, failing]))
+    assert "| >= 0.95 | **pass** |" in judged and "| >= 0.95 | **FAIL** |" in judged
+    quick = "\n".join(criteria_section([passing, failing], judged=False))
+    assert "FAIL" not in quick and "**pass**" not in quick
+    assert quick.count(f"| >= 0.95 | {NOT_JUDGED} |") == 2 and "no criterion is judged" in quick

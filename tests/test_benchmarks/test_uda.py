@@ -1,6 +1,7 @@
-"""run-uda's resume bookkeeping, without running a study: OUT/study.json claims the folder for one study (a rerun
-of another preset, seed or data root is refused in one line), and a translation is resumed only when its manifest
-names the same translator. The killed-and-rerun study itself is in test_uda_kill_resume.py.
+"""run-uda's bookkeeping, without running a study: OUT/study.json claims the folder for one study (a rerun of another
+preset, seed, data root or iteration count is refused in one line), a translation is resumed only when its manifest
+names the same translator, the iteration overrides scale a preset's schedule, and --preset full on a machine without
+CUDA says how long it would take. The killed-and-rerun study itself is in test_uda_kill_resume.py.
 """
 
 from __future__ import annotations
@@ -11,7 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from uda_trt.benchmarks.uda import STUDY_FILE, StudyConfig, claim_output, translation_resumable
+from uda_trt.benchmarks.presets import PRESETS, with_budget
+from uda_trt.benchmarks.uda import (
+    STUDY_FILE,
+    StudyConfig,
+    claim_output,
+    full_preset_cpu_warning,
+    translation_resumable,
+)
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.sidecar import file_sha256
 
@@ -28,6 +36,8 @@ def test_a_study_folder_is_claimed_once_and_a_different_study_is_refused(tmp_pat
         "source_root": str(source.resolve()),
         "target_root": str(target.resolve()),
         "cityscapes_val_split": "val",
+        "cyclegan_iterations": 2,  # the smoke preset's budget
+        "segmenter_iterations": 2,
     }
     (config.output / "cyclegan").mkdir()  # work of the study so far
     claim_output(config)  # the same study: continued
@@ -38,6 +48,8 @@ def test_a_study_folder_is_claimed_once_and_a_different_study_is_refused(tmp_pat
         "--seed 0, this one 3": replace(config, seed=3),
         f"--source {source.resolve()}, this one {target.resolve()}": replace(config, source_root=target),
         "--target": replace(config, target_root=source),
+        "used --cyclegan-iterations 2, this one 50": replace(config, cyclegan_iterations=50),
+        "used --segmenter-iterations 2, this one 7": replace(config, segmenter_iterations=7),
     }
     for message, changed in changes.items():
         with pytest.raises(UserError) as error:
@@ -45,6 +57,57 @@ def test_a_study_folder_is_claimed_once_and_a_different_study_is_refused(tmp_pat
         text = str(error.value)
         assert message in text and str(config.output / STUDY_FILE) in text and "\n" not in text, text
     assert json.loads((config.output / STUDY_FILE).read_text()) == recorded  # a refusal changes nothing
+    claim_output(replace(config, cyclegan_iterations=2))  # the preset's own count, given as a flag: the same study
+
+
+def test_a_study_recorded_before_the_iteration_flags_continues_with_the_presets_budget(tmp_path: Path):
+    config = StudyConfig(output=tmp_path / "study", preset="demo")
+    claim_output(config)
+    old = json.loads((config.output / STUDY_FILE).read_text())
+    del old["cyclegan_iterations"], old["segmenter_iterations"]
+    (config.output / STUDY_FILE).write_text(json.dumps(old))
+    claim_output(config)
+    with pytest.raises(UserError, match="used --segmenter-iterations 400, this one 40;"):
+        claim_output(replace(config, segmenter_iterations=40))
+
+
+def test_iteration_overrides_scale_the_schedule():
+    demo = PRESETS["demo"]
+    longer = with_budget(demo, cyclegan_iterations=2000, segmenter_iterations=1000)
+    assert longer.cyclegan == {
+        **demo.cyclegan,
+        "iterations": 2000,
+        "decay_iterations": 1000,  # 250 of 500: the same share decays
+        "sample_every": 1000,
+        "save_every": 2000,
+        "log_every": 100,
+    }
+    assert longer.segmenter == {**demo.segmenter, "iterations": 1000, "val_every": 250, "log_every": 125}
+    assert longer.translate_size == demo.translate_size and longer.synthetic == demo.synthetic
+
+    short = with_budget(PRESETS["full"], cyclegan_iterations=3, segmenter_iterations=None)
+    assert short.cyclegan["iterations"] == 3 and short.cyclegan["decay_iterations"] == 2  # round(1.5)
+    assert short.cyclegan["save_every"] == short.cyclegan["sample_every"] == 1  # at least 1, at most iterations
+    assert short.segmenter == PRESETS["full"].segmenter  # val_every None: ten held-out scores, whatever the length
+    assert with_budget(demo, None, None) == demo
+    assert StudyConfig(output=Path("x"), preset="demo", cyclegan_iterations=2000).resolved_preset().cyclegan == (
+        longer.cyclegan
+    )
+
+
+def test_full_preset_on_the_cpu_says_roughly_how_long():
+    import torch
+
+    config = StudyConfig(output=Path("x"), preset="full")
+    warning = full_preset_cpu_warning(config)
+    if torch.cuda.is_available():
+        assert warning is None
+        return
+    assert warning.startswith("--preset full without a CUDA GPU (PyTorch sees none): training runs on the CPU, roughly")
+    assert "200000 CycleGAN and 3 x 40000 segmenter iterations" in warning and "--cyclegan-iterations" in warning
+    shorter = full_preset_cpu_warning(replace(config, cyclegan_iterations=100, segmenter_iterations=10))
+    assert "100 CycleGAN and 3 x 10 segmenter iterations" in shorter
+    assert full_preset_cpu_warning(replace(config, preset="demo")) is None
 
 
 def test_a_folder_that_is_not_a_study_is_refused(tmp_path: Path):

@@ -27,7 +27,7 @@ SEED = 20261124
 # in five consecutive groups; one kill point is drawn from each, so every part of the study is interrupted.
 RUN_UDA_MILESTONES = [
     ["data/synthetic.json", "data/gta5/images/00004.png"],
-    ["cyclegan/config.json", "cyclegan/latest_train_state.pt"],
+    ["cyclegan/config.json", "cyclegan/latest_net_G_A.pth"],
     ["artifacts/latest_net_G_A.onnx", "translated/manifest.json", "translated/images/00004.png"],
     ["segmenter_source_only/config.json", "segmenter_source_only/best.pt", "artifacts/source_only/best.json"],
     ["eval/source_only", "segmenter_adapted/config.json", "artifacts/adapted/best.onnx", "eval/oracle"],

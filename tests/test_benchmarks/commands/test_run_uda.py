@@ -1,15 +1,24 @@
-"""run-uda end to end on the smoke preset: the report is complete and consistent with its own parts."""
+"""run-uda as a user runs it: the smoke study end to end (the report is complete and consistent with its own parts,
+explains itself, and keeps a log), and the mistakes refused before any work starts."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 
+import numpy as np
 import pytest
+from PIL import Image
 
+from helpers import run_cli, write_cityscapes, write_gta5
 from uda_trt.benchmarks.presets import PRESETS
 from uda_trt.benchmarks.report import gap_closed
-from uda_trt.runtime.labels import CLASS_NAMES
+from uda_trt.benchmarks.uda import StudyConfig, claim_output
+from uda_trt.runtime.labels import CLASS_NAMES, PALETTE
+
+BUDGET = ("--cyclegan-iterations", 4, "--segmenter-iterations", 4)
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
 
 
 def test_gap_closed():
@@ -19,12 +28,18 @@ def test_gap_closed():
     assert gap_closed(0.5, 0.3, 0.4) is None  # an oracle below source-only leaves no gap to close
 
 
-@pytest.mark.slow
-def test_run_uda_smoke(tmp_path, cli):
-    out = tmp_path / "study"
-    result = cli("run-uda", "--preset", "smoke", "--output", out)
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """One real smoke study with its own budget: (output folder, report.json, completed process)."""
+    out = tmp_path_factory.mktemp("uda") / "study"
+    result = run_cli("run-uda", "--preset", "smoke", "--output", out, *BUDGET)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((out / "report.json").read_text())
+    return out, json.loads((out / "report.json").read_text()), result
+
+
+@pytest.mark.slow
+def test_run_uda_smoke(smoke):
+    out, report, _ = smoke
     assert set(report["arms"]) == {"source_only", "adapted", "oracle"}
     configs = [dict(arm["config"]) for arm in report["arms"].values()]
     for config in configs:
@@ -46,7 +61,144 @@ def test_run_uda_smoke(tmp_path, cli):
     translate = report["batch_translate"]
     assert translate["images_translated"] == PRESETS["smoke"].synthetic.gta5_count
     assert set(report["stage_seconds"]) >= {"data", "train_cyclegan", "batch_translate", "evaluate_oracle"}
-    assert (out / "samples.png").stat().st_size > 0
     markdown = (out / "report.md").read_text()
     for heading in ("Per-class IoU", "Stage times", "samples.png", "source-only", "adapted", "oracle"):
         assert heading in markdown
+
+
+@pytest.mark.slow
+def test_the_budget_flags_set_the_training_and_are_recorded(smoke):
+    out, report, _ = smoke
+    study = json.loads((out / "study.json").read_text())
+    assert (study["cyclegan_iterations"], study["segmenter_iterations"]) == (4, 4)
+    assert report["preset"]["cyclegan"]["iterations"] == report["cyclegan_training"]["iterations"] == 4
+    assert report["preset"]["cyclegan"]["decay_iterations"] == 2  # smoke: 1 of 2 decays
+    assert all(arm["config"]["iterations"] == 4 for arm in report["arms"].values())
+    markdown = (out / "report.md").read_text()
+    assert "| CycleGAN | 4 (set by --cyclegan-iterations; the smoke preset trains 2) | 2 at the base" in markdown
+    assert "| each segmenter arm | 4 (set by --segmenter-iterations; the smoke preset trains 2) |" in markdown
+    assert "held-out score every 4 iterations on 2 held-out training images" in markdown
+
+
+@pytest.mark.slow
+def test_the_report_explains_itself(smoke):
+    out, report, _ = smoke
+    markdown = (out / "report.md").read_text()
+    assert markdown.splitlines()[2].startswith("> **Smoke preset: a plumbing check only.**")
+    smoke_data = PRESETS["smoke"].synthetic
+    images = report["images"]
+    assert [images[k]["count"] for k in ("source", "translated", "target_train", "target_val")] == [
+        smoke_data.gta5_count,
+        smoke_data.gta5_count,
+        smoke_data.cityscapes_train,
+        smoke_data.cityscapes_val,
+    ]
+    with Image.open(next((out / "data" / "gta5" / "images").iterdir())) as source:
+        source_size = f"{source.width}x{source.height}"
+    assert f"| source (GTA5 layout): the source-only arm's training data | 8 | {source_size} |" in markdown
+    assert "Translation working size: 160x88" in markdown
+    assert f"{smoke_data.cityscapes_val} val images scored by every arm (0 skipped)" in markdown
+    # every n/a says why, where it appears
+    table_cells = [cell.strip() for line in markdown.splitlines() if line.startswith("|") for cell in line.split("|")]
+    if "n/a" in table_cells:
+        assert "n/a in this table:" in markdown
+    if report["summary"]["gap_closed"] is None:
+        assert "gap closed: n/a.\n\nn/a: the oracle (" in markdown
+
+
+@pytest.mark.slow
+def test_training_curves_and_the_class_legend(smoke):
+    out, report, _ = smoke
+    assert report["figures"] == ["samples.png", "training_curves.png"]
+    curves = report["curves"]
+    assert curves["cyclegan"]["iteration"] == [2, 4]  # log_every 1 of 2 iterations, scaled to 2 of 4
+    assert all(
+        len(values) == 2 and all(math.isfinite(v) for v in values) for values in curves["cyclegan"]["losses"].values()
+    )
+    for arm, curve in curves["segmenters"].items():
+        history = json.loads((out / f"segmenter_{arm}" / "history.json").read_text())
+        assert curve["iteration"] == [v["iteration"] for v in history["validations"]] == [4]
+        assert curve["heldout_miou"] == [v["heldout_miou"] for v in history["validations"]]
+    with Image.open(out / "training_curves.png") as figure:
+        assert figure.size[0] > 500 and figure.size[1] > 300
+    assert "![training curves](training_curves.png)" in (out / "report.md").read_text()
+
+    samples = np.asarray(Image.open(out / "samples.png").convert("RGB"))
+    legend = samples[-40:].reshape(-1, 3)  # the strip under the image grid
+    colours = {tuple(c) for c in np.unique(legend, axis=0)}
+    missing = [name for name, colour in zip(CLASS_NAMES, PALETTE, strict=True) if tuple(colour) not in colours]
+    assert not missing, f"legend lacks {missing}"
+
+
+@pytest.mark.slow
+def test_the_study_log_is_kept_and_a_rerun_appends_or_is_refused(smoke):
+    out, _, first = smoke
+    assert "Traceback" not in first.stderr
+    log = (out / "run-uda.log").read_text().splitlines()
+    assert log and all(TIMESTAMP.match(line) for line in log if not line.startswith(" ")), log[:5]
+    assert sum("run-uda study in" in line for line in log) == 1
+    assert any("stage train_cyclegan: " in line for line in log) and any(
+        "stage evaluate_oracle: " in line for line in log
+    )
+
+    again = run_cli("run-uda", "--preset", "smoke", "--output", out, *BUDGET)  # finished: kept, evaluation redone
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert sum("run-uda study in" in line for line in (out / "run-uda.log").read_text().splitlines()) == 2
+
+    other = run_cli("run-uda", "--preset", "smoke", "--output", out, "--cyclegan-iterations", 5)
+    errors = [line for line in other.stderr.splitlines() if line.startswith("Error")]
+    assert other.returncode == 2 and len(errors) == 1, other.stderr
+    assert "the previous run used --cyclegan-iterations 4, this one 5" in errors[0]
+
+
+def test_a_wrong_target_fails_before_any_training(tmp_path, user_error):
+    source = write_gta5(tmp_path / "gta5", count=2)
+    target = tmp_path / "cityscapes"
+    write_cityscapes(target, split="train")  # train images for the translator, but no val split to score on
+    out = tmp_path / "study"
+    result = run_cli("run-uda", "--preset", "smoke", "--source", source, "--target", target, "--output", out)
+    user_error(result, names=f"--target {target}")
+    assert "gtFine/val" in result.stderr
+    assert not out.exists()  # nothing claimed, nothing trained (no cyclegan/)
+
+    result = run_cli("run-uda", "--preset", "smoke", "--source", target, "--target", target, "--output", out)
+    user_error(result, names=f"--source {target}: not a GTA5-layout root")
+    assert not out.exists()
+
+
+def test_seed_and_seeds_together_are_refused(tmp_path, user_error):
+    out = tmp_path / "study"
+    result = run_cli("run-uda", "--preset", "smoke", "--seed", 3, "--seeds", "0,1", "--output", out)
+    user_error(result, names="--seed 3 and --seeds 0,1")
+    assert not out.exists()
+
+
+def test_full_preset_without_cuda_warns_before_starting(tmp_path, user_error):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("PyTorch sees a CUDA GPU here: no warning to give")
+    out = tmp_path / "study"
+    claim_output(StudyConfig(output=out, preset="smoke"))  # another study: the full one is refused after the warning
+    result = run_cli("run-uda", "--preset", "full", "--output", out)
+    user_error(result, names="--preset smoke, this one full")
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "--preset full without a CUDA GPU" in warnings[0], result.stderr
+    assert "roughly" in warnings[0] and "--cyclegan-iterations" in warnings[0]
+
+
+@pytest.mark.slow
+def test_run_uda_on_user_datasets(tmp_path):
+    """--source/--target pass the checks when they are right, and the report says why there is no gap closed."""
+    source = write_gta5(tmp_path / "gta5", count=6, size=(160, 88))
+    target = tmp_path / "cityscapes"
+    write_cityscapes(target, cities={"aachen": 3, "bremen": 3}, size=(160, 80), split="train")
+    write_cityscapes(target, cities={"aachen": 2}, size=(160, 80), split="val", seed=1)
+    out = tmp_path / "study"
+    result = run_cli("run-uda", "--preset", "smoke", "--source", source, "--target", target, "--output", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["arms"]) == {"source_only", "adapted"} and report["summary"]["gap_closed"] is None
+    assert report["images"]["target_val"]["count"] == 2 and report["images"]["target_train"]["sizes"] == {"160x80": 6}
+    markdown = (out / "report.md").read_text()
+    assert "gap closed: n/a.\n\nn/a: there is no oracle arm" in markdown
