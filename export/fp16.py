@@ -8,7 +8,11 @@ this graph. Kept in FP32:
     Slice, Pad, ...), stopping at Shape nodes. FP16 makes 0.8 into 0.7998, so floor(80 * 0.8) becomes 63, not 64:
     the segmenter's working-size resize would change size;
   - every tensor whose FP32 values on the calibration images come within OVERFLOW_MARGIN of the FP16 maximum,
-    with the nodes that produce and consume it.
+    with the nodes that produce and consume it;
+  - the output tail: the elementwise and layout nodes between each graph output and the model's last compute-heavy
+    node (the translator's denormalise, NaN guard, round, clip, transpose and cast to uint8 after the generator's
+    last convolution; the segmenter's ArgMax and its casts). The float -> uint8 cast is exact only for integers in
+    0..255 (undefined outside [0, 256) in TensorRT), and FP16 spacing is 0.25 near 255.
 The conversion is onnxconverter-common's `convert_float_to_float16`; this module only chooses what it blocks and
 then checks the result on the graph, because on a CPU the overflow does not show numerically (ONNX Runtime's CPU
 kernels compute most FP16 ops in FP32): `fp32_violations` is the real guard.
@@ -22,7 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, shape_inference
+from onnx import TensorProto, helper
+
+from uda_trt.export.graph_checks import element_types
 
 FP32_OP_TYPES = ("InstanceNormalization",)
 FP16_MAX = 65504.0
@@ -42,6 +48,7 @@ class Fp16Model:
     fp32_op_types: list[str]  # op types present in the graph that compute in FP32
     overflow_tensors: list[str]  # FP32-graph tensors kept FP32: calibration saw values near the FP16 maximum
     shape_arithmetic_nodes: int  # nodes computing sizes, scales and indices, kept exact
+    output_tail_nodes: int  # post-processing nodes between the model's last heavy node and the outputs, kept FP32
     calibration_images: int
     calibration_max_abs: float  # largest |value| of any float tensor on the calibration images
 
@@ -53,6 +60,7 @@ class Fp16Model:
             "overflow_tensors": self.overflow_tensors,
             "overflow_limit": OVERFLOW_LIMIT,
             "shape_arithmetic_nodes": self.shape_arithmetic_nodes,
+            "output_tail_nodes": self.output_tail_nodes,
             "calibration_images": self.calibration_images,
             "calibration_max_abs": self.calibration_max_abs,
         }
@@ -73,10 +81,11 @@ def convert_to_fp16(model: onnx.ModelProto, calibration_batches: Sequence[dict[s
     overflow = sorted(name for name, value in max_abs.items() if not value <= OVERFLOW_LIMIT)  # NaN counts too
 
     op_types = {node.op_type for node in source.graph.node}
-    source_types = _element_types(source)
+    source_types = element_types(source)
     blocked_ops = set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP32_OP_TYPES)
     shape_nodes = _shape_arithmetic_nodes(source.graph)
-    blocked_nodes = _nodes_touching(source.graph, overflow) | _casts_to_float(source.graph) | shape_nodes
+    tail_nodes = output_tail_nodes(source.graph)
+    blocked_nodes = _nodes_touching(source.graph, overflow) | _casts_to_float(source.graph) | shape_nodes | tail_nodes
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the converter warns about every value it clamps into FP16 range
         converted = float16.convert_float_to_float16(
@@ -90,10 +99,11 @@ def convert_to_fp16(model: onnx.ModelProto, calibration_batches: Sequence[dict[s
     onnx.checker.check_model(converted, full_check=True)
 
     fp32_op_types = sorted(op_types & blocked_ops)
-    float_shape_tensors = [name for node in source.graph.node if node.name in shape_nodes for name in node.output]
-    float_shape_tensors = [name for name in float_shape_tensors if source_types.get(name) == TensorProto.FLOAT]
-    must_stay_fp32 = _producers(source.graph, [*overflow, *float_shape_tensors])
-    violations = fp32_violations(converted, FP32_OP_TYPES, must_stay_fp32)
+    exact_nodes = shape_nodes | tail_nodes
+    float_exact_tensors = [name for node in source.graph.node if node.name in exact_nodes for name in node.output]
+    float_exact_tensors = [name for name in float_exact_tensors if source_types.get(name) == TensorProto.FLOAT]
+    must_stay_fp32 = _producers(source.graph, [*overflow, *float_exact_tensors])
+    violations = fp32_violations(converted, FP32_OP_TYPES, must_stay_fp32, tail_nodes)
     if violations:
         raise Fp16PolicyError("FP16 conversion left FP32-only values in FP16: " + "; ".join(violations[:5]))
     return Fp16Model(
@@ -101,26 +111,32 @@ def convert_to_fp16(model: onnx.ModelProto, calibration_batches: Sequence[dict[s
         fp32_op_types=fp32_op_types,
         overflow_tensors=overflow,
         shape_arithmetic_nodes=len(shape_nodes),
+        output_tail_nodes=len(tail_nodes),
         calibration_images=sum(len(next(iter(batch.values()))) for batch in calibration_batches),
         calibration_max_abs=max(max_abs.values(), default=0.0),
     )
 
 
 def fp32_violations(
-    model: onnx.ModelProto, op_types: Iterable[str], producers: Iterable[tuple[str, int]] = ()
+    model: onnx.ModelProto,
+    op_types: Iterable[str],
+    producers: Iterable[tuple[str, int]] = (),
+    nodes: Iterable[str] = (),
 ) -> list[str]:
     """Every floating-point value that should be FP32 but is not, in words; [] when the graph keeps the policy.
 
     Checks, by ONNX type inference, each input and output of every node of `op_types` (InstanceNormalization
-    computes in the type of its input: an FP16 input means FP16 statistics), and each (node name, output index)
-    in `producers`: that output must be FP32 and must not feed a Cast to FP16, which is where it would overflow.
+    computes in the type of its input: an FP16 input means FP16 statistics) and of every node named in `nodes`,
+    and each (node name, output index) in `producers`: that output must be FP32 and must not feed a Cast to FP16,
+    which is where it would overflow.
     """
-    types = _element_types(model)
+    types = element_types(model)
     op_types = set(op_types)
+    named = set(nodes)
     by_name = {node.name: node for node in model.graph.node}
-    problems = []
+    problems = [f"node {name!r} is missing from the converted graph" for name in sorted(named - set(by_name))]
     for node in model.graph.node:
-        if node.op_type not in op_types:
+        if node.op_type not in op_types and node.name not in named:
             continue
         for role, names in (("input", node.input), ("output", node.output)):
             for name in names:
@@ -150,7 +166,7 @@ def tensor_max_abs(model: onnx.ModelProto, batches: Sequence[dict[str, np.ndarra
     """
     import onnxruntime as ort
 
-    types = _element_types(model)
+    types = element_types(model)
     produced = [name for node in model.graph.node for name in node.output if name]
     names = [name for name in produced if types.get(name) == TensorProto.FLOAT]
     probe = onnx.ModelProto()
@@ -170,21 +186,6 @@ def tensor_max_abs(model: onnx.ModelProto, batches: Sequence[dict[str, np.ndarra
                 largest = float(np.max(np.abs(value)))
                 max_abs[name] = largest if np.isnan(largest) else max(max_abs[name], largest)
     return max_abs
-
-
-def _element_types(model: onnx.ModelProto) -> dict[str, int]:
-    """Element type of every tensor of the top-level graph (inputs, initializers, inferred intermediates)."""
-    inferred = shape_inference.infer_shapes(model, check_type=True)
-    types = {init.name: init.data_type for init in inferred.graph.initializer}
-    for value in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
-        if value.type.HasField("tensor_type"):
-            types[value.name] = value.type.tensor_type.elem_type
-    for node in inferred.graph.node:  # Constant outputs may lack value_info
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    types.setdefault(node.output[0], attr.t.data_type)
-    return types
 
 
 # Inputs that hold sizes, scales, shapes, indices or axes rather than data, by op type (positions).
@@ -227,6 +228,31 @@ def _shape_arithmetic_nodes(graph: onnx.GraphProto) -> set[str]:
             continue  # a graph input or initializer, or already walked
         found.add(node.name)
         if node.op_type not in _SHAPE_SOURCES:
+            pending.extend(name for name in node.input if name)
+    return found
+
+
+# Elementwise and layout ops: what post-processing is made of, between a model's last heavy node and the outputs.
+_TAIL_OPS = {
+    *("Add", "Sub", "Mul", "Div", "Neg", "Abs", "Round", "Floor", "Ceil", "Clip", "Min", "Max", "Tanh", "Sigmoid"),
+    *("IsNaN", "IsInf", "Not", "Where", "Cast", "Transpose", "Identity", "Constant", "Squeeze", "Unsqueeze"),
+}
+_TAIL_ENDS = {"ArgMax", "ArgMin"}  # part of the tail, but the scores they read are the model's
+
+
+def output_tail_nodes(graph: onnx.GraphProto) -> set[str]:
+    """Names of the nodes of the graph outputs' post-processing: walking up from each output through `_TAIL_OPS`
+    nodes and into ArgMax/ArgMin, stopping at any other node (the generator's last Conv or ConvTranspose, the
+    segmenter's Resize). Nodes must be named (`_name_unnamed_nodes`)."""
+    producer = {name: node for node in graph.node for name in node.output}
+    pending = [output.name for output in graph.output]
+    found: set[str] = set()
+    while pending:
+        node = producer.get(pending.pop())
+        if node is None or node.name in found or node.op_type not in _TAIL_OPS | _TAIL_ENDS:
+            continue
+        found.add(node.name)
+        if node.op_type not in _TAIL_ENDS:
             pending.extend(name for name in node.input if name)
     return found
 

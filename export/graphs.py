@@ -3,6 +3,11 @@
 Putting normalisation, resizing, argmax and the casts inside the graph means the engine on the device does them,
 and the host only decodes, batches and encodes (docs/architecture.md). The wrappers hold the trained model as a
 submodule and never modify it. Tensor layouts follow docs/contracts.md ("Artifacts"): input `images` uint8 NHWC RGB.
+
+uint8 stays at the edges: TensorRT takes a uint8 tensor only as a network input or output and converts it only to and
+from float32/float16, so the input goes straight into a cast to float (permuted after it), the output comes straight
+out of a cast from float (permuted before it), and an integer result reaches uint8 through float32.
+`export.graph_checks.uint8_violations` checks every exported graph for this.
 """
 
 from __future__ import annotations
@@ -15,10 +20,13 @@ from torch import nn
 
 
 class TranslatorGraph(nn.Module):
-    """uint8 NHWC RGB -> x/127.5 - 1 -> generator -> (y + 1) * 127.5, rounded, clipped -> uint8 NHWC RGB.
+    """uint8 NHWC RGB -> x/127.5 - 1 -> generator -> (y + 1) * 127.5, NaN to 0, rounded, clipped -> uint8 NHWC RGB.
 
     The same normalisation as the reference CycleGAN code (Normalize(0.5, 0.5) on [0, 1] tensors); rounding
-    rather than truncation so the ONNX and PyTorch outputs agree to within one grey level.
+    rather than truncation so the ONNX and PyTorch outputs agree to within one grey level. TensorRT's float -> uint8
+    conversion is undefined for NaN and outside [0, 256), and Clip passes NaN through (ONNX Runtime's does), so NaN
+    becomes 0 before the clip (IsNaN + Where, which TensorRT parses): whatever the generator returns, the final cast
+    reads integers in 0..255 (+inf gives 255, -inf 0).
     """
 
     def __init__(self, generator: nn.Module) -> None:
@@ -27,10 +35,10 @@ class TranslatorGraph(nn.Module):
         self.eval()
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        y = self.generator(x)
-        y = ((y + 1.0) * 127.5).round().clamp(0.0, 255.0)
-        return y.to(torch.uint8).permute(0, 2, 3, 1)
+        x = images.float().permute(0, 3, 1, 2) / 127.5 - 1.0
+        y = (self.generator(x) + 1.0) * 127.5
+        y = torch.where(y.isnan(), 0.0, y).round().clamp(0.0, 255.0)
+        return y.permute(0, 2, 3, 1).to(torch.uint8)
 
 
 class SegmenterGraph(nn.Module):
@@ -52,8 +60,9 @@ class SegmenterGraph(nn.Module):
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Class scores N x C x H x W at the input's size: everything the graph does before the argmax."""
-        size = images.shape[1:3]
-        x = images.permute(0, 3, 1, 2).float()
+        x = images.float()  # first, so that nothing but this cast reads the uint8 input (not even Shape)
+        size = x.shape[1:3]
+        x = x.permute(0, 3, 1, 2)
         if self.scale != 1.0:
             x = F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
         x = (x / 255.0 - self.mean) / self.std
@@ -61,4 +70,5 @@ class SegmenterGraph(nn.Module):
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.logits(images).argmax(dim=1).to(torch.uint8)
+        # ArgMax gives int64, which TensorRT does not convert to uint8: the labels (0..18, exact) go through float32
+        return self.logits(images).argmax(dim=1).float().to(torch.uint8)

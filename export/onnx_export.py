@@ -2,7 +2,9 @@
 
 The legacy TorchScript exporter (`dynamo=False`) handles dynamic batch/height/width for ResNet/U-Net generators
 and torchvision segmenters; onnx writes an IR version newer than onnxruntime reads, so it is pinned (IR 10).
-The sidecar is written only after parity passes: the runtime never finds a sidecar for an unverified model.
+Every graph written (FP32 and FP16) is first checked as a graph (export.graph_checks: uint8 only at the edges, as
+TensorRT needs), then against its reference on images. The sidecar is written only after parity passes: the
+runtime never finds a sidecar for an unverified model.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import onnx
 import torch
 from torch import nn
 
+from uda_trt.export.graph_checks import require_uint8_at_edges
 from uda_trt.export.graphs import SegmenterGraph, TranslatorGraph
 from uda_trt.export.parity import (
     SEGMENTER_PARITY_SIZE,
@@ -196,7 +199,8 @@ def export_onnx(
     at their own resolution); default: built-in synthetic scenes. fp16: also write `STEM.fp16.onnx` (see
     export.fp16), checked against the FP32 ONNX on the same images. Raises UserError (exit 2) for a checkpoint of
     the wrong kind or impossible sizes, ParityError (exit 1) when ONNX Runtime disagrees with PyTorch or the FP16
-    model with the FP32 one (the FP32 ONNX and its sidecar are kept in that case: they passed).
+    model with the FP32 one (the FP32 ONNX and its sidecar are kept in that case: they passed), GraphCheckError
+    (exit 1) when a written graph has uint8 anywhere but at its edges (export.graph_checks).
     """
     from uda_trt.train.checkpoints import require_model_checkpoint
 
@@ -220,6 +224,7 @@ def export_onnx(
     except OSError as error:
         raise UserError(f"{onnx_path}: cannot write it ({error.strerror}); choose another --output") from None
     log.debug("wrote %s", onnx_path)
+    require_uint8_at_edges(model, onnx_path.name, f"; {onnx_path.name} kept for inspection, no sidecar written")
 
     sidecar = Sidecar(
         task=prepared.task,
@@ -270,6 +275,8 @@ def export_fp16(result: ExportResult, model: onnx.ModelProto, images: list[np.nd
         atomic_write_bytes(fp16_path, converted.model.SerializeToString())
     except OSError as error:
         raise UserError(f"{fp16_path}: cannot write it ({error.strerror})") from None
+    kept = f"; {fp16_path.name} kept for inspection and not listed in the sidecar; {result.onnx_path.name} is fine"
+    require_uint8_at_edges(converted.model, fp16_path.name, kept)
     bounds = FP16_PARITY[sidecar.task]
     name = sidecar.output_name()
     with (

@@ -185,7 +185,8 @@ def test_export_cli_writes_a_checked_fp16_onnx_that_batch_translate_runs(tmp_pat
     outputs = {}
     for artifact in ("latest_net_G_A.onnx", "latest_net_G_A.fp16.onnx"):
         out = tmp_path / artifact.replace(".", "_")
-        run = cli("batch-translate", "--engine", tmp_path / artifact, "--input", source, "--output", out)
+        args = ["--engine", tmp_path / artifact, "--input", source, "--output", out, "--output-size", "working"]
+        run = cli("batch-translate", *args)
         assert run.returncode == 0, run.stderr
         outputs[artifact] = [np.asarray(Image.open(p)) for p in sorted(out.glob("*.png"))]
     fp32_images, fp16_images = outputs.values()
