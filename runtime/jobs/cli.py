@@ -95,9 +95,9 @@ def fold_renamed(options: dict[str, Any]) -> dict[str, Any]:
         given = context.get_parameter_source(name) is ParameterSource.COMMANDLINE
         if given and options[name] != old_value:
             flags = {param.name: param.opts for param in context.command.params}
+            new, old = flags[name][0], flags[key][0]
             raise click.UsageError(
-                f"{flags[name][0]} and {flags[key][0]} disagree; give {flags[name][0]} only "
-                f"({flags[key][0]} is its old name)"
+                f"{new} {options[name]} and {old} {old_value} disagree; give {new} only ({old} is its old name)"
             )
         options[name] = old_value
     return options

@@ -66,4 +66,4 @@ def test_a_renamed_option_shows_one_name_and_refuses_disagreeing_spellings():
     help_text = CliRunner().invoke(write, ["--help"]).output
     assert "--output" in help_text and "--out " not in help_text
     result = CliRunner().invoke(write, ["--output", "a", "--out", "b"])
-    assert result.exit_code == 2 and "--output and --out disagree" in result.output
+    assert result.exit_code == 2 and "--output a and --out b disagree" in result.output
