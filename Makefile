@@ -31,7 +31,8 @@ test-gpu: setup
 	$(PY) -m pip install --quiet -e '.[dev,tensorrt]'
 	$(BIN)/pytest -q -m gpu
 
-# Throughput benchmark report in bench-results/ (report.md, report.json, figures): ~27 min on 2 idle CPU cores.
+# Throughput benchmark report in bench-results/ (report.md, report.json, figures): 27-45 min on 2 idle CPU cores
+# (26 min 41 s and 44 min 46 s measured on two machines; see README, "Benchmarks").
 bench: setup
 	$(BIN)/bench-throughput --suite standard --output bench-results
 

@@ -32,6 +32,7 @@ from uda_trt.runtime.jobs.files import write_json
 from uda_trt.runtime.jobs.folders import claim_output_folder, refuse_changed
 from uda_trt.runtime.jobs.timing import StageTimer
 from uda_trt.runtime.sidecar import file_sha256, load_sidecar
+from uda_trt.train.stopping import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -251,8 +252,13 @@ def _run_stages(config: StudyConfig, preset: Preset) -> dict:
     cyclegan_config = CycleGANConfig(
         source=source_root, target=target_root, output=out / "cyclegan", seed=config.seed, **preset.cyclegan
     )
-    with timer.stage("train_cyclegan"), logged_eta("train_cyclegan", out / "cyclegan", preset.cyclegan["iterations"]):
-        cyclegan_dir = train_cyclegan(cyclegan_config, resume=True)
+    # Ctrl-C / SIGTERM in a training stage: finish the iteration, save the state, stop (run-uda says how to go on)
+    with (
+        timer.stage("train_cyclegan"),
+        logged_eta("train_cyclegan", out / "cyclegan", preset.cyclegan["iterations"]),
+        StopRequest() as stop,
+    ):
+        cyclegan_dir = train_cyclegan(cyclegan_config, resume=True, stop=stop)
     with timer.stage("export_translator"):
         # The study runs ONNX Runtime on the CPU, where an FP16 model only costs export time (export-trt makes it).
         translator = export_once(cyclegan_dir / "latest_net_G_A.pth", out / "artifacts", preset.translate_size)
@@ -273,8 +279,12 @@ def _run_stages(config: StudyConfig, preset: Preset) -> dict:
     for arm in config.arms:
         arm_config = replace(base_segmenter, data_root=arm_data[arm], output_dir=out / f"segmenter_{arm}")
         stage = f"train_segmenter_{arm}"
-        with timer.stage(stage), logged_eta(stage, arm_config.output_dir, arm_config.iterations):
-            checkpoint = train_segmenter(arm_config, resume=True)
+        with (
+            timer.stage(stage),
+            logged_eta(stage, arm_config.output_dir, arm_config.iterations),
+            StopRequest() as stop,
+        ):
+            checkpoint = train_segmenter(arm_config, resume=True, stop=stop)
         with timer.stage(f"export_segmenter_{arm}"):
             artifact = export_once(checkpoint, out / "artifacts" / arm)
         with timer.stage(f"evaluate_{arm}"):

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from uda_trt.runtime.datasets import Sample, cityscapes_ground_truth, cityscapes_samples
 from uda_trt.runtime.errors import SampleError, UserError
@@ -171,7 +170,6 @@ def score_predictions(
     workers = workers or default_workers(MAX_DEFAULT_WORKERS)
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
-        logging_redirect_tqdm(),
         Progress(len(pairs), "scoring") as bar,
     ):
         for result in (f.result() for f in prefetch(pool, score, pairs, depth=4 * workers)):
@@ -280,7 +278,6 @@ def score_engine(
             raise UserError(f"{artifact}: a {runner.sidecar.task} model; evaluate-seg needs a segmenter artifact")
         with (
             ThreadPoolExecutor(max_workers=workers) as pool,
-            logging_redirect_tqdm(),
             Progress(len(samples), "segmenting") as bar,
         ):
             pending: collections.deque[tuple[int, Future]] = collections.deque()

@@ -100,7 +100,7 @@ def main(
     """
     from uda_trt.benchmarks.inputs import check_study_inputs
     from uda_trt.benchmarks.report import write_seeds_report
-    from uda_trt.benchmarks.uda import StudyConfig, full_preset_cpu_warning, run_study
+    from uda_trt.benchmarks.uda import StudyConfig, full_preset_cpu_warning
 
     setup_logging(verbose)
     if (source_root is None) != (target_root is None):
@@ -129,7 +129,7 @@ def main(
         logging.getLogger(__name__).warning(warning)
     reports = []
     for config in configs:
-        reports.append(run_study(config))
+        reports.append(_run_interruptible(config))
         summary = reports[-1]["summary"]
         click.echo(
             f"seed {config.seed}: "
@@ -140,3 +140,25 @@ def main(
     if len(seed_list) > 1:
         write_seeds_report(output, reports)
         click.echo(f"summary over seeds -> {output / 'report.md'}", err=True)
+
+
+def _run_interruptible(config) -> dict:
+    """`run_study`, stopped by Ctrl-C or SIGTERM in one line with the shell's exit code (130, 143): a training
+    stage first saves its state at the end of its iteration, any other stage stops at once; the same command goes
+    on from there."""
+    from uda_trt.benchmarks.uda import run_study
+    from uda_trt.runtime.jobs.interrupts import JobInterrupted, exit_code_of, stop_on_signals
+    from uda_trt.train.stopping import TrainingStopped
+
+    again = "rerun the same command to continue the study"
+    try:
+        with stop_on_signals():
+            return run_study(config)
+    except TrainingStopped as stopped:
+        raise JobInterrupted(
+            f"{stopped.signal_name}: training state saved at iteration {stopped.iteration} in {stopped.state}; "
+            + again,
+            stopped.exit_code,
+        ) from None
+    except KeyboardInterrupt as exc:
+        raise JobInterrupted(f"the finished stages are kept in {config.output}; {again}", exit_code_of(exc)) from None

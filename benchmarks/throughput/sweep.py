@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from uda_trt.benchmarks.throughput.backends import open_backend
 from uda_trt.benchmarks.throughput.measure import PeakRss, RunPolicy, StreamTiming, latency_summary, rate, time_stream
 from uda_trt.runtime.imageio import read_rgb, resize_rgb
+from uda_trt.runtime.jobs.progress import Progress
 
 MIB = 1 << 20
 
@@ -62,13 +62,14 @@ def sweep(
     points = [(size, batch) for size in target.sizes for batch in target.batch_sizes]
     with (
         open_backend(target.backend, target.artifact, threads) as stream,
-        tqdm(points, desc=f"sweep {target.model} {target.backend}", unit="point", leave=False) as bar,
+        Progress(len(points), f"sweep {target.model} {target.backend}", unit="point") as progress,
     ):
-        for size, batch_size in bar:
+        for size, batch_size in points:
             batch = _batch(frames_for(size), batch_size)
             peak.reset()
             timing = time_stream(stream, batch, target.policy)
             rows.append(point(target, size, batch_size, timing, macs_per_image(size), peak.read()))
+            progress.update(1)
     return rows
 
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +35,11 @@ class Progress:
         self.interval_s, self.clock = interval_s, clock
         self.postfix: dict[str, object] = {}
         interactive = sys.stderr.isatty() if interactive is None else interactive
-        self.bar = (
-            tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
-            if interactive
-            else None
-        )
+        self.bar = None
+        if interactive:  # log lines are printed above the bar instead of through it
+            self._redirect = logging_redirect_tqdm()
+            self._redirect.__enter__()
+            self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
         self._started = self._last = clock()
         self._initial = initial
         self._closed = False
@@ -79,6 +80,7 @@ class Progress:
         self._closed = True
         if self.bar is not None:
             self.bar.close()
+            self._redirect.__exit__(None, None, None)
         elif self.done > self._initial:
             self._log()
 

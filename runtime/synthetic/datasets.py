@@ -12,11 +12,10 @@ import shutil
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.files import write_json
 from uda_trt.runtime.jobs.folders import claim_output_folder, refuse_changed
+from uda_trt.runtime.jobs.progress import Progress
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.synthetic.writer import PRESETS, pending, plan, run_items
 
@@ -114,8 +113,8 @@ def write_synthetic_datasets(
     )
     todo = pending(items)
     start = time.perf_counter()
-    with tqdm(total=len(todo), desc="make-synthetic", unit="img", disable=not todo) as bar:
-        run_items(todo, workers or default_workers(MAX_DEFAULT_WORKERS), bar.update)
+    with Progress(len(todo), "make-synthetic", interactive=None if todo else False) as progress:
+        run_items(todo, workers or default_workers(MAX_DEFAULT_WORKERS), progress.update)
     seconds = time.perf_counter() - start
     manifest = {
         "generator": GENERATOR,

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_cli, write_cityscapes, write_gta5
+from helpers import run_cli, run_until, write_cityscapes, write_gta5
 from uda_trt.benchmarks.presets import PRESETS
 from uda_trt.benchmarks.report import gap_closed
 from uda_trt.benchmarks.uda import StudyConfig, claim_output
@@ -202,3 +203,19 @@ def test_run_uda_on_user_datasets(tmp_path):
     assert report["images"]["target_val"]["count"] == 2 and report["images"]["target_train"]["sizes"] == {"160x80": 6}
     markdown = (out / "report.md").read_text()
     assert "gap closed: n/a.\n\nn/a: there is no oracle arm" in markdown
+
+
+def test_sigterm_in_training_saves_the_state_and_says_how_to_continue(tmp_path):
+    """A scheduler's SIGTERM during CycleGAN training: the iteration finishes, its state is saved, one line says
+    so and that the same command continues the study, exit 143 (not a traceback, not 'Aborted!')."""
+    out, log = tmp_path / "study", tmp_path / "stderr.log"
+    train_log = out / "cyclegan" / "train.log"
+    argv = ["run-uda", "--preset", "smoke", "--output", out, "--cyclegan-iterations", 400]
+    status = run_until(
+        argv, lambda: train_log.exists() and "start at iteration" in train_log.read_text(), log, signum=signal.SIGTERM
+    )
+    stderr = log.read_text()
+    assert status == 143, stderr[-2000:]
+    assert "training state saved at iteration" in stderr and "rerun the same command to continue" in stderr
+    assert "Traceback" not in stderr and "Aborted" not in stderr
+    assert (out / "cyclegan" / "latest_train_state.pt").is_file()

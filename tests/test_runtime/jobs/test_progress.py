@@ -40,3 +40,12 @@ def test_nothing_done_logs_nothing(caplog):
     with caplog.at_level(logging.INFO, logger="uda_trt.runtime.jobs.progress"):
         Progress(10, "scoring", initial=10, interactive=False).close()
     assert caplog.records == []
+
+
+def test_on_a_terminal_it_is_a_bar_with_log_lines_printed_above_it(capsys):
+    log = logging.getLogger("uda_trt.test")
+    with Progress(3, "translate", interactive=True) as progress:
+        progress.update(2)
+        log.warning("a skipped sample")
+    err = capsys.readouterr().err
+    assert "translate:" in err and "2/3" in err and "a skipped sample" in err

@@ -38,6 +38,7 @@ def test_cli_writes_both_datasets_and_reruns_cheaply(tmp_path: Path):
     ]
     result = make_synthetic(*args)
     assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stderr  # no progress bar redrawn into a redirected stderr
     assert sorted(p.name for p in (out / "gta5" / "images").iterdir()) == [f"0000{i}.png" for i in range(1, 5)]
     assert len(list((out / "gta5" / "labels").glob("*.png"))) == 4
     assert Image.open(out / "gta5" / "images" / "00001.png").size == (64, 36)
