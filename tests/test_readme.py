@@ -98,4 +98,8 @@ def test_readme_run_uda_runs_as_written(tiny_data: Path):
     (argv,) = [argv for argv in readme_commands() if argv[0] == "run-uda"]
     result = run_cli(*tiny(argv, tiny_data), cwd=tiny_data, timeout=900)
     assert result.returncode == 0, (shlex.join(argv), result.stderr[-3000:])
-    assert (tiny_data / "runs" / "uda" / "report.md").is_file()
+    # on the user's datasets: no oracle arm, and the report says why there is no gap closed
+    report = json.loads((tiny_data / "runs" / "uda" / "report.json").read_text())
+    assert set(report["arms"]) == {"source_only", "adapted"} and report["summary"]["gap_closed"] is None
+    assert report["images"]["target_val"]["count"] == 2 and report["images"]["target_train"]["sizes"] == {"64x32": 3}
+    assert "gap closed: n/a.\n\nn/a: there is no oracle arm" in (tiny_data / "runs" / "uda" / "report.md").read_text()
