@@ -31,6 +31,7 @@ from typing import Any
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.files import remove_partials, write_json
 from uda_trt.runtime.jobs.folders import claim_output_folder, refuse_changed
+from uda_trt.runtime.safepaths import is_inside
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ class JobState:
                 if not parts or PurePosixPath(relative).is_absolute() or ".." in parts:
                     continue
                 path = self.root.joinpath(*parts)
-                if _regular_size(path) == size:
+                if is_inside(path.parent, self.root) and _regular_size(path) == size:  # no symlinked folder out
                     path.unlink()
                     removed += 1
                     folders.update(p for p in path.parents if p != self.root and p.is_relative_to(self.root))

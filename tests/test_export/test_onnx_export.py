@@ -252,7 +252,12 @@ def barely_trained_segmenter(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("barely-trained")
     write_synthetic_datasets(root / "data", gta5_count=6, cityscapes_train=6, cityscapes_val=4, seed=1, workers=1)
     config = SegmenterConfig(
-        data_root=root / "data" / "cityscapes", output_dir=root / "seg", iterations=4, batch_size=2, num_workers=0
+        data_root=root / "data" / "cityscapes",
+        output_dir=root / "seg",
+        iterations=4,
+        batch_size=2,
+        precise_bn_batches=1,
+        num_workers=0,
     )
     return train_segmenter(config)
 

@@ -176,3 +176,14 @@ def test_changed_and_removed_inputs_are_redone_or_removed(cli, invert_translator
     assert report(out)["images_translated"] == 2 and report(out)["images_already_done"] == 1
     assert translate(cli, invert_translator, source, tmp_path / "fresh").returncode == 0
     assert outputs(files, out) == outputs(files, tmp_path / "fresh")
+
+
+def test_cleanup_never_follows_a_symlinked_folder_out_of_the_output(cli, invert_translator, tmp_path, files):
+    source = write_gta5(tmp_path / "gta5", count=2, size=(48, 24), seed=1)
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    assert translate(cli, invert_translator, source, out).returncode == 0
+    shutil.move(out / "images", elsewhere)  # same names and sizes as the journal records, outside OUT
+    (out / "images").symlink_to(elsewhere, target_is_directory=True)
+    before = files(elsewhere)
+    translate(cli, invert_translator, source, out, "--overwrite")
+    assert files(elsewhere) == before
