@@ -40,6 +40,7 @@ def config(tmp_path: Path, data: Path, **overrides) -> SegmenterConfig:
         optimizer="adamw",
         lr=1e-3,
         val_every=3,
+        precise_bn_batches=2,  # of the 8 default: a tiny set has few batches to re-estimate BatchNorm on
         num_workers=0,
         device="cpu",
     )
