@@ -17,6 +17,8 @@ import pytest
 from PIL import Image
 
 from helpers import run_cli, write_cityscapes, write_gta5
+from uda_trt.benchmarks.presets import PRESETS
+from uda_trt.runtime.jobs.cli import SIZE
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SECTION = "## Real data, command by command"
@@ -35,7 +37,7 @@ TINY_VALUES = {
 TINY_EXTRAS = {
     "train-cyclegan": ["--ngf", "4", "--ndf", "8", "--n-blocks", "1", "--sample-every", "1", "--workers", "0"],
     "train-segmenter": ["--iterations", "2", "--crop-size", "32x16", "--batch-size", "2", "--workers", "0"],
-    "export-trt": ["--parity-images", "{root}/parity"],
+    "export-trt": ["--parity-images", "{root}/parity", "--no-fp16"],  # the FP16 path has its own tests
 }
 
 
@@ -75,6 +77,12 @@ def test_the_section_holds_the_whole_study():
     names = [argv[0] for argv in readme_commands()]
     assert names[:3] == ["train-cyclegan", "export-trt", "batch-translate"]
     assert names.count("train-segmenter") == 2 and names.count("evaluate-seg") >= 2 and names[-1] == "run-uda"
+
+
+def test_the_section_and_run_uda_translate_at_one_size():
+    """The translator size the README exports at is the one run-uda's full preset uses (one number per fact)."""
+    export = next(argv for argv in readme_commands() if argv[0] == "export-trt" and "--size" in argv)
+    assert SIZE.convert(export[export.index("--size") + 1], None, None) == PRESETS["full"].translate_size
 
 
 @pytest.mark.slow
