@@ -6,17 +6,17 @@ from pathlib import Path
 
 import click
 
-from uda_trt.runtime.jobs.cli import SIZE, setup_logging
+from uda_trt.runtime.jobs.cli import SIZE, fold_renamed, renamed_option, setup_logging
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
+@renamed_option(
     "--output",
     "--out",
     "out",
     required=True,
     type=click.Path(path_type=Path),
-    help="Output folder (new, empty, or a previous make-synthetic output); --out is the older spelling.",
+    help="Output folder (new, empty, or a previous make-synthetic output).",
 )
 @click.option(
     "--gta5-count", default=600, show_default=True, type=click.IntRange(min=0), help="Source images (GTA5 layout)."
@@ -53,38 +53,16 @@ from uda_trt.runtime.jobs.cli import SIZE, setup_logging
     help="Replace the datasets of a previous make-synthetic output made with other options (default: refuse).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(
-    out,
-    gta5_count,
-    cityscapes_train,
-    cityscapes_val,
-    preset,
-    gta5_size,
-    cityscapes_size,
-    seed,
-    workers,
-    overwrite,
-    verbose,
-) -> None:
+def main(verbose: bool, **options) -> None:
     """Write synthetic GTA5-like (OUT/gta5) and Cityscapes-like (OUT/cityscapes) street-scene datasets."""
     from uda_trt.runtime.jobs.interrupts import JobInterrupted, exit_code_of, stop_on_signals
     from uda_trt.runtime.synthetic import write_synthetic_datasets
 
     setup_logging(verbose)
+    out = fold_renamed(options)["out"]
     try:
         with stop_on_signals():
-            manifest = write_synthetic_datasets(
-                out,
-                gta5_count,
-                cityscapes_train,
-                cityscapes_val,
-                preset,
-                gta5_size,
-                cityscapes_size,
-                seed,
-                workers,
-                overwrite,
-            )
+            manifest = write_synthetic_datasets(**options)
     except KeyboardInterrupt as exc:
         raise JobInterrupted(
             f"the images written so far are kept in {out}; rerun the same command to complete the data",

@@ -72,14 +72,24 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s: %(message)s")
 
 
+class _RenamedOption(click.Option):
+    """The documented spelling of a renamed option; `required` is checked by `fold_renamed`, once either spelling
+    may have given the value."""
+
+    def __init__(self, *args: Any, required_either: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.required_either = required_either
+
+
 def renamed_option(flag: str, old_flag: str, name: str, **option: Any) -> Callable:
     """`flag` (parameter `name`, documented) plus `old_flag`, its former spelling: hidden from --help, still
     accepted. Call `fold_renamed` on the command's parameters to merge the two."""
+    required = option.pop("required", False)
 
     def decorate(func: Callable) -> Callable:
         hidden = {key: value for key, value in option.items() if key in ("type", "multiple")}
         func = click.option(old_flag, f"{name}{_OLD_SPELLING}", default=None, hidden=True, **hidden)(func)
-        return click.option(flag, name, **option)(func)
+        return click.option(flag, name, cls=_RenamedOption, required_either=required, **option)(func)
 
     return decorate
 
@@ -100,4 +110,7 @@ def fold_renamed(options: dict[str, Any]) -> dict[str, Any]:
                 f"{new} {options[name]} and {old} {old_value} disagree; give {new} only ({old} is its old name)"
             )
         options[name] = old_value
+    for param in context.command.params:
+        if isinstance(param, _RenamedOption) and param.required_either and options.get(param.name) is None:
+            raise click.MissingParameter(ctx=context, param=param)
     return options

@@ -67,3 +67,16 @@ def test_a_renamed_option_shows_one_name_and_refuses_disagreeing_spellings():
     assert "--output" in help_text and "--out " not in help_text
     result = CliRunner().invoke(write, ["--output", "a", "--out", "b"])
     assert result.exit_code == 2 and "--output a and --out b disagree" in result.output
+
+
+@click.command()
+@renamed_option("--output", "--out", "output", required=True, help="Output folder.")
+def write_required(**options):
+    click.echo(fold_renamed(options)["output"])
+
+
+def test_a_required_renamed_option_is_satisfied_by_either_spelling():
+    assert CliRunner().invoke(write_required, ["--out", "b"]).output.strip() == "b"
+    assert CliRunner().invoke(write_required, ["--output", "a"]).output.strip() == "a"
+    missing = CliRunner().invoke(write_required, [])
+    assert missing.exit_code == 2 and "Missing option '--output'" in missing.output
