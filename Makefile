@@ -26,10 +26,18 @@ demo-seeds: setup
 test: setup
 	$(BIN)/pytest -q -m "not gpu" -n auto --dist worksteal
 
-# GPU tests need tensorrt and pycuda (pycuda compiles against the CUDA toolkit); elsewhere they skip with the reason.
+# GPU tests need tensorrt and pycuda (pycuda compiles against the CUDA toolkit) and ONNX Runtime's GPU build; elsewhere
+# they skip with the reason. onnxruntime (CPU, a base dependency) and onnxruntime-gpu install the same module: remove
+# the CPU one and reinstall the GPU one over the files they share. The pip tensorrt wheel keeps libnvinfer in its
+# tensorrt_libs package, where ONNX Runtime's TensorRT provider does not look: put it on LD_LIBRARY_PATH.
 test-gpu: setup
-	$(PY) -m pip install --quiet -e '.[dev,tensorrt]'
-	$(BIN)/pytest -q -m gpu
+	$(PY) -m pip install --quiet -e '.[dev,tensorrt,gpu]'
+	if $(PY) -m pip show --quiet onnxruntime >/dev/null 2>&1; then \
+	  $(PY) -m pip uninstall --quiet -y onnxruntime && \
+	  $(PY) -m pip install --quiet --force-reinstall --no-deps onnxruntime-gpu; fi
+	TRT_LIBS=$$($(PY) -c "import importlib.util as u, os; s = u.find_spec('tensorrt_libs'); \
+	  print(os.path.dirname(s.origin) if s and s.origin else '')"); \
+	LD_LIBRARY_PATH=$$TRT_LIBS$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH} $(BIN)/pytest -q -m gpu
 
 # Throughput benchmark report in bench-results/ (report.md, report.json, figures): 27-45 min on 2 idle CPU cores
 # (26 min 41 s and 44 min 46 s measured on two machines; see README, "Benchmarks").

@@ -149,11 +149,81 @@ def run_parity(
     tolerance: int,
     reference_name: str,
     ties: Sequence[np.ndarray] | None = None,
+    batch: tuple[int, int] = (1, 1),
 ) -> ParityReport:
-    """Run both functions on each image (as a batch of one: sizes may differ) and compare (`ties`: see compare)."""
-    reference = [reference_fn(image[None])[0] for image in images]
-    candidate = [candidate_fn(image[None])[0] for image in images]
+    """Run both functions on the images in batches of `batch` = (min, max) images (see parity_batches) and
+    compare each image's outputs (`ties`: see compare). An engine refuses batches outside its profile."""
+    reference: list[np.ndarray] = [np.empty(0)] * len(images)
+    candidate: list[np.ndarray] = [np.empty(0)] * len(images)
+    for indices, stacked in parity_batches(images, batch):
+        ref_out, cand_out = reference_fn(stacked), candidate_fn(stacked)
+        for row, index in enumerate(indices):  # rows past len(indices) are repeats that fill the batch
+            reference[index], candidate[index] = ref_out[row], cand_out[row]
     return compare(task, reference, candidate, required, tolerance, reference_name, ties)
+
+
+def parity_batches(images: Sequence[np.ndarray], batch: tuple[int, int]) -> list[tuple[list[int], np.ndarray]]:
+    """Stack images of one shape into batches of `batch` = (min, max) images, in order within each shape.
+
+    Returns (indices of the images in the batch, stacked batch). A batch with fewer than `min` images is filled up
+    by repeating its own images, so the extra rows are outputs of images already counted: they are dropped.
+    """
+    low, high = batch
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for index, image in enumerate(images):
+        by_shape.setdefault(image.shape, []).append(index)
+    batches = []
+    for indices in by_shape.values():
+        for start in range(0, len(indices), high):
+            chunk = indices[start : start + high]
+            rows = [chunk[k % len(chunk)] for k in range(max(low, len(chunk)))]
+            batches.append((chunk, np.stack([images[i] for i in rows])))
+    return batches
+
+
+def size_in_range(
+    size: tuple[int, int], low: tuple[int, int], high: tuple[int, int], divisor: int = 1
+) -> tuple[int, int] | None:
+    """The (w, h) nearest to `size` with each side in [low, high] and a multiple of `divisor`.
+
+    None when an axis of the range holds no multiple of `divisor` (no image the model accepts fits the range).
+    """
+    fitted = []
+    for value, lo, hi in zip(size, low, high, strict=True):
+        value = min(max(value, lo), hi)
+        down, up = value // divisor * divisor, -(-value // divisor) * divisor
+        candidates = [side for side in (down, up) if lo <= side <= hi and side > 0]
+        if not candidates:
+            return None
+        fitted.append(min(candidates, key=lambda side: abs(side - value)))
+    return fitted[0], fitted[1]
+
+
+def segmenter_parity_images(
+    images: list[np.ndarray] | None, low: tuple[int, int], high: tuple[int, int]
+) -> list[np.ndarray]:
+    """Segmenter parity images at sizes inside an engine profile's [low, high] (w, h) range.
+
+    Segmenters take images at their own size, and the engine check reuses the export's images (and the PyTorch
+    near-tie masks measured on them), so they must fit the profile before the export: built-in scenes are drawn
+    at the size nearest SEGMENTER_PARITY_SIZE inside the range; given images outside it are resized into it. Every
+    check of the chain (PyTorch, ONNX, FP16, engine) then sees the same images.
+    """
+    from uda_trt.runtime.imageio import resize_rgb
+
+    if images is None:
+        size = size_in_range(SEGMENTER_PARITY_SIZE, low, high)
+        if size != SEGMENTER_PARITY_SIZE:
+            log.info("parity scenes drawn at %dx%d, inside the engine profile", *size)
+        return synthetic_parity_images("segment", size)
+    fitted = []
+    for image in images:
+        size = (image.shape[1], image.shape[0])
+        target = size_in_range(size, low, high)
+        if target != size:
+            log.info("parity image %dx%d resized to %dx%d, inside the engine profile", *size, *target)
+        fitted.append(resize_rgb(image, target))
+    return fitted
 
 
 def require(report: ParityReport, artifact: Path, note: str = "") -> None:

@@ -273,9 +273,11 @@ def score_engine(
 
     workers = workers or default_workers(MAX_DEFAULT_WORKERS)
     started = time.perf_counter()
-    with open_runner(artifact, backend=backend) as runner:
-        if runner.sidecar.task != "segment":
-            raise UserError(f"{artifact}: a {runner.sidecar.task} model; evaluate-seg needs a segmenter artifact")
+    runner = open_runner(artifact, backend=backend)  # reads the sidecar; the session opens with `with`
+    if runner.sidecar.task != "segment":
+        raise UserError(f"{artifact}: a {runner.sidecar.task} model; evaluate-seg needs a segmenter artifact")
+    runner.expect_inputs(batch_size)  # images of any size: the segmenter's whole size range
+    with runner:
         with (
             ThreadPoolExecutor(max_workers=workers) as pool,
             Progress(len(samples), "segmenting") as bar,
@@ -319,7 +321,8 @@ def score_engine(
             "artifact": str(artifact),
             "artifact_sha256": file_sha256(artifact),
             "architecture": runner.sidecar.architecture,
-            "backend": runner.backend,
+            "backend": runner.backend,  # what ran: auto may have fallen back (runtime.runners)
+            "providers": runner.active_providers,
             "batch_size": batch_size,
             "cityscapes": str(cityscapes_root),
             "split": split,

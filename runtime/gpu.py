@@ -25,12 +25,17 @@ def current_gpu() -> GpuInfo:
     """The first visible GPU (CUDA_VISIBLE_DEVICES respected); UserError when none can be queried."""
     try:
         import pycuda.driver as cuda
-    except ImportError:
+    except (ImportError, OSError):  # OSError: pycuda is there but libcuda is not
         return _from_nvidia_smi()
-    cuda.init()
-    device = cuda.Device(0)
-    major, minor = device.compute_capability()
-    return GpuInfo(name=device.name(), compute_capability=f"{major}.{minor}")
+    try:
+        cuda.init()
+        device = cuda.Device(0)
+        major, minor = device.compute_capability()
+        name = device.name()
+    except cuda.Error as error:  # no device, driver too old for this pycuda, ...
+        text = str(error).strip().splitlines()
+        raise UserError(f"cannot identify the GPU: CUDA does not start: {text[0] if text else error!r}") from None
+    return GpuInfo(name=name, compute_capability=f"{major}.{minor}")
 
 
 def _from_nvidia_smi() -> GpuInfo:

@@ -4,6 +4,9 @@ Numpy uint8 in, numpy uint8 out; the sidecar says what the tensors are called an
 backend follows the artifact's suffix and what the machine has: `.onnx` / `.fp16.onnx` run on ONNX Runtime (its
 TensorRT or CUDA execution provider only when an NVIDIA GPU is present, so a CPU box never logs provider errors),
 `.engine` runs on native TensorRT (imported lazily: a deployment box without it still imports this module).
+ONNX Runtime does not fail when a requested provider cannot start: it logs a line and runs on what it could start.
+So every session's active providers are checked: an explicit `--backend` is refused in one line when its provider
+is not active; `auto` runs on what started, with a warning, and records that.
 No torch here, ever.
 """
 
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +28,9 @@ from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.pipeline import prefetch
 from uda_trt.runtime.sidecar import Sidecar, load_sidecar
+from uda_trt.runtime.tensorrt_runner import profile_violation
+
+log = logging.getLogger(__name__)
 
 # "onnxruntime" = ONNX Runtime on the best providers this machine has; the suffixed names force one provider set
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
@@ -33,6 +41,22 @@ _ORT_PROVIDERS = {
     # the TensorRT EP builds engines on first use; CUDA stays listed after it as the fallback for its gaps
     "onnxruntime-tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
 }
+# Why a provider that ONNX Runtime has may still not start (it falls back silently otherwise).
+_START_HINTS = {
+    "TensorrtExecutionProvider": "is TensorRT's libnvinfer, of the version this onnxruntime-gpu was built for, on "
+    "LD_LIBRARY_PATH?",
+    "CUDAExecutionProvider": "are the CUDA and cuDNN libraries this onnxruntime-gpu was built for installed?",
+}
+_GPU_INSTALL = (
+    "install the GPU build in its place: pip uninstall -y onnxruntime, then pip install --force-reinstall --no-deps "
+    "onnxruntime-gpu (as make test-gpu does)"
+)
+# ONNX Runtime's TensorRT provider builds one engine per shape range; a runner whose job did not give its batch size
+# (`Runner.expect_inputs`) gets this range of batches (min, opt, max).
+ORT_TENSORRT_BATCH = (1, 4, 8)
+# Segmenters take full-resolution images: from small crops up to Cityscapes' 2048x1024, tuned for the latter.
+# The one definition for both engine builders (ONNX Runtime's TensorRT provider here, export's native engines).
+SEGMENTER_SIZES = ((256, 128), (2048, 1024), (2048, 1024))  # (w, h) min, opt, max
 
 
 def gpu_present() -> bool:
@@ -65,6 +89,19 @@ class Runner:
         self.path = Path(path)
         self.sidecar = sidecar
         self._active = False
+        self.batch_size: int | None = None  # what the job feeds, when it said so (expect_inputs)
+        self.image_size: tuple[int, int] | None = None
+        self.active_providers: list[str] = []  # what actually runs the model, once entered (job outputs record it)
+
+    def expect_inputs(self, batch_size: int, image_size: tuple[int, int] | None = None) -> None:
+        """Say, before `with`, the largest batch and (for a fixed-size job) the image size (w, h) the job feeds.
+
+        Backends that fix their shape ranges when they start (ONNX Runtime's TensorRT provider) build for exactly
+        these, and a native engine whose profile cannot take them is refused now, before the job starts.
+        """
+        if self._active:
+            raise RuntimeError("expect_inputs must come before `with runner:`")
+        self.batch_size, self.image_size = batch_size, image_size
 
     def __enter__(self) -> Runner:
         self._activate()
@@ -156,15 +193,26 @@ def session_options(threads: int, memory_patterns: bool = True):
 class OnnxRuntimeRunner(Runner):
     """ONNX Runtime on the given execution providers; its sessions live for one `with` block. The one
     `infer_many` uses opens with the block (a model ONNX Runtime cannot load fails there); on the CPU, where
-    `infer_many` splits the threads between runs, `infer` gets an all-threads session on first use."""
+    `infer_many` splits the threads between runs, `infer` gets an all-threads session on first use.
 
-    def __init__(self, path: Path, sidecar: Sidecar, backend: str = "onnxruntime-cpu", threads: int | None = None):
+    Every session's active providers are checked (`provider_problem`): one that did not start is a UserError, or,
+    with `fallback` (the `auto` choice), a warning, and `backend` becomes what runs."""
+
+    def __init__(
+        self,
+        path: Path,
+        sidecar: Sidecar,
+        backend: str = "onnxruntime-cpu",
+        threads: int | None = None,
+        fallback: bool = False,
+    ) -> None:
         super().__init__(path, sidecar)
         if backend not in _ORT_PROVIDERS:
             raise UserError(f"{path}: backend '{backend}' is not an ONNX Runtime backend")
         self.backend = backend
         self.providers = list(_ORT_PROVIDERS[backend])
         self.threads = threads or default_workers()  # ORT's own default ignores CPU affinity and quotas
+        self.fallback = fallback
         self._sessions: dict[int, object] = {}  # by intra-op thread count
 
     @property
@@ -178,12 +226,28 @@ class OnnxRuntimeRunner(Runner):
 
         providers: list = list(self.providers)
         if providers[0] == "TensorrtExecutionProvider":
-            providers[0] = (providers[0], tensorrt_ep_options(self.path, self.sidecar))
+            options = tensorrt_ep_options(self.path, self.sidecar, None, self.batch_size, self.image_size)
+            _make_cache_folder(self.path, Path(options["trt_engine_cache_path"]))
+            providers[0] = (providers[0], options)
         try:
             options = session_options(threads, memory_patterns=self.providers != ["CPUExecutionProvider"])
-            return ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+            with warnings.catch_warnings():  # "not in available provider names": provider_problem says it better
+                warnings.filterwarnings("ignore", message="Specified provider")
+                session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as error:  # ORT raises its own exception types for unreadable or invalid models
             raise UserError(f"{self.path}: ONNX Runtime cannot load it: {_first_line(error)}") from None
+        self._check_providers(session.get_providers(), ort.get_available_providers())
+        return session
+
+    def _check_providers(self, active: list[str], available: list[str]) -> None:
+        problem = provider_problem(self.backend, self.providers, active, available)
+        if problem is not None and not self.fallback:
+            raise UserError(f"{self.path}: {problem}")
+        if problem is not None:
+            ran = _backend_running_on(active)
+            log.warning("%s: %s; running on %s instead", self.path.name, problem, ran)
+            self.backend, self.providers = ran, list(_ORT_PROVIDERS[ran])
+        self.active_providers = list(active)
 
     @property
     def _threads_per_run(self) -> int:
@@ -242,6 +306,21 @@ class TensorRTRunner(Runner):
         from uda_trt.runtime.tensorrt_runner import NativeTensorRT
 
         self._native = NativeTensorRT(self.path, self.sidecar)
+        self.active_providers = ["TensorRT"]
+
+    def expect_inputs(self, batch_size: int, image_size: tuple[int, int] | None = None) -> None:
+        """As Runner's, and refuses now a batch size or image size outside the engine's profile."""
+        super().expect_inputs(batch_size, image_size)
+        profile = (self.sidecar.engine or {}).get("profile")
+        if profile is None:
+            return
+        height, width = (image_size[1], image_size[0]) if image_size else profile["min"][1:3]
+        violation = profile_violation(profile, (batch_size, height, width, 3))
+        if violation is not None:
+            raise UserError(
+                f"{self.path}: the job's {violation}; use --batch-size and --size within it, or rebuild the "
+                "engine with wider ranges (export-trt --help)"
+            )
 
     def _deactivate(self) -> None:
         if self._native is not None:
@@ -259,20 +338,29 @@ class TensorRTRunner(Runner):
             yield {self.sidecar.output_name(): output}
 
 
-ORT_TENSORRT_CACHE = Path.home() / ".cache" / "uda-trt" / "onnxruntime-tensorrt"
+def ort_tensorrt_cache() -> Path:
+    """Where ONNX Runtime's TensorRT provider keeps engines and timing caches: ~/.cache/uda-trt/onnxruntime-tensorrt."""
+    return Path.home() / ".cache" / "uda-trt" / "onnxruntime-tensorrt"
 
 
-def tensorrt_ep_options(path: Path, sidecar: Sidecar, cache_root: Path = ORT_TENSORRT_CACHE) -> dict[str, str]:
+def tensorrt_ep_options(
+    path: Path,
+    sidecar: Sidecar,
+    cache_root: Path | None = None,
+    batch_size: int | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> dict[str, str]:
     """ONNX Runtime TensorRT execution-provider options for an artifact.
 
-    Engines and timing caches are kept per artifact hash, so a second run starts in seconds. Precision comes from
-    the ONNX (a `.fp16.onnx` runs in FP16 with InstanceNorm in FP32); `trt_fp16_enable` would also put the FP32
-    model's InstanceNorm in FP16, so it stays off. Translators get a profile over batch 1..8 at the working size.
+    Engines and timing caches are kept per artifact hash under `cache_root` (default `ort_tensorrt_cache()`), so a
+    second run starts in seconds. Precision comes from the ONNX (a `.fp16.onnx` runs in FP16 with InstanceNorm in
+    FP32); `trt_fp16_enable` would also put the FP32 model's InstanceNorm in FP16, so it stays off. The explicit
+    profile is `tensorrt_ep_profile`'s.
     """
     from uda_trt.runtime.sidecar import artifact_key
 
     digest = sidecar.artifacts.get(artifact_key(path), {}).get("sha256", "unlisted")[:16]
-    cache = Path(cache_root) / digest
+    cache = Path(cache_root or ort_tensorrt_cache()) / digest
     options = {
         "trt_fp16_enable": "False",
         "trt_engine_cache_enable": "True",
@@ -280,12 +368,69 @@ def tensorrt_ep_options(path: Path, sidecar: Sidecar, cache_root: Path = ORT_TEN
         "trt_timing_cache_enable": "True",
         "trt_timing_cache_path": str(cache),
     }
-    if sidecar.task == "translate" and sidecar.working_size is not None:
-        width, height = sidecar.working_size
-        name = sidecar.input_name()
-        for key, batch in (("min", 1), ("opt", 4), ("max", 8)):
-            options[f"trt_profile_{key}_shapes"] = f"{name}:{batch}x{height}x{width}x3"
-    return options
+    return options | tensorrt_ep_profile(sidecar, batch_size, image_size)
+
+
+def tensorrt_ep_profile(
+    sidecar: Sidecar, batch_size: int | None = None, image_size: tuple[int, int] | None = None
+) -> dict[str, str]:
+    """The TensorRT provider's explicit profile, `trt_profile_{min,opt,max}_shapes` = "images:NxHxWx3".
+
+    One engine covers every batch the job feeds, from 1 (its last batch may be short) to `batch_size` (tuned for
+    it; without one, ORT_TENSORRT_BATCH), at `image_size` (w, h): the translator's working size by default, the
+    segmenter's SEGMENTER_SIZES range (full-resolution images of any size in it). Without an explicit profile
+    the provider rebuilds its engine for every larger shape; with one, a shape outside it is an error.
+    A translator without any size gets no profile.
+    """
+    batches = (1, batch_size, batch_size) if batch_size else ORT_TENSORRT_BATCH
+    if image_size is not None:
+        sizes = (image_size,) * 3
+    elif sidecar.task == "translate":
+        if sidecar.working_size is None:
+            return {}
+        sizes = (tuple(sidecar.working_size),) * 3
+    else:
+        sizes = SEGMENTER_SIZES
+    name = sidecar.input_name()
+    points = zip(("min", "opt", "max"), batches, sizes, strict=True)
+    return {f"trt_profile_{key}_shapes": f"{name}:{n}x{h}x{w}x3" for key, n, (w, h) in points}
+
+
+def _make_cache_folder(artifact: Path, folder: Path) -> None:
+    """The provider creates its cache folder one level deep only (std::filesystem::create_directory) and falls back
+    to CUDA when that fails, as on a fresh machine without ~/.cache/uda-trt: make it, parents included."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{artifact}: cannot create the TensorRT engine cache {folder}: {error.strerror}") from None
+
+
+def provider_problem(backend: str, requested: list[str], active: list[str], available: list[str]) -> str | None:
+    """Why a session opened for `backend` (asking for `requested`) does not run on them all, or None.
+
+    `active`: the session's `get_providers()`; `available`: `onnxruntime.get_available_providers()`, to tell a
+    build that lacks the provider from one whose provider did not start.
+    """
+    missing = [name for name in requested if name not in active]
+    if not missing:
+        return None
+    name = missing[0]
+    if name not in available:
+        return f"backend {backend} needs {name}, which this onnxruntime lacks (it has {', '.join(available)}); " + (
+            _GPU_INSTALL
+        )
+    return (
+        f"backend {backend}: ONNX Runtime could not start {name} and fell back to {', '.join(active)}; "
+        + _START_HINTS.get(name, "see ONNX Runtime's message above")
+    )
+
+
+def _backend_running_on(active: list[str]) -> str:
+    """The backend name for a session's active providers."""
+    for backend in ("onnxruntime-tensorrt", "onnxruntime-cuda"):
+        if _ORT_PROVIDERS[backend][0] in active:
+            return backend
+    return "onnxruntime-cpu"
 
 
 def _first_line(error: BaseException) -> str:
@@ -317,7 +462,9 @@ def choose_backend(path: Path, backend: str = "auto") -> str:
         if not gpu_present():
             raise UserError(f"backend {backend} needs an NVIDIA GPU; none found")
         if not _ort_has(provider):
-            raise UserError(f"backend {backend} needs onnxruntime-gpu with {provider}; this onnxruntime lacks it")
+            raise UserError(
+                f"backend {backend} needs onnxruntime-gpu with {provider}; this onnxruntime lacks it: {_GPU_INSTALL}"
+            )
     return backend
 
 
@@ -331,8 +478,10 @@ def open_runner(path: Path, backend: str = "auto", threads: int | None = None) -
     """A runner for an artifact, to use as `with open_runner(path) as runner:`.
 
     Reads and validates the sidecar and checks the artifact's sha256 now, so a bad artifact fails before a job
-    starts; the session (or engine) is created on `__enter__` and released on `__exit__`.
-    `threads`: ONNX Runtime intra-op threads, all available cores by default.
+    starts; the session (or engine) is created on `__enter__` and released on `__exit__`; a job calls
+    `runner.expect_inputs(batch_size, image_size)` in between. `threads`: ONNX Runtime intra-op threads, all
+    available cores by default. An explicit ONNX Runtime `backend` is refused (UserError) when its provider does not
+    start; "auto" and "onnxruntime" run on what started, with a warning, and `runner.backend` says which.
     """
     path = Path(path)
     if not path.is_file():
@@ -341,4 +490,4 @@ def open_runner(path: Path, backend: str = "auto", threads: int | None = None) -
     sidecar = load_sidecar(path)
     if chosen == "tensorrt":
         return TensorRTRunner(path, sidecar)
-    return OnnxRuntimeRunner(path, sidecar, chosen, threads)
+    return OnnxRuntimeRunner(path, sidecar, chosen, threads, fallback=backend in ("auto", "onnxruntime"))

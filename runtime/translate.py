@@ -284,8 +284,10 @@ def batch_translate(job: TranslateJob) -> dict:
 def _batch_translate(job: TranslateJob, stats: _Stats) -> dict:
     inputs = _find_inputs(job)
     layout, samples = inputs.layout, inputs.samples
-    with open_runner(job.artifact, backend=job.backend) as runner:
-        working_size = _validate(job, runner.sidecar)
+    runner = open_runner(job.artifact, backend=job.backend)  # reads the sidecar; the session opens with `with`
+    working_size = _validate(job, runner.sidecar)
+    runner.expect_inputs(job.batch_size, working_size)
+    with runner:  # `runner.backend` is now what runs (auto may have fallen back), recorded with its providers
         identity = _identity(job, layout, working_size, runner.backend)
         state = JobState(job.output_root, "batch-translate", identity, RESUME_FLAGS, overwrite=job.overwrite)
         try:
@@ -294,6 +296,7 @@ def _batch_translate(job: TranslateJob, stats: _Stats) -> dict:
                     "config": asdict(job) | {"working_size": list(working_size), "layout": layout},
                     "artifact_sha256": identity["artifact_sha256"],
                     "backend": runner.backend,
+                    "providers": runner.active_providers,
                     "total": len(samples),
                     "progress": {"total": len(samples), "done": 0, "skipped": 0},
                 }
@@ -342,6 +345,7 @@ def _translate_all(
         "images_per_second": round(stats.done / wall, 3) if wall > 0 else None,
         "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
         "backend": runner.backend,
+        "providers": runner.active_providers,
     }
     write_json(job.output_root / REPORT_NAME, report)
     log.info("%s", summary_line(report, job.output_root))

@@ -56,16 +56,27 @@ def set_torch_threads(threads: int | None = None) -> int:
 
 
 @contextmanager
-def open_backend(backend: str, artifact: Path, threads: int | None = None) -> Iterator[Stream]:
+def open_backend(
+    backend: str,
+    artifact: Path,
+    threads: int | None = None,
+    batch_size: int | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> Iterator[Stream]:
     """`with open_backend(name, path) as stream: outputs = stream(batches)`, outputs in input order; the session or
     model lives for the block. Runtime backends stream through the runner's `infer_many`, as batch-translate does
-    (ONNX Runtime on the CPU keeps two batches in flight); PyTorch eager runs one batch at a time."""
+    (ONNX Runtime on the CPU keeps two batches in flight); PyTorch eager runs one batch at a time.
+    `batch_size` and `image_size` (w, h): the largest batch and the size the block feeds, as a job tells its runner
+    (backends that fix their shapes when they start, ONNX Runtime's TensorRT provider, build for exactly these)."""
     if backend == EAGER:
         with _eager(artifact, threads) as infer:
             yield lambda batches: (infer(batch) for batch in batches)
         return
     runner_backend = TENSORRT if backend == TENSORRT else backend
-    with open_runner(Path(artifact), backend=runner_backend, threads=threads) as runner:
+    runner = open_runner(Path(artifact), backend=runner_backend, threads=threads)
+    if batch_size is not None:
+        runner.expect_inputs(batch_size, image_size)
+    with runner:
         output = runner.sidecar.output_name()
         yield lambda batches: (outputs[output] for outputs in runner.infer_many(batches))
 

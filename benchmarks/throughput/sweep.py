@@ -59,17 +59,18 @@ def sweep(
 ) -> list[dict]:
     """One row per (size, batch size): the engine-only figures of `target` (see `point`)."""
     rows = []
-    points = [(size, batch) for size in target.sizes for batch in target.batch_sizes]
-    with (
-        open_backend(target.backend, target.artifact, threads) as stream,
-        Progress(len(points), f"sweep {target.model} {target.backend}", unit="point") as progress,
-    ):
-        for size, batch_size in points:
-            batch = _batch(frames_for(size), batch_size)
-            peak.reset()
-            timing = time_stream(stream, batch, target.policy)
-            rows.append(point(target, size, batch_size, timing, macs_per_image(size), peak.read()))
-            progress.update(1)
+    largest = max(target.batch_sizes)
+    with Progress(
+        len(target.sizes) * len(target.batch_sizes), f"sweep {target.model} {target.backend}", unit="point"
+    ) as progress:
+        for size in target.sizes:  # one session per size: shape-specialising backends build for the size they get
+            with open_backend(target.backend, target.artifact, threads, largest, size) as stream:
+                for batch_size in target.batch_sizes:
+                    batch = _batch(frames_for(size), batch_size)
+                    peak.reset()
+                    timing = time_stream(stream, batch, target.policy)
+                    rows.append(point(target, size, batch_size, timing, macs_per_image(size), peak.read()))
+                    progress.update(1)
     return rows
 
 

@@ -2,27 +2,85 @@
 
 Each step is validated in the same run: the ONNX against PyTorch on real images. Steps that need an NVIDIA GPU and
 TensorRT are skipped with one line on a machine without them (exit 0), or refused with `--require-engine` (exit 2).
+What the engine steps need is checked before anything is built, so a missing package never costs a build.
 torch and onnx are imported inside the command so `--help` stays fast.
 """
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import SIZE, IntListType, fold_renamed, renamed_option, setup_logging
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def engine_unavailable_reason(fp16: bool) -> str | None:
-    """Why no engine is built on this machine, or None when one can be."""
-    from uda_trt.runtime.runners import tensorrt_unavailable_reason
+ENGINE_PACKAGES = ("tensorrt", "pycuda")
+INSTALL = "pip install 'uda-trt[tensorrt]'"
 
-    reason = tensorrt_unavailable_reason()
-    if reason is None and not fp16:
-        return "the engine is built from STEM.fp16.onnx, which --no-fp16 turned off"
+
+def installed_packages() -> set[str]:
+    """Which of ENGINE_PACKAGES this interpreter can import (found, not imported: importing pycuda starts CUDA)."""
+    return {name for name in ENGINE_PACKAGES if importlib.util.find_spec(name) is not None}
+
+
+def engine_blockers(gpu: bool, installed: Collection[str], fp16: bool, verify: bool) -> list[str]:
+    """What stops the engine steps asked for on this machine, one phrase each; empty when they can all run.
+
+    The build needs a GPU, `tensorrt` and STEM.fp16.onnx; `--verify` also runs the engine, which needs `pycuda`.
+    """
+    blockers = [] if gpu else ["no NVIDIA GPU found"]
+    missing = [name for name in ENGINE_PACKAGES if name not in installed and (verify or name == "tensorrt")]
+    if missing == ["pycuda"]:
+        blockers.append(f"pycuda not installed: --verify runs the engine with it ({INSTALL}, or --no-verify)")
+    elif missing:
+        blockers.append(f"{' and '.join(missing)} not installed ({INSTALL})")
+    if not fp16:
+        blockers.append("the engine is built from STEM.fp16.onnx, which --no-fp16 turned off")
+    return blockers
+
+
+def engine_skip_reason(
+    gpu: bool, installed: Collection[str], fp16: bool, verify: bool, require_engine: bool
+) -> str | None:
+    """None when the engine is to be built; else why it is skipped (after the ONNX export, exit 0).
+
+    Raises UserError (exit 2, before any build) with `--require-engine`, and on a machine with a GPU and tensorrt
+    that lacks only what `--verify` needs: there the engine would be built and then refused.
+    """
+    blockers = engine_blockers(gpu, installed, fp16, verify)
+    if not blockers:
+        return None
+    reason = "; ".join(blockers)
+    if require_engine:
+        raise UserError(f"--require-engine: no TensorRT engine can be built and checked here: {reason}")
+    if gpu and fp16 and "tensorrt" in installed:
+        raise UserError(reason)
     return reason
+
+
+def segmenter_engine_images(
+    checkpoint: Path,
+    images: list[np.ndarray] | None,
+    batch: tuple[int, int, int],
+    profile_sizes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None,
+) -> list[np.ndarray] | None:
+    """For a segmenter, parity images inside its engine profile (export.parity.segmenter_parity_images), chosen
+    before the export because the engine check reuses the export's images; translators' images pass unchanged."""
+    from uda_trt.export.engine import default_profile
+    from uda_trt.export.parity import segmenter_parity_images
+    from uda_trt.train.checkpoints import require_model_checkpoint
+
+    if require_model_checkpoint(checkpoint).kind != "segmenter":
+        return images
+    low, high = default_profile("segment", None, batch, profile_sizes).size_range()
+    return segmenter_parity_images(images, low, high)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,18 +148,20 @@ def engine_unavailable_reason(fp16: bool) -> str | None:
     "--timing-cache",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="TensorRT timing cache, reused across builds (default ~/.cache/uda-trt/tensorrt.timing-cache).",
+    help="TensorRT timing cache, reused across builds (default ~/.cache/uda-trt/tensorrt-VERSION-smCC.timing-cache, "
+    "one per TensorRT version and GPU generation).",
 )
 @click.option(
     "--verify/--no-verify",
     default=True,
     show_default=True,
-    help="Check the engine against STEM.onnx on the parity images (same bounds as the FP16 check).",
+    help="Check the engine against STEM.onnx on the parity images (same bounds as the FP16 check; needs pycuda).",
 )
 @click.option(
     "--require-engine",
     is_flag=True,
-    help="Exit 2 when no TensorRT engine can be built here (no GPU or no TensorRT) instead of skipping it.",
+    help="Exit 2, before anything is built, when no TensorRT engine can be built and checked here (no GPU, no "
+    "tensorrt, or no pycuda for --verify) instead of skipping it.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(
@@ -134,8 +194,12 @@ def main(
         "output_dir"
     ]
     from uda_trt.export.parity import load_parity_images
+    from uda_trt.runtime.runners import gpu_present
 
+    skip_reason = engine_skip_reason(gpu_present(), installed_packages(), fp16, verify, require_engine)
     images = load_parity_images(parity_images) if parity_images is not None else None
+    if skip_reason is None:
+        images = segmenter_engine_images(checkpoint, images, batch, profile_sizes)
     from uda_trt.export.onnx_export import export_onnx  # torch: only once the cheap checks passed
 
     result = export_onnx(
@@ -152,17 +216,14 @@ def main(
         click.echo(f"wrote {result.fp16_path} (parity: {result.fp16_parity.summary()})")
     click.echo(f"wrote {result.sidecar_path}")
 
-    reason = engine_unavailable_reason(fp16)
-    if reason is not None:
-        if require_engine:
-            raise UserError(f"--require-engine: no TensorRT engine built: {reason}")
-        click.echo(f"engine skipped: {reason}", err=True)
+    if skip_reason is not None:
+        click.echo(f"engine skipped: {skip_reason}", err=True)
         return
-    from uda_trt.export.engine import DEFAULT_TIMING_CACHE, default_profile, export_engine
+    from uda_trt.export.engine import default_profile, export_engine
 
     profile = default_profile(result.sidecar.task, result.sidecar.working_size, batch, profile_sizes)
     build, report = export_engine(
-        result, profile, int(workspace * 2**30), timing_cache or DEFAULT_TIMING_CACHE, verify=verify
+        result, profile, int(workspace * 2**30), timing_cache if timing_cache is not None else "default", verify=verify
     )
     checked = f"parity: {report.summary()}" if report is not None else "not verified: --no-verify"
     click.echo(f"wrote {build.path} (TensorRT {build.tensorrt_version}, {build.gpu_name}; {checked})")

@@ -63,7 +63,9 @@ LOG_NAME = "evaluate-seg.log"
     "--backend",
     type=click.Choice(BACKENDS),
     default="auto",
-    help="Inference backend (--engine); auto picks from the file suffix and what this machine has.",
+    help="Inference backend (--engine); auto picks from the file suffix and what this machine has, and runs on the "
+    "ONNX Runtime providers that start (the outputs record which). An explicit onnxruntime-cuda or "
+    "onnxruntime-tensorrt is refused when ONNX Runtime cannot run that provider here.",
 )
 @click.option(
     "--save-predictions",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,13 +11,18 @@ import pytest
 import torch
 from PIL import Image
 
-from uda_trt.runtime.runners import open_runner, tensorrt_unavailable_reason
+from uda_trt.export.commands.export_trt import engine_skip_reason, installed_packages
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.runners import gpu_present, open_runner, tensorrt_unavailable_reason
 from uda_trt.runtime.sidecar import file_sha256
 from uda_trt.train.checkpoints import TRAIN_STATE_FORMAT
 from uda_trt.train.networks import NLayerDiscriminator, ResnetGenerator
 
 EXPORT_TRT = "export-trt"  # the console script under test
 NO_ENGINE = pytest.mark.skipif(tensorrt_unavailable_reason() is None, reason="this machine can build engines")
+NO_ENGINE_PACKAGES = pytest.mark.skipif(
+    gpu_present() or bool(installed_packages()), reason="needs a machine without a GPU, tensorrt and pycuda"
+)
 
 
 @pytest.fixture
@@ -62,12 +68,61 @@ def test_writes_onnx_and_sidecar_and_skips_engine(tmp_path, cli, generator_file,
     assert out_images.shape == (1, 16, 32, 3)
 
 
-@NO_ENGINE
-@pytest.mark.slow
-def test_require_engine_exits_2_after_writing_onnx(tmp_path, cli, user_error, generator_file, parity_dir):
-    result = cli(EXPORT_TRT, generator_file, "--size", "32x16", "--parity-images", parity_dir, "--require-engine")
-    user_error(result, names="--require-engine")
-    assert generator_file.with_suffix(".onnx").is_file() and generator_file.with_suffix(".json").is_file()
+def test_what_the_engine_steps_need_decides_build_skip_or_refusal():
+    everything = {"tensorrt", "pycuda"}
+    assert engine_skip_reason(True, everything, fp16=True, verify=True, require_engine=True) is None
+    assert engine_skip_reason(True, {"tensorrt"}, fp16=True, verify=False, require_engine=True) is None  # no pycuda
+    # a CPU machine: skipped after the ONNX export, naming everything missing
+    reason = engine_skip_reason(False, set(), fp16=True, verify=True, require_engine=False)
+    assert reason == "no NVIDIA GPU found; tensorrt and pycuda not installed (pip install 'uda-trt[tensorrt]')"
+    assert "pycuda" not in engine_skip_reason(False, set(), fp16=True, verify=False, require_engine=False)
+    # a GPU with tensorrt but no pycuda: the engine would be built, then refused; refused before any build instead
+    with pytest.raises(UserError, match=r"^pycuda not installed: --verify runs the engine with it \(pip install"):
+        engine_skip_reason(True, {"tensorrt"}, fp16=True, verify=True, require_engine=False)
+    with pytest.raises(UserError, match=r"^--require-engine: .*: the engine is built from STEM.fp16.onnx"):
+        engine_skip_reason(True, everything, fp16=False, verify=True, require_engine=True)
+    assert "--no-fp16" in engine_skip_reason(True, everything, fp16=False, verify=True, require_engine=False)
+
+
+def test_segmenter_parity_images_are_chosen_inside_the_engine_profile_before_the_export(tmp_path, generator_file):
+    """What export-trt passes to the export when it will build an engine: a segmenter's scenes are drawn inside the
+    profile (--profile-sizes 128x64 256x128 320x160 excludes the usual 512x256); a translator's images pass as given
+    (the export resizes them to the working size). Only the checkpoint's kind is read, so no weights are saved."""
+    from uda_trt.export.commands.export_trt import segmenter_engine_images
+    from uda_trt.train.checkpoints import save_segmenter_checkpoint
+
+    path = tmp_path / "best.pt"
+    normalization = {"mean": [0.5] * 3, "std": [0.25] * 3}
+    config = {"architecture": "lraspp_mobilenet_v3_large", "num_classes": 19, "scale": 0.5}
+    save_segmenter_checkpoint(path, {**config, "normalization": normalization}, {})
+    sizes = ((128, 64), (256, 128), (320, 160))
+    images = segmenter_engine_images(path, None, (2, 2, 4), sizes)
+    assert len(images) == 3 and {image.shape for image in images} == {(160, 320, 3)}
+    given = [np.zeros((20, 36, 3), np.uint8)]
+    assert segmenter_engine_images(path, given, (1, 1, 1), sizes)[0].shape == (64, 128, 3)
+    assert segmenter_engine_images(generator_file, given, (1, 1, 1), sizes) is given
+
+
+@NO_ENGINE_PACKAGES
+def test_require_engine_refuses_before_any_build_naming_what_is_missing(tmp_path, cli, user_error, monkeypatch):
+    """export-trt --require-engine on this machine (no GPU, neither tensorrt nor pycuda) exits 2 before reading the
+    checkpoint or writing anything. Then again with a throwaway empty `tensorrt` package on PYTHONPATH: a stand-in
+    for the dependency (not for the code under test) that makes `tensorrt` importable, which shows that pycuda,
+    which --verify needs, is checked on its own."""
+    checkpoint = tmp_path / "latest_net_G_A.pth"
+    checkpoint.write_bytes(b"never read: the command stops before the export")
+    result = cli(EXPORT_TRT, checkpoint, "--require-engine")
+    user_error(result, names="--require-engine: no TensorRT engine can be built and checked here: no NVIDIA GPU")
+    assert "tensorrt and pycuda not installed (pip install 'uda-trt[tensorrt]')" in result.stderr
+
+    stand_in = tmp_path / "site" / "tensorrt"
+    stand_in.mkdir(parents=True)
+    (stand_in / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(stand_in.parent), os.getenv("PYTHONPATH")])))
+    result = cli(EXPORT_TRT, checkpoint, "--require-engine")
+    user_error(result, names="pycuda not installed: --verify runs the engine with it (pip install 'uda-trt[tensorrt]'")
+    assert "tensorrt and" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest_net_G_A.pth", "site"]  # nothing written
 
 
 @pytest.mark.slow

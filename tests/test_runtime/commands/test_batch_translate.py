@@ -16,6 +16,11 @@ from uda_trt.runtime.imageio import read_rgb, resize_rgb
 from uda_trt.runtime.labels import PALETTE, TRAIN_ID_TO_LABEL_ID
 
 ODD_SIZE = (41, 23)  # GTA5 images in these tests: odd sizes, like real data
+FIRST_PROVIDER = {
+    "onnxruntime-cpu": "CPUExecutionProvider",
+    "onnxruntime-cuda": "CUDAExecutionProvider",
+    "onnxruntime-tensorrt": "TensorrtExecutionProvider",
+}
 
 
 def _palette_label(size: tuple[int, int], seed: int) -> Image.Image:
@@ -48,6 +53,9 @@ def test_gta5_at_working_size(tmp_path, cli, invert_translator):
     assert report["working_size"] == [32, 16]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["total"] == 3 and len(manifest["artifact_sha256"]) == 64
+    # what ran, as ONNX Runtime reports it after opening the session (not only what was asked for)
+    assert report["providers"] == manifest["providers"] and report["backend"] == manifest["backend"]
+    assert report["providers"][0] == FIRST_PROVIDER[report["backend"]]
 
     rerun = cli("batch-translate", *args)
     assert rerun.returncode == 0, rerun.stderr

@@ -238,6 +238,9 @@ def test_engine_mode_scores_saves_and_round_trips(tmp_path, cli, red_segmenter):
     assert (metrics["images_scored"], metrics["images_skipped"]) == (4, 1)
     assert metrics["skipped"][0]["file"] == str(broken)
     assert metrics["mode"] == "engine" and metrics["backend"].startswith("onnxruntime")
+    assert metrics["providers"][-1] == "CPUExecutionProvider"  # what ONNX Runtime ran it on, from the session
+    if metrics["backend"] == "onnxruntime-cpu":
+        assert metrics["providers"] == ["CPUExecutionProvider"]
     # what a person reads says what was scored, and the job's log keeps its warnings and result with times
     summary = (out / "metrics.md").read_text()
     assert str(model) in summary and metrics["backend"] in summary and "split val (5 images)" in summary
