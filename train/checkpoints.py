@@ -31,6 +31,9 @@ SEGMENTER_FORMAT = "uda-trt-segmenter"
 SEGMENTER_VERSION = 1
 TRAIN_STATE_FORMAT = "uda-trt-cyclegan-train-state"
 SEGMENTER_TRAIN_STATE_FORMAT = "uda-trt-segmenter-train-state"
+PIX2PIX_TRAIN_STATE_FORMAT = "uda-trt-pix2pix-train-state"
+# The generator file a GAN trainer's training state stands beside: what export wants instead of the state.
+_GENERATOR_OF = {"cyclegan": "latest_net_G_A.pth", "pix2pix": "latest_net_G.pth"}
 TRANSLATOR_ARCHITECTURES = ("resnet_generator", "unet_generator")
 _STAT_SUFFIXES = (".running_mean", ".running_var", ".num_batches_tracked")
 
@@ -128,7 +131,8 @@ def require_model_checkpoint(path: Path | str) -> CheckpointInfo:
     if info.kind == "discriminator":
         raise UserError(
             f"{info.path} is a discriminator checkpoint; export needs a generator "
-            f"(latest_net_G_A.pth maps source to target) or a segmenter checkpoint (best.pt)"
+            "(a CycleGAN's latest_net_G_A.pth maps source to target; a pix2pix run's is latest_net_G.pth) or a "
+            "segmenter checkpoint (best.pt)"
         )
     if info.kind == "training_state" and info.architecture == "segmenter":
         raise UserError(
@@ -136,9 +140,10 @@ def require_model_checkpoint(path: Path | str) -> CheckpointInfo:
             f"such as {info.path.parent / 'best.pt'}"
         )
     if info.kind == "training_state":
+        trainer = info.architecture if info.architecture in _GENERATOR_OF else "cyclegan"
         raise UserError(
-            f"{info.path} is a training state (for train-cyclegan --resume); export needs a generator file "
-            f"such as {info.path.parent / 'latest_net_G_A.pth'}"
+            f"{info.path} is a training state (for train-{trainer} --resume); export needs a generator file "
+            f"such as {info.path.parent / _GENERATOR_OF[trainer]}"
         )
     return info
 
@@ -234,6 +239,8 @@ def _describe_tagged(path: Path, obj: Mapping) -> CheckpointInfo:
         return CheckpointInfo(path, "segmenter", str(config["architecture"]), dict(config), state)
     if fmt == TRAIN_STATE_FORMAT:
         return CheckpointInfo(path, "training_state", "cyclegan", dict(obj.get("config", {})), {})
+    if fmt == PIX2PIX_TRAIN_STATE_FORMAT:
+        return CheckpointInfo(path, "training_state", "pix2pix", dict(obj.get("config", {})), {})
     if fmt == SEGMENTER_TRAIN_STATE_FORMAT:
         return CheckpointInfo(path, "training_state", "segmenter", dict(obj.get("config", {})), {})
     raise UserError(f"{path}: unknown checkpoint format {fmt!r}")

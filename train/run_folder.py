@@ -28,6 +28,7 @@ RESUME_REMEDY = "resume with the same options, or choose another --output"
 
 CYCLEGAN_FINISHED = "uda-trt-cyclegan-finished"
 SEGMENTER_FINISHED = "uda-trt-segmenter-finished"
+PIX2PIX_FINISHED = "uda-trt-pix2pix-finished"
 # What defines a run: a resumed run must repeat it. Config field -> the option that sets it. CycleGAN: the network
 # shapes, and what fixes the data order and the pooled images' size (n_layers_d has no option: always 3).
 CYCLEGAN_FIXED = {
@@ -38,6 +39,18 @@ CYCLEGAN_FIXED = {
     "batch_size": "--batch-size",
     "load_width": "--load-width",
     "crop_size": "--crop-size",
+    "seed": "--seed",
+}
+# pix2pix: the network shapes, what fixes the data order and crops, and which side is the input.
+PIX2PIX_FIXED = {
+    "ngf": "--ngf",
+    "num_downs": "--num-downs",
+    "ndf": "--ndf",
+    "n_layers_d": "n_layers_d",
+    "batch_size": "--batch-size",
+    "load_size": "--load-size",
+    "crop_size": "--crop-size",
+    "direction": "--direction",
     "seed": "--seed",
 }
 SEGMENTER_FIXED = {

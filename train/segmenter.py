@@ -45,6 +45,7 @@ from uda_trt.runtime.datasets import detect_layout, samples_for
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.imageio import resize_label, write_image
 from uda_trt.runtime.jobs.files import atomic_write_bytes, json_plain, remove_partials, write_json
+from uda_trt.runtime.jobs.workers import default_compute_threads
 from uda_trt.runtime.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, colorize
 from uda_trt.runtime.metrics import ConfusionMatrix
 from uda_trt.train.checkpoints import SEGMENTER_TRAIN_STATE_FORMAT, save_segmenter_checkpoint
@@ -73,7 +74,13 @@ from uda_trt.train.segmentation_data import (
     collate_skipping_broken,
     split_holdout,
 )
-from uda_trt.train.segmenters import NORMALIZATION, SEGMENTER_ARCHITECTURES, build_segmenter
+from uda_trt.train.segmenters import (
+    IMAGE_POOLING_ARCHITECTURES,
+    NO_PRETRAINED_BACKBONE,
+    NORMALIZATION,
+    SEGMENTER_ARCHITECTURES,
+    build_segmenter,
+)
 from uda_trt.train.stopping import StopRequest, TrainingStopped, ignore_stop_signals
 from uda_trt.train.trainlog import progress_bar, train_log
 
@@ -117,6 +124,7 @@ class SegmenterConfig:
     save_every: int = 500  # iterations between training-state saves (also saved at every held-out score)
     log_every: int = 100  # iterations between loss lines in train.log
     device: str = "auto"  # auto (cuda when available) | cpu | cuda
+    threads: int | None = None  # torch intra-op threads; None: the cores this process may use
 
     def check(self) -> None:
         """Refuse an impossible setting in one line naming its flag and value (UserError, exit 2)."""
@@ -145,6 +153,8 @@ class SegmenterConfig:
             if not ok:
                 flag = "--arch" if name == "architecture" else "--" + name.replace("_", "-")
                 raise UserError(f"{flag} {getattr(self, name)!r}: must be {expected}")
+        if self.pretrained_backbone and self.architecture in NO_PRETRAINED_BACKBONE:
+            raise UserError(f"--pretrained-backbone: {self.architecture} has no backbone to pretrain; leave it out")
 
     def resolved_val_every(self) -> int:
         return self.val_every or max(1, self.iterations // 10)
@@ -275,7 +285,7 @@ class _Batches:
 def _split(config: SegmenterConfig, layout_samples: list) -> tuple[list, list]:
     """(train samples, held-out samples), refusing too few training samples for the architecture."""
     train_samples, held_out = split_holdout(layout_samples, config.val_fraction, config.seed)
-    min_train = 2 if config.architecture.startswith("deeplabv3") else 1  # ASPP pooling has BatchNorm on 1x1
+    min_train = 2 if config.architecture in IMAGE_POOLING_ARCHITECTURES else 1  # ASPP pooling has BatchNorm on 1x1
     if len(train_samples) < min_train:
         raise UserError(
             f"{config.data_root}: {len(train_samples)} training sample(s) after holding out {len(held_out)}; "
@@ -425,6 +435,10 @@ def _dataset(config: SegmenterConfig) -> tuple[str, list]:
 def _train(config: SegmenterConfig, out: Path, resume: bool, keep_train_state: bool, stop: StopRequest | None) -> Path:
     layout, samples = _dataset(config)
     device = _device(config.device)
+    # Set, not inherited: torch's default follows OMP_NUM_THREADS or whatever an earlier stage of the same process
+    # (run-uda's CycleGAN training) set, and the thread count changes CPU results, so a resumed run would differ.
+    threads = config.threads or default_compute_threads()
+    torch.set_num_threads(threads)
     _seed_everything(config.seed)
     train_samples, held_out = _split(config, samples)
     held_loader = _heldout_loader(config, held_out)
@@ -436,6 +450,7 @@ def _train(config: SegmenterConfig, out: Path, resume: bool, keep_train_state: b
         "train_samples": len(train_samples),
         "heldout_samples": len(held_out),
         "device_resolved": str(device),
+        "threads_resolved": threads,
         "versions": {
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -534,7 +549,7 @@ def _step(
         images, labels, n_skipped = batch
         run.skipped += n_skipped
         # Skip a batch with nothing to learn (all ignore), or one BatchNorm in ASPP pooling cannot take.
-        if (labels != IGNORE).any() and (images.shape[0] > 1 or not config.architecture.startswith("deeplabv3")):
+        if (labels != IGNORE).any() and (images.shape[0] > 1 or config.architecture not in IMAGE_POOLING_ARCHITECTURES):
             loss = train_step(run.model, run.optimizer, images.to(device), labels.to(device))
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"loss became {loss} at iteration {iteration}; try a lower --lr")

@@ -1,8 +1,12 @@
-"""Semantic segmenters (torchvision DeepLabV3 and LR-ASPP) and their self-describing checkpoint files.
+"""Semantic segmenters and their self-describing checkpoint files.
 
-Models are built with `weights=None` and, unless asked, `weights_backbone=None`, so nothing downloads: training from
+Architectures: torchvision's DeepLabV3 and LR-ASPP; the studies' U-Net (train.segmenter_unet); DeepLabV3+ on
+torchvision's ResNet-50 and MobileNetV3-Large backbones (train.segmenter_deeplabv3plus). Every model's forward
+returns {"out": N x classes x H x W logits} at the input's size, for any input size.
+
+Models are built with `weights=None` and, unless asked, no backbone weights, so nothing downloads: training from
 scratch is the default and the only path tested offline. `pretrained_backbone=True` keeps torchvision's real
-ImageNet-backbone loading for users with a network.
+ImageNet-backbone loading for users with a network (the U-Net has no backbone: it trains from scratch, as the study's).
 
 A checkpoint records how to rebuild its model (architecture, class count, working scale, normalisation) next to the
 weights, in plain types only, so `torch.load(weights_only=True)` reads it and export needs nothing else.
@@ -20,8 +24,16 @@ from torchvision.models import segmentation
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.labels import NUM_CLASSES
 from uda_trt.train.checkpoints import SEGMENTER_VERSION
+from uda_trt.train.segmenter_deeplabv3plus import build_deeplabv3plus
+from uda_trt.train.segmenter_unet import UNet
 
-SEGMENTER_ARCHITECTURES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
+TORCHVISION_ARCHITECTURES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
+SEGMENTER_ARCHITECTURES = (*TORCHVISION_ARCHITECTURES, "unet", "deeplabv3plus_resnet50", "deeplabv3plus_mobilenet")
+DEEPLABV3PLUS_PREFIX = "deeplabv3plus_"
+# ASPP's image pooling ends in a BatchNorm over one value per channel: a training batch needs at least two images.
+IMAGE_POOLING_ARCHITECTURES = tuple(a for a in SEGMENTER_ARCHITECTURES if a.startswith("deeplabv3"))
+# No ImageNet backbone to start from: these train from scratch only.
+NO_PRETRAINED_BACKBONE = ("unet",)
 
 # Applied to x / 255 of RGB images, in training and inside the exported graph alike (ImageNet statistics, as the
 # torchvision backbones expect when pretrained).
@@ -29,11 +41,17 @@ NORMALIZATION = {"mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)}
 
 
 def build_segmenter(architecture: str, num_classes: int = NUM_CLASSES, pretrained_backbone: bool = False) -> nn.Module:
-    """A torchvision segmenter whose forward returns {"out": N x num_classes x H x W logits}; aux head off."""
+    """A segmenter whose forward returns {"out": N x num_classes x H x W logits}; torchvision's aux head off."""
     if architecture not in SEGMENTER_ARCHITECTURES:
         raise UserError(
             f"unknown segmenter architecture {architecture!r}; choose one of {', '.join(SEGMENTER_ARCHITECTURES)}"
         )
+    if pretrained_backbone and architecture in NO_PRETRAINED_BACKBONE:
+        raise UserError(f"--pretrained-backbone: {architecture} has no backbone to pretrain; it trains from scratch")
+    if architecture == "unet":
+        return UNet(num_classes)
+    if architecture.startswith(DEEPLABV3PLUS_PREFIX):
+        return build_deeplabv3plus(architecture.removeprefix(DEEPLABV3PLUS_PREFIX), num_classes, pretrained_backbone)
     builder = getattr(segmentation, architecture)
     # The builder's own default is the ImageNet backbone torchvision's segmentation models were trained from
     # (IMAGENET1K_V1); it downloads once into the torch hub cache.

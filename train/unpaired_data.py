@@ -15,13 +15,12 @@ import random
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from uda_trt.runtime.datasets import Sample, samples_for
-from uda_trt.runtime.errors import SampleError, UserError
 from uda_trt.runtime.imageio import LogOnce, read_rgb, resize_rgb
-from uda_trt.train.resume import ItemKey, derived_seed, item_key
+from uda_trt.train.image_data import first_readable, item_rng, random_crop_flip, to_tensor
+from uda_trt.train.resume import ItemKey, item_key
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +38,7 @@ def scale_width_and_crop(
     if width != load_width or height < crop_h:
         new_h = max(round(load_width * height / width), crop_h)
         image = resize_rgb(image, (load_width, new_h))
-    height, width = image.shape[:2]
-    x = rng.randint(0, width - crop_w)
-    y = rng.randint(0, height - crop_h)
-    image = image[y : y + crop_h, x : x + crop_w]
-    if flip and rng.random() < 0.5:
-        image = image[:, ::-1]
-    return np.ascontiguousarray(image)
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """H x W x 3 uint8 RGB -> 3 x H x W float in [-1, 1] (x / 127.5 - 1, the reference's normalisation)."""
-    return torch.from_numpy(image).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """3 x H x W in [-1, 1] -> H x W x 3 uint8 ((y + 1) * 127.5, rounded, clipped), for sample images."""
-    image = ((tensor.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
-    return image.permute(1, 2, 0).numpy()
-
-
-def item_rng(seed: int, epoch: int, index: int) -> random.Random:
-    """The RNG of one item of one epoch: the same in every process, whatever loaded the items before it."""
-    return random.Random(derived_seed(seed, "item", epoch, index))
+    return random_crop_flip([image], crop, rng, flip)[0]
 
 
 class UnpairedImages(Dataset):
@@ -99,13 +76,9 @@ class UnpairedImages(Dataset):
         }
 
     def _read(self, samples: list[Sample], index: int) -> tuple[Path, np.ndarray]:
-        for step in range(len(samples)):
-            path = samples[(index + step) % len(samples)].image
-            try:
-                return path, read_rgb(path, self.log_once)
-            except SampleError as exc:
-                self.log_once(f"skip:{path}", f"skipping unreadable image {exc}")
-        raise UserError(f"{samples[0].image.parent}: no readable images in this domain")
+        none = f"{samples[0].image.parent}: no readable images in this domain"
+        sample, image = first_readable(samples, index, lambda s: read_rgb(s.image, self.log_once), self.log_once, none)
+        return sample.image, image
 
 
 def unpaired_dataset(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from helpers.cli import BIN, assert_user_error, run_cli
 from helpers.clock import FakeClock
-from helpers.datasets import EVAL_LABEL_IDS, VOID_LABEL_IDS, write_cityscapes, write_gta5
+from helpers.datasets import EVAL_LABEL_IDS, VOID_LABEL_IDS, write_cityscapes, write_gta5, write_paired_layouts
 from helpers.faults import KILLED, LogProgress, kill_and_rerun, kill_points, run_deleting, run_until
 from helpers.files import (
     assert_nothing_partial,
@@ -49,5 +49,6 @@ __all__ = [
     "write_cityscapes",
     "write_gta5",
     "write_invert_translator",
+    "write_paired_layouts",
     "write_red_over_14_segmenter",
 ]

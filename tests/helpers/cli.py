@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,11 +10,19 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 
 
-def run_cli(name: str, *args: object, timeout: float = 600, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run console script `name` with `args` (any objects, passed as str) as a subprocess, in folder `cwd`; text
-    output captured."""
+def run_cli(
+    name: str, *args: object, timeout: float = 600, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run console script `name` with `args` (any objects, passed as str) as a subprocess, in folder `cwd`, with
+    `env` added to this environment; text output captured."""
     return subprocess.run(
-        [str(BIN / name), *map(str, args)], capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd
+        [str(BIN / name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, **env} if env else None,
     )
 
 

@@ -106,3 +106,25 @@ def write_cityscapes(
                 _save(Path(root) / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png", Image.fromarray(rgb))
             truth[stem] = label_map
     return truth
+
+
+def write_paired_layouts(
+    root: Path, count: int = 4, size: tuple[int, int] = (64, 32), seed: int = 0
+) -> dict[str, Path]:
+    """The same `count` photo / colour-label pairs in pix2pix's three layouts: ROOT/cityscapes (make-synthetic's
+    writer, train split, with gtFine `_color.png`), ROOT/aligned/train/STEM.png (photo left, colour right) and the
+    folders ROOT/A (photos) and ROOT/B (colours) of same-named files. Returns {"cityscapes", "aligned", "a", "b"}."""
+    from uda_trt.runtime.imageio import read_rgb, write_image
+    from uda_trt.runtime.synthetic import plan, write_item
+
+    root = Path(root)
+    for item in plan(root / "cityscapes", "cityscapes", count, size, seed, split="train"):
+        write_item(item)
+    for photo in sorted((root / "cityscapes" / "leftImg8bit" / "train").glob("*/*_leftImg8bit.png")):
+        stem = photo.name.removesuffix("_leftImg8bit.png")
+        colour = root / "cityscapes" / "gtFine" / "train" / photo.parent.name / f"{stem}_gtFine_color.png"
+        a, b = read_rgb(photo), read_rgb(colour)
+        write_image(root / "aligned" / "train" / f"{stem}.png", np.concatenate([a, b], axis=1))
+        write_image(root / "A" / f"{stem}.png", a)
+        write_image(root / "B" / f"{stem}.png", b)
+    return {"cityscapes": root / "cityscapes", "aligned": root / "aligned", "a": root / "A", "b": root / "B"}

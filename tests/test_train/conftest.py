@@ -1,12 +1,14 @@
-"""Tiny real image files in the GTA5 and Cityscapes layouts (helpers.datasets) for the training tests."""
+"""Tiny real image files in the GTA5 and Cityscapes layouts and pix2pix's paired layouts (helpers.datasets) for the
+training tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
-from helpers import write_cityscapes, write_gta5
+from helpers import write_cityscapes, write_gta5, write_paired_layouts
 
 
 @pytest.fixture
@@ -21,3 +23,19 @@ def tiny_cityscapes(tmp_path: Path) -> Path:
     root = tmp_path / "cityscapes"
     write_cityscapes(root, cities={"aachen": 2, "bochum": 2}, size=(64, 32), seed=2, split="train")
     return root
+
+
+@pytest.fixture(scope="session")
+def paired_layouts(tmp_path_factory) -> dict[str, Path]:
+    """Four 64x32 photo / colour-label pairs in each pix2pix layout (helpers.write_paired_layouts); never modified."""
+    return write_paired_layouts(tmp_path_factory.mktemp("paired"), count=4, size=(64, 32))
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread while the test runs: the machine's two cores are shared, tiny models gain nothing from more,
+    and CPU runs repeat bit for bit only at the thread count they recorded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import uda_trt.train.cyclegan as cyclegan
+import uda_trt.train.gan_training as gan_training
 import uda_trt.train.segmenter as segmenter
 from helpers import pth_bytes, write_gta5
 from uda_trt.runtime.errors import UserError
@@ -240,7 +241,7 @@ def test_cyclegan_killed_while_finishing_resumes_to_the_same_networks_and_no_sta
     """Without --keep-train-state the last iteration saves no state: a kill after its network files and before
     finished.json resumes from the last periodic state (iteration 8) and redoes iteration 9 to the same bytes."""
     config = cyclegan_config(tiny_gta5, tiny_cityscapes, tmp_path / "run")
-    interrupt_after(monkeypatch, cyclegan, "write_finished", 0)
+    interrupt_after(monkeypatch, gan_training, "write_finished", 0)  # the trainers' shared driver
     with pytest.raises(Interrupted):
         train_cyclegan(config)
     monkeypatch.undo()

@@ -202,7 +202,7 @@ def test_impossible_settings_are_refused_naming_the_flag(tmp_path):
     for field, value, flag in (
         ("scale", 0.0, "--scale"),
         ("val_fraction", 1.0, "--val-fraction"),
-        ("architecture", "unet", "--arch"),
+        ("architecture", "segformer", "--arch"),
         ("crop_size", (0, 8), "--crop-size"),
     ):
         with pytest.raises(UserError, match=f"^{flag} .*: must be"):

@@ -1,5 +1,6 @@
-"""Options and steps both trainer commands share: `--workers` (with its old name), `--keep-train-state`, the output
-folder check that answers before torch is imported, and the one line and exit code of a run stopped by a signal.
+"""Options and steps the trainer commands share: `--workers` (with its old name), `--keep-train-state`, the output
+folder check that answers before torch is imported, and the one line and exit code of a run stopped by a signal;
+for the GAN trainers (train-cyclegan, train-pix2pix) also their common options and the body of their command.
 Torch-free, so --help, refusals and --resume of a finished run take a second, not the torch import.
 
 The project's commands call their data-loading workers `--workers` (batch-translate, evaluate-seg, make-synthetic);
@@ -18,9 +19,10 @@ from typing import Any
 
 import click
 
-from uda_trt.runtime.jobs.cli import fold_renamed, renamed_option
+from uda_trt.runtime.errors import UserError
+from uda_trt.runtime.jobs.cli import fold_renamed, renamed_option, setup_logging
 from uda_trt.train.run_folder import finished_iteration, refuse_rerun
-from uda_trt.train.stopping import TrainingStopped
+from uda_trt.train.stopping import StopRequest, TrainingStopped
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +98,135 @@ def exit_stopped(stopped: TrainingStopped) -> None:
         err=True,
     )
     click.get_current_context().exit(stopped.exit_code)
+
+
+# --- the GAN trainers ----------------------------------------------------------------------------------------------
+
+GAN_RESUME_EPILOG = """\b
+Ctrl-C or SIGTERM (what schedulers send before preempting a job) finishes the iteration in progress, saves the
+training state, prints the command that continues the run and exits 130 / 143; a second signal stops at once
+without saving. A killed or interrupted run is continued by the same command plus --resume: it restarts from the
+last saved state (every --save-every iterations, or the one saved on the signal), redoes the iterations since,
+and on the CPU ends with the same bytes as an uninterrupted run. A damaged latest state falls back to the previous
+one (one warning line). --resume of a finished run returns at once. Without --resume an --output that holds a run
+is refused, so a run is never overwritten by accident.
+"""
+
+
+def gan_output_options(func: F) -> F:
+    """`--output` and the two network widths `--ngf` and `--ndf`, as train-cyclegan and train-pix2pix take them."""
+    decorators = [
+        click.option(
+            "--output",
+            required=True,
+            type=click.Path(path_type=Path, file_okay=False),
+            help="Folder for checkpoints, samples, config.json and train.log.",
+        ),
+        click.option(
+            "--ngf", type=click.IntRange(min=1), default=64, help="Generator width (filters of the first conv)."
+        ),
+        click.option("--ndf", type=click.IntRange(min=1), default=64, help="Discriminator width."),
+    ]
+    return _stacked(func, decorators)
+
+
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch intra-op threads (CPU math in the training process). Default: OMP_NUM_THREADS when set, else the "
+    "cores this process may use. CPU results depend on it: resume a run with the same count.",
+)
+
+
+def _stacked(func: F, decorators: list[Callable[[F], F]]) -> F:
+    """`func` under `decorators`, the first one on top (so its option comes first in --help)."""
+    for decorate in reversed(decorators):
+        func = decorate(func)
+    return func
+
+
+def gan_run_options(func: F) -> F:
+    """The options train-cyclegan and train-pix2pix share (schedule, resume, cadence, workers, device, logging), in
+    their --help order; each command adds its data, network and crop options above them."""
+    decorators = [
+        click.option(
+            "--iterations",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Total iterations. Default: 200 epochs' worth, as the reference (100 constant + 100 decay).",
+        ),
+        click.option(
+            "--decay-iterations",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Decay the learning rate linearly to zero over the last N iterations. Default: half of them.",
+        ),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, help="Adam learning rate."),
+        click.option(
+            "--resume",
+            is_flag=True,
+            help="Continue the run in --output from its training state (start it if there is none yet).",
+        ),
+        click.option(
+            "--sample-every", type=click.IntRange(min=1), default=400, help="Write a sample grid every N iterations."
+        ),
+        click.option(
+            "--save-every",
+            type=click.IntRange(min=1),
+            default=5000,
+            help="Write ITER_net_*.pth, latest_net_*.pth and the training state every N iterations (and at the end).",
+        ),
+        click.option(
+            "--log-every", type=click.IntRange(min=1), default=100, help="Log the losses (train.log, stderr) every N."
+        ),
+        workers_options,
+        threads_option,
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            default="auto",
+            help="Where to train; auto uses a CUDA GPU when there is one.",
+        ),
+        keep_train_state_option,
+        click.option("-v", "--verbose", is_flag=True, help="Log debug messages."),
+    ]
+    return _stacked(func, decorators)
+
+
+def run_gan_command(
+    options: dict[str, Any],
+    finished_format: str,
+    fixed: Mapping[str, str],
+    train: Callable[..., Path],
+    written: Callable[[Path], str],
+) -> None:
+    """The body of a GAN trainer command, given its click `options`: log setup, the output folder checks before
+    torch, then `train(options, resume=, keep_train_state=, stop=)` (which imports torch and returns the output
+    folder) under a StopRequest. Prints `written(output)` at the end; a failed run (NaN losses) is one line and exit
+    1, a stopped one exits 128 + the signal (`exit_stopped`)."""
+    setup_logging(options.pop("verbose"))
+    resume, keep_train_state = options.pop("resume"), options.pop("keep_train_state")
+    resolve_workers(options)
+    output = options["output"]
+    if finished_already(output, resume, finished_format, options, fixed):
+        click.echo(written(output))
+        return
+    if options["device"] == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA GPU is available to PyTorch on this machine")
+    try:
+        with StopRequest() as stop:
+            output = train(options, resume=resume, keep_train_state=keep_train_state, stop=stop)
+    except TrainingStopped as stopped:
+        exit_stopped(stopped)
+    except RuntimeError as exc:
+        # imported here: its module needs torch, which `train` has loaded by now (bad data is refused before it)
+        from uda_trt.train.gan_training import TrainingFailed
+
+        if isinstance(exc, TrainingFailed):
+            raise click.ClickException(str(exc)) from None
+        raise
+    click.echo(written(output))

@@ -1,4 +1,4 @@
-"""`train-segmenter`: train a torchvision segmenter on GTA5- or Cityscapes-layout data (see train.segmenter).
+"""`train-segmenter`: train a semantic segmenter on GTA5- or Cityscapes-layout data (see train.segmenter).
 
 Every option's value is checked by click (types and ranges) and the dataset by `check_dataset` before torch is
 imported, so --help and a mistyped value answer at once, in click's one-line style (exit 2).
@@ -18,18 +18,29 @@ from uda_trt.train.commands.options import (
     finished_already,
     keep_train_state_option,
     resolve_workers,
+    threads_option,
     workers_options,
 )
 from uda_trt.train.run_folder import SEGMENTER_FINISHED, SEGMENTER_FIXED
 from uda_trt.train.stopping import StopRequest, TrainingStopped
 
-ARCHITECTURES = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large", "deeplabv3_resnet50")
+# train.segmenters.SEGMENTER_ARCHITECTURES, repeated so that --help answers before torch is imported (a test checks).
+ARCHITECTURES = (
+    "lraspp_mobilenet_v3_large",
+    "deeplabv3_mobilenet_v3_large",
+    "deeplabv3_resnet50",
+    "unet",
+    "deeplabv3plus_resnet50",
+    "deeplabv3plus_mobilenet",
+)
 POSITIVE = click.FloatRange(min=0, min_open=True)
 
 EPILOG = """\b
 Examples:
   train-segmenter --data data/gta5 --output runs/seg-source            (real data, torchvision-style defaults)
   train-segmenter --data data/gta5 --arch deeplabv3_resnet50 --pretrained-backbone --output runs/seg
+  train-segmenter --data data/gta5 --arch deeplabv3plus_resnet50 --pretrained-backbone --output runs/seg-dlv3p
+  train-segmenter --data data/cityscapes --arch unet --output runs/seg-unet
   train-segmenter --data demo/gta5 --scale 1 --crop-size full --batch-size 16 --iterations 400 \\
                   --optimizer adamw --lr 1e-2 --workers 0 --output runs/demo-seg   (from scratch, CPU budget)
 
@@ -99,7 +110,10 @@ def check_dataset(root: Path, layout: str, split: str) -> None:
     type=click.Choice(ARCHITECTURES),
     default=ARCHITECTURES[0],
     show_default=True,
-    help="torchvision segmentation model (19 Cityscapes classes).",
+    help="Segmentation model (19 Cityscapes classes): torchvision's LR-ASPP and DeepLabV3; unet, the studies' "
+    "U-Net (64-1024 channels, transposed-conv decoder, from scratch only); deeplabv3plus_*, DeepLabV3+ (ASPP at "
+    "output stride 16, decoder over stride-4 features) on a ResNet-50 or MobileNetV3-Large backbone. All take any "
+    "image size.",
 )
 @click.option(
     "--scale",
@@ -187,8 +201,9 @@ def check_dataset(root: Path, layout: str, split: str) -> None:
 @click.option(
     "--pretrained-backbone",
     is_flag=True,
-    help="Start from torchvision's ImageNet backbone (downloads it once; needs a network).",
+    help="Start from torchvision's ImageNet backbone (downloads it once; needs a network). Not for unet.",
 )
+@threads_option
 @click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
@@ -198,7 +213,7 @@ def check_dataset(root: Path, layout: str, split: str) -> None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(verbose: bool, **options) -> None:
-    """Train a semantic segmenter (DeepLabV3 or LR-ASPP, from scratch by default) on labelled source data.
+    """Train a semantic segmenter (LR-ASPP, DeepLabV3, U-Net or DeepLabV3+; from scratch by default) on labelled data.
 
     Cross-entropy over the 19 Cityscapes classes (other labels ignored), poly learning rate, and the checkpoint
     that scores best (mIoU) on a held-out part of the training data is kept as best.pt.
