@@ -65,3 +65,15 @@ def default_workers(cap: int | None = None) -> int:
     """The default worker (or thread) count: every available CPU, at most `cap` when the job stops scaling there."""
     cpus = available_cpus()
     return max(1, min(cpus, cap)) if cap is not None else cpus
+
+
+def default_compute_threads() -> int:
+    """Intra-op threads for a training process: OMP_NUM_THREADS when it is set to a positive number (a scheduler or
+    a user saying how many cores this process gets), else every available CPU. Trainers set this count rather than
+    inherit torch's, which also follows whatever an earlier stage of the same process set: CPU results depend on
+    the thread count, so a resumed run must compute with the same one."""
+    try:
+        threads = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        threads = 0
+    return threads if threads > 0 else default_workers()

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from uda_trt.runtime.jobs.workers import available_cpus, cgroup_cpu_limit, default_workers
+from uda_trt.runtime.jobs.workers import available_cpus, cgroup_cpu_limit, default_compute_threads, default_workers
 
 AFFINITY = len(os.sched_getaffinity(0))
 
@@ -63,3 +63,12 @@ def test_affinity_mask_bounds_the_default(tmp_path):
 def test_cap():
     assert default_workers(1) == 1
     assert default_workers(10_000) == default_workers() == available_cpus()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("3", 3), ("", None), ("0", None), ("two", None), (None, None)])
+def test_compute_threads_follow_omp_num_threads_when_it_is_a_positive_number(monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert default_compute_threads() == (expected or default_workers())
