@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import logging
 import warnings
 from dataclasses import dataclass
@@ -91,7 +92,7 @@ def _prepare_translator(info: Any, working_size: tuple[int, int] | None, scale: 
     if scale is not None:
         raise UserError("--scale applies to segmenters; a translator takes --size WIDTHxHEIGHT")
     divisor = size_divisor(info.architecture, info.args)
-    width, height = working_size or DEFAULT_WORKING_SIZE
+    width, height = working_size or default_translator_size(info)
     if width % divisor or height % divisor:
         raise UserError(
             f"--size {width}x{height}: {info.architecture} needs width and height multiples of {divisor}, "
@@ -107,6 +108,37 @@ def _prepare_translator(info: Any, working_size: tuple[int, int] | None, scale: 
         trace_size=(2 * side, side),
         fields={"working_size": (width, height)},
     )
+
+
+def default_translator_size(info: Any) -> tuple[int, int]:
+    """The working size (w, h) a translator is exported at without `--size`.
+
+    ResNet generators (CycleGAN) are trained on crops and run at any resolution: DEFAULT_WORKING_SIZE. A U-Net's
+    innermost layer sees the whole image it was trained on (pix2pix's 256x256 crop for unet_256), so it runs at its
+    training size: the crop that train-pix2pix's config.json beside the checkpoint records for this generator, else
+    the reference's square crop, 2**num_downs on a side.
+    """
+    if info.architecture != "unet_generator":
+        return DEFAULT_WORKING_SIZE
+    crop = _recorded_crop(Path(info.path).parent / "config.json", info.args)
+    side = 2 ** int(info.args["num_downs"])
+    size = crop or (side, side)
+    log.info("working size %dx%d (%s)", *size, "the training crop in config.json" if crop else "the U-Net's own")
+    return size
+
+
+def _recorded_crop(config_json: Path, args: dict[str, Any]) -> tuple[int, int] | None:
+    """The training crop a train-pix2pix config.json records, when it describes a generator of these `args`."""
+    try:
+        recorded = json.loads(config_json.read_text())
+        generator, crop = recorded["generator"], recorded["config"]["crop_size"]
+        same = generator["architecture"] == "unet_generator" and all(
+            generator["args"][key] == args[key] for key in ("num_downs", "ngf", "input_nc", "output_nc")
+        )
+        width, height = (int(side) for side in crop)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (width, height) if same else None
 
 
 def _prepare_segmenter(info: Any, working_size: tuple[int, int] | None, scale: float | None) -> _Prepared:
@@ -194,13 +226,14 @@ def export_onnx(
 ) -> ExportResult:
     """Export a translator or segmenter checkpoint to `STEM.onnx` and write `STEM.json` once parity passes.
 
-    working_size: (w, h) for translators (default 1024x512); scale: segmenter working scale (default: the
-    checkpoint's). parity_images: RGB uint8 images (translators: resized to the working size; segmenters: used
-    at their own resolution); default: built-in synthetic scenes. fp16: also write `STEM.fp16.onnx` (see
-    export.fp16), checked against the FP32 ONNX on the same images. Raises UserError (exit 2) for a checkpoint of
-    the wrong kind or impossible sizes, ParityError (exit 1) when ONNX Runtime disagrees with PyTorch or the FP16
-    model with the FP32 one (the FP32 ONNX and its sidecar are kept in that case: they passed), GraphCheckError
-    (exit 1) when a written graph has uint8 anywhere but at its edges (export.graph_checks).
+    working_size: (w, h) for translators (default: default_translator_size); scale: segmenter working scale
+    (default: the checkpoint's). parity_images: RGB uint8 images (translators: resized to the working size;
+    segmenters: used at their own resolution); default: built-in synthetic scenes. fp16: also write
+    `STEM.fp16.onnx` (see export.fp16), checked against the FP32 ONNX on the same images.
+    Raises UserError (exit 2) for a checkpoint of the wrong kind or impossible sizes, ParityError (exit 1) when ONNX
+    Runtime disagrees with PyTorch or the FP16 model with the FP32 one (the FP32 ONNX and its sidecar are kept in
+    that case: they passed), GraphCheckError (exit 1) when a written graph has uint8 anywhere but at its edges
+    (export.graph_checks).
     """
     from uda_trt.train.checkpoints import require_model_checkpoint
 

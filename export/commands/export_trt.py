@@ -97,8 +97,10 @@ def segmenter_engine_images(
     "--size",
     type=SIZE,
     default=None,
-    help="Translator working size WIDTHxHEIGHT, multiples of the model's divisor (default 1024x512; for GTA5 "
-    "frames, 1914x1052, use 1024x564 to keep their aspect).",
+    help="Translator working size WIDTHxHEIGHT, multiples of the model's divisor. Default: 1024x512 for ResNet "
+    "(CycleGAN) generators (for GTA5 frames, 1914x1052, use 1024x564 to keep their aspect); for U-Net (pix2pix) "
+    "generators the training crop in the config.json beside the checkpoint, else 2**depth square (256x256 for "
+    "unet_256).",
 )
 @click.option(
     "--scale",

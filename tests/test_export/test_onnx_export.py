@@ -26,7 +26,7 @@ from uda_trt.runtime.imageio import read_rgb
 from uda_trt.runtime.runners import OnnxRuntimeRunner, open_runner
 from uda_trt.runtime.sidecar import Sidecar, file_sha256, load_sidecar
 from uda_trt.train.checkpoints import build_translator, require_model_checkpoint, save_segmenter_checkpoint
-from uda_trt.train.networks import ResnetGenerator
+from uda_trt.train.networks import ResnetGenerator, UnetGenerator
 from uda_trt.train.segmenters import NORMALIZATION, build_segmenter
 
 
@@ -56,6 +56,29 @@ def generator_file(tmp_path) -> Path:
     path.parent.mkdir()
     torch.save(state, path)
     return path
+
+
+def test_a_unet_generator_exports_at_its_training_size(tmp_path):
+    """pix2pix generators run at the size they were trained on: the crop a train-pix2pix config.json beside the
+    checkpoint records for the same generator, else 2**num_downs square (256x256 for the reference's unet_256)."""
+    torch.manual_seed(0)
+    args = {"input_nc": 3, "output_nc": 3, "num_downs": 5, "ngf": 4}
+    path = tmp_path / "run" / "latest_net_G.pth"
+    path.parent.mkdir()
+    torch.save(UnetGenerator(**args, norm="batch", use_dropout=True).state_dict(), path)
+    images = write_test_images(tmp_path / "parity", (64, 32), count=1)
+
+    def exported_size(config_args: dict | None) -> tuple[int, int]:
+        if config_args is not None:
+            generator = {"architecture": "unet_generator", "args": {**config_args, "norm": "batch"}}
+            recorded = {"config": {"crop_size": [64, 32]}, "generator": generator}
+            (path.parent / "config.json").write_text(json.dumps(recorded))
+        result = export_onnx(path, output_dir=tmp_path / "out", parity_images=images, fp16=False)
+        return load_sidecar(result.onnx_path).working_size
+
+    assert exported_size(None) == (32, 32)  # a bare reference file: 2**5 on a side
+    assert exported_size(args) == (64, 32)  # the run's own training crop
+    assert exported_size({**args, "ngf": 8}) == (32, 32)  # a config.json of another generator is not this one's
 
 
 @pytest.fixture

@@ -151,6 +151,11 @@ def test_the_three_layouts_of_the_same_pairs_train_the_same_networks(paired_layo
     config = json.loads((out / "config.json").read_text())
     assert config["images"] == {"layout": "cityscapes", "pairs": 4, "skipped_unreadable": 0}
     assert config["generator"]["args"]["use_dropout"] is True and config["config"]["lambda_l1"] == 100.0
+    # what export-trt reads to export the generator at its training size (export.onnx_export.default_translator_size)
+    assert config["config"]["crop_size"] == [32, 32] and config["generator"]["architecture"] == "unet_generator"
+    assert {key: config["generator"]["args"][key] for key in ("num_downs", "ngf", "input_nc", "output_nc")} == {
+        key: info.args[key] for key in ("num_downs", "ngf", "input_nc", "output_nc")
+    }
     assert config["parameters"]["G"] == count_parameters(reference)
     lines = re.findall(r"pix2pix: iteration (\d+): lr \S+ (.*), [\d.]+ s/it$", (out / "train.log").read_text(), re.M)
     assert [int(n) for n, _ in lines] == [1, 2, 3]
