@@ -12,6 +12,7 @@ out of a cast from float (permuted before it), and an integer result reaches uin
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -39,6 +40,36 @@ class TranslatorGraph(nn.Module):
         y = (self.generator(x) + 1.0) * 127.5
         y = torch.where(y.isnan(), 0.0, y).round().clamp(0.0, 255.0)
         return y.permute(0, 2, 3, 1).to(torch.uint8)
+
+
+class PerImageNorm(nn.Module):
+    """A trained BatchNorm2d that normalises each image with its own per-channel mean and (biased) variance, then
+    applies the layer's learned scale and shift: what BatchNorm computes in training mode on a batch of one image,
+    whatever the batch size. Exports as InstanceNormalization (kept in FP32 by export.fp16)."""
+
+    def __init__(self, batch_norm: nn.BatchNorm2d) -> None:
+        super().__init__()
+        self.weight = batch_norm.weight
+        self.bias = batch_norm.bias
+        self.eps = batch_norm.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.instance_norm(x, weight=self.weight, bias=self.bias, eps=self.eps)
+
+
+def with_per_image_statistics(generator: nn.Module) -> nn.Module:
+    """A copy of `generator` whose BatchNorm2d layers use each image's own statistics (PerImageNorm).
+
+    The reference pix2pix `test.py` without `--eval` runs its generator in training mode on batches of one: batch
+    norm from the image's own statistics, dropout active. This copy computes the former with dropout off (eval mode,
+    deterministic), the reference's default output without its dropout noise.
+    """
+    copied = copy.deepcopy(generator)
+    for module in list(copied.modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                setattr(module, child_name, PerImageNorm(child))
+    return copied.eval()
 
 
 class SegmenterGraph(nn.Module):

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from uda_trt.export.graph_checks import require_uint8_at_edges
-from uda_trt.export.graphs import SegmenterGraph, TranslatorGraph
+from uda_trt.export.graphs import SegmenterGraph, TranslatorGraph, with_per_image_statistics
 from uda_trt.export.parity import (
     SEGMENTER_PARITY_SIZE,
     ParityError,
@@ -84,9 +84,15 @@ class _Prepared:
     size_divisor: int
     trace_size: tuple[int, int]  # (w, h) of the dummy input used for tracing; axes stay dynamic
     fields: dict[str, Any]
+    args: dict[str, Any] = dataclasses.field(default_factory=dict)  # recorded with the architecture's own args
 
 
-def _prepare_translator(info: Any, working_size: tuple[int, int] | None, scale: float | None) -> _Prepared:
+BATCH_NORM_MODES = ("running", "per-image")
+
+
+def _prepare_translator(
+    info: Any, working_size: tuple[int, int] | None, scale: float | None, batch_norm: str = "running"
+) -> _Prepared:
     from uda_trt.train.checkpoints import build_translator, size_divisor
 
     if scale is not None:
@@ -99,6 +105,11 @@ def _prepare_translator(info: Any, working_size: tuple[int, int] | None, scale: 
             f"e.g. {_round_to(width, divisor)}x{_round_to(height, divisor)}"
         )
     generator = build_translator(info.architecture, info.args, info.state_dict)
+    if batch_norm == "per-image":
+        if info.args.get("norm") != "batch":
+            norm = info.args.get("norm")
+            raise UserError(f"--batch-norm per-image: {info.path.name} has no batch norm (its norm is {norm})")
+        generator = with_per_image_statistics(generator)
     side = max(64, divisor)
     return _Prepared(
         task="translate",
@@ -107,6 +118,7 @@ def _prepare_translator(info: Any, working_size: tuple[int, int] | None, scale: 
         size_divisor=divisor,
         trace_size=(2 * side, side),
         fields={"working_size": (width, height)},
+        args={"batch_norm": batch_norm} if info.args.get("norm") == "batch" else {},
     )
 
 
@@ -223,13 +235,16 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     parity_images: list[np.ndarray] | None = None,
     fp16: bool = True,
+    batch_norm: str = "running",
 ) -> ExportResult:
     """Export a translator or segmenter checkpoint to `STEM.onnx` and write `STEM.json` once parity passes.
 
     working_size: (w, h) for translators (default: default_translator_size); scale: segmenter working scale
     (default: the checkpoint's). parity_images: RGB uint8 images (translators: resized to the working size;
     segmenters: used at their own resolution); default: built-in synthetic scenes. fp16: also write
-    `STEM.fp16.onnx` (see export.fp16), checked against the FP32 ONNX on the same images.
+    `STEM.fp16.onnx` (see export.fp16), checked against the FP32 ONNX on the same images. batch_norm: a translator's
+    batch norm from its running statistics ("running", eval mode) or from each image's own ("per-image", as the
+    reference pix2pix test.py computes without --eval; export.graphs.with_per_image_statistics).
     Raises UserError (exit 2) for a checkpoint of the wrong kind or impossible sizes, ParityError (exit 1) when ONNX
     Runtime disagrees with PyTorch or the FP16 model with the FP32 one (the FP32 ONNX and its sidecar are kept in
     that case: they passed), GraphCheckError (exit 1) when a written graph has uint8 anywhere but at its edges
@@ -240,8 +255,10 @@ def export_onnx(
     checkpoint = Path(checkpoint)
     info = require_model_checkpoint(checkpoint)
     if info.kind == "translator":
-        prepared = _prepare_translator(info, working_size, scale)
+        prepared = _prepare_translator(info, working_size, scale, batch_norm)
     elif info.kind == "segmenter":
+        if batch_norm != "running":
+            raise UserError("--batch-norm per-image applies to translators (pix2pix generators)")
         prepared = _prepare_segmenter(info, working_size, scale)
     else:  # require_model_checkpoint refuses the other kinds; guard against new ones
         raise UserError(f"{checkpoint}: a {info.kind} checkpoint cannot be exported")
@@ -262,7 +279,7 @@ def export_onnx(
     sidecar = Sidecar(
         task=prepared.task,
         architecture=info.architecture,
-        architecture_args=json_plain(info.args),
+        architecture_args=json_plain({**info.args, **prepared.args}),
         inputs=[{"name": "images", "dtype": "uint8", "layout": "NHWC"}],
         outputs=[{"name": prepared.output_name, "dtype": "uint8", "layout": _output_layout(prepared.task)}],
         size_divisor=prepared.size_divisor,

@@ -154,6 +154,15 @@ def segmenter_engine_images(
     "one per TensorRT version and GPU generation).",
 )
 @click.option(
+    "--batch-norm",
+    type=click.Choice(["running", "per-image"]),
+    default="running",
+    show_default=True,
+    help="Translators with batch norm (pix2pix): normalise with the running statistics learned in training (eval "
+    "mode), or with each image's own statistics, as the reference pix2pix test.py does without --eval (dropout "
+    "stays off either way).",
+)
+@click.option(
     "--verify/--no-verify",
     default=True,
     show_default=True,
@@ -179,6 +188,7 @@ def main(
     profile_sizes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None,
     workspace: float,
     timing_cache: Path | None,
+    batch_norm: str,
     verify: bool,
     require_engine: bool,
     verbose: bool,
@@ -212,6 +222,7 @@ def main(
         opset=opset,
         parity_images=images,
         fp16=fp16,
+        batch_norm=batch_norm,
     )
     click.echo(f"wrote {result.onnx_path} (parity: {result.parity.summary()})")
     if result.fp16_path is not None:

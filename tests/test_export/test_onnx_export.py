@@ -81,6 +81,46 @@ def test_a_unet_generator_exports_at_its_training_size(tmp_path):
     assert exported_size({**args, "ngf": 8}) == (32, 32)  # a config.json of another generator is not this one's
 
 
+def test_per_image_batch_norm_is_the_reference_test_default_without_dropout(tmp_path, generator_file):
+    """--batch-norm per-image: each image normalised with its own statistics, as the reference pix2pix test.py
+    computes (training-mode batch norm on batches of one) without --eval; dropout off; batch-independent."""
+    from uda_trt.export.graphs import with_per_image_statistics
+
+    torch.manual_seed(0)
+    generator = UnetGenerator(3, 3, num_downs=5, ngf=4, norm="batch", use_dropout=True)
+    with torch.no_grad():  # running statistics unlike any image's, so the two modes differ
+        for module in generator.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    images = torch.rand(2, 3, 32, 64) * 2 - 1
+    reference = []
+    for image in images:  # test.py without --eval: train mode, one image per batch (dropout turned off here)
+        generator.train()
+        for module in generator.modules():
+            if isinstance(module, nn.Dropout):
+                module.eval()
+        with torch.no_grad():
+            reference.append(generator(image[None])[0])
+    per_image = with_per_image_statistics(generator)
+    with torch.no_grad():
+        assert torch.allclose(per_image(images), torch.stack(reference), atol=1e-5)
+        assert not torch.allclose(generator.eval()(images), torch.stack(reference), atol=1e-2)
+
+    path = tmp_path / "pix2pix" / "latest_net_G.pth"
+    path.parent.mkdir()
+    torch.save(generator.state_dict(), path)
+    parity = write_test_images(tmp_path / "parity", (64, 32), count=2)
+    result = export_onnx(path, working_size=(64, 32), parity_images=parity, fp16=False, batch_norm="per-image")
+    assert load_sidecar(result.onnx_path).architecture_args["batch_norm"] == "per-image"
+    with open_runner(result.onnx_path) as runner:
+        batch = runner.infer({"images": np.stack(parity)})["translated"]
+        alone = [runner.infer({"images": image[None]})["translated"][0] for image in parity]
+    assert np.array_equal(batch, np.stack(alone))  # each image's output depends on that image only
+    with pytest.raises(UserError, match="no batch norm"):
+        export_onnx(generator_file, working_size=(32, 16), parity_images=parity, batch_norm="per-image")
+
+
 @pytest.fixture
 def segmenter_file(tmp_path) -> Path:
     torch.manual_seed(0)
