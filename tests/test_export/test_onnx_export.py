@@ -77,8 +77,17 @@ def test_a_unet_generator_exports_at_its_training_size(tmp_path):
         return load_sidecar(result.onnx_path).working_size
 
     assert exported_size(None) == (32, 32)  # a bare reference file: 2**5 on a side
-    assert exported_size(args) == (64, 32)  # the run's own training crop
     assert exported_size({**args, "ngf": 8}) == (32, 32)  # a config.json of another generator is not this one's
+    assert exported_size(args) == (64, 32)  # the run's own training crop
+
+    # the U-Net export passed parity with PyTorch above; a perturbed copy of its weights fails it
+    graph = _torch_graph(path)
+    with torch.no_grad():
+        for parameter in graph.parameters():
+            parameter.add_(torch.randn_like(parameter) * parameter.std() * 0.2)
+    onnx_path = tmp_path / "out" / "latest_net_G.onnx"
+    with pytest.raises(ParityError, match="parity check failed for latest_net_G.onnx"):
+        check_onnx_against_torch(graph, onnx_path, load_sidecar(onnx_path), images)
 
 
 def test_per_image_batch_norm_is_the_reference_test_default_without_dropout(tmp_path, generator_file):
