@@ -1,10 +1,11 @@
-"""batch-translate: run a translator artifact over a whole dataset and write it back in the input's layout.
+"""batch-translate: run a translator artifact (or FDA) over a whole dataset and write it back in the input's layout.
 
 Decode-and-resize and encode run in a thread pool around the runner, with bounded prefetch, so memory depends on the
 batch size and worker count, never on the dataset size. Outputs are written atomically and journalled
 (runtime.jobs.state); a rerun of the same command resumes. Batches are fixed slices of the sorted sample list, also on
 resume, so every image goes through the engine in the same company and a resumed run is byte-identical to an
-uninterrupted one.
+uninterrupted one. FDA (`--fda`, runtime.fda_translator) plugs in as the translator instead of an artifact's
+runner: its donors are read by the decode threads, and its manifest records the donor list instead of an artifact.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from PIL import Image
 
 from uda_trt.runtime.datasets import Sample, detect_layout, folder_hint, has_labels, samples_for
 from uda_trt.runtime.errors import SampleError, UserError
+from uda_trt.runtime.fda_translator import FdaTranslator, list_donors
 from uda_trt.runtime.imageio import LogOnce, encode_image, encode_label_image, load_checked, read_rgb, resize_rgb
 from uda_trt.runtime.jobs.files import atomic_write_bytes, write_json
 from uda_trt.runtime.jobs.interrupts import JobInterrupted, exit_code_of
@@ -58,6 +60,11 @@ RESUME_FLAGS = {
     "jpeg_quality": "--jpeg-quality",
     "batch_size": "--batch-size",
     "backend": "--backend",
+    # FDA runs (no artifact_sha256, batch_size or backend: those do not change FDA's bytes)
+    "fda_target_root": "--fda",
+    "fda_donors_sha256": "--fda (the target images changed)",
+    "fda_beta": "--beta",
+    "fda_seed": "--seed",
 }
 
 
@@ -65,7 +72,7 @@ RESUME_FLAGS = {
 class TranslateJob:
     """Everything one batch-translate run needs; written to the manifest as the resolved config."""
 
-    artifact: Path
+    artifact: Path | None  # None: FDA (fda_target)
     input_root: Path
     output_root: Path
     layout: str = "auto"
@@ -80,6 +87,9 @@ class TranslateJob:
     backend: str = "auto"
     strict: bool = False
     overwrite: bool = False  # redo everything, even when OUT holds a run with other options or another artifact
+    fda_target: Path | None = None  # FDA instead of an artifact: the amplitude donors' root (runtime.fda_translator)
+    fda_beta: float = 0.01
+    fda_seed: int = 0
 
 
 @dataclass
@@ -90,6 +100,7 @@ class _Decoded:
     seconds: float = 0.0
     error: str | None = None
     label: Image.Image | None = None  # resized to the output size; None: copied byte for byte
+    donor: np.ndarray | None = None  # FDA: the donor's low-frequency amplitudes at the image's (working) size
 
 
 @dataclass(frozen=True)
@@ -159,11 +170,13 @@ def _output_paths(job: TranslateJob, sample: Sample) -> tuple[Path, Path | None]
 def _decode(
     sample: Sample,
     root: Path,
-    working_size: tuple[int, int],
+    working_size: tuple[int, int] | None,
     label_size: tuple[int, int] | None,
     log_once: LogOnce,
+    donor_of: Callable[[str, tuple[int, int], LogOnce], np.ndarray] | None = None,
 ) -> _Decoded:
-    """The image at the working size, its label checked (and resized to `label_size` unless that is None)."""
+    """The image at the working size (None: its own), its label checked (and resized to `label_size` unless that
+    is None), and with `donor_of` (FDA) what the translator needs of the sample's donor at the image's size."""
     start = time.perf_counter()
     try:
         check_input_inside(sample.image, root)
@@ -173,8 +186,10 @@ def _decode(
         if sample.label is not None:
             check_input_inside(sample.label, root)
             label = _carried_label(sample.label, original_size, label_size)
-        resized = image if original_size == working_size else resize_rgb(image, working_size)
-        return _Decoded(sample, resized, original_size, time.perf_counter() - start, label=label)
+        size = working_size or original_size
+        resized = image if original_size == size else resize_rgb(image, size)
+        donor = None if donor_of is None else donor_of(sample.key, size, log_once)
+        return _Decoded(sample, resized, original_size, time.perf_counter() - start, label=label, donor=donor)
     except SampleError as exc:
         return _Decoded(sample, None, (0, 0), time.perf_counter() - start, error=str(exc))
 
@@ -215,15 +230,26 @@ def _encode(job: TranslateJob, decoded: _Decoded, translated: np.ndarray) -> tup
     return time.perf_counter() - start, written
 
 
-def _validate(job: TranslateJob, sidecar) -> tuple[int, int]:
-    if sidecar.task != "translate":
-        raise UserError(f"{job.artifact}: is a '{sidecar.task}' artifact; batch-translate needs a translator")
+def _validate_common(job: TranslateJob) -> None:
+    """Checks that hold for every translator: formats, sizes, and an output folder outside the input."""
     if job.image_format not in IMAGE_FORMATS:
         raise UserError(f"--format: {job.image_format!r} is not one of {', '.join(IMAGE_FORMATS)}")
     if job.output_size not in OUTPUT_SIZES:
         raise UserError(f"--output-size: {job.output_size!r} is not one of {', '.join(OUTPUT_SIZES)}")
     if job.batch_size < 1:
         raise UserError("--batch-size: must be at least 1")
+    output, source = job.output_root.resolve(), job.input_root.resolve()
+    if output == source:
+        raise UserError(f"--output: {job.output_root} is the input folder; choose another folder")
+    if output.is_relative_to(source):
+        raise UserError(f"--output: {job.output_root} is inside the input folder; choose a folder outside it")
+
+
+def _validate(job: TranslateJob, sidecar) -> tuple[int, int]:
+    """The engine's working size, after checking the artifact is a translator and the size suits it."""
+    if sidecar.task != "translate":
+        raise UserError(f"{job.artifact}: is a '{sidecar.task}' artifact; batch-translate needs a translator")
+    _validate_common(job)
     working_size = tuple(job.size or sidecar.working_size or ())
     if len(working_size) != 2:
         raise UserError(f"{job.artifact}: the artifact records no working size; pass --size WIDTHxHEIGHT")
@@ -232,29 +258,56 @@ def _validate(job: TranslateJob, sidecar) -> tuple[int, int]:
         raise UserError(
             f"--size: {working_size[0]}x{working_size[1]} is not a multiple of {divisor} (the model's size divisor)"
         )
-    output, source = job.output_root.resolve(), job.input_root.resolve()
-    if output == source:
-        raise UserError(f"--output: {job.output_root} is the input folder; choose another folder")
-    if output.is_relative_to(source):
-        raise UserError(f"--output: {job.output_root} is inside the input folder; choose a folder outside it")
     return working_size
 
 
-def _identity(job: TranslateJob, layout: str, working_size: tuple[int, int], backend: str) -> dict:
-    """What must not change for a rerun to resume: the artifact and every option that changes output bytes."""
-    return {
-        "artifact_sha256": file_sha256(job.artifact),
+def _identity(job: TranslateJob, layout: str, working_size: tuple[int, int] | None, runner) -> dict:
+    """What must not change for a rerun to resume: the artifact (or FDA's donors and settings) and every option
+    that changes output bytes. FDA translates each image alone on the CPU: batch size and backend change nothing."""
+    common = {
         "input_root": str(job.input_root.resolve()),
         "layout": layout,
         "split": job.split,
-        "working_size": list(working_size),
+        "working_size": list(working_size) if working_size else None,
         "output_size": job.output_size,
         "image_format": job.image_format,
         "png_compression": job.png_compression,
         "jpeg_quality": job.jpeg_quality,
-        "batch_size": job.batch_size,
-        "backend": backend,
     }
+    if isinstance(runner, FdaTranslator):
+        fda = runner.settings()
+        return {
+            "fda_target_root": fda["target_root"],
+            "fda_donors_sha256": fda["donors_sha256"],
+            "fda_beta": fda["beta"],
+            "fda_seed": fda["seed"],
+            **common,
+        }
+    return {
+        "artifact_sha256": file_sha256(job.artifact),
+        **common,
+        "batch_size": job.batch_size,
+        "backend": runner.backend,
+    }
+
+
+def _open_translator(job: TranslateJob):
+    """(translator, working size): an artifact's runner (not yet entered) at its working size, or FDA's translator
+    at --size (None: each image at its own size, no resizing)."""
+    if job.fda_target is not None:
+        if job.artifact is not None:
+            raise UserError("--fda: give either --engine or --fda, not both")
+        if job.backend != "auto":
+            raise UserError(f"--backend: {job.backend} runs artifacts; --fda runs on the CPU with numpy")
+        _validate_common(job)
+        translator = FdaTranslator(list_donors(job.fda_target), job.fda_beta, job.fda_seed, threads=job.workers)
+        return translator, job.size
+    if job.artifact is None:
+        raise UserError("--engine: give a translator artifact (--engine ART) or --fda TARGET_ROOT")
+    runner = open_runner(job.artifact, backend=job.backend)  # reads the sidecar; the session opens with `with`
+    working_size = _validate(job, runner.sidecar)
+    runner.expect_inputs(job.batch_size, working_size)
+    return runner, working_size
 
 
 def batch_translate(job: TranslateJob) -> dict:
@@ -284,17 +337,18 @@ def batch_translate(job: TranslateJob) -> dict:
 def _batch_translate(job: TranslateJob, stats: _Stats) -> dict:
     inputs = _find_inputs(job)
     layout, samples = inputs.layout, inputs.samples
-    runner = open_runner(job.artifact, backend=job.backend)  # reads the sidecar; the session opens with `with`
-    working_size = _validate(job, runner.sidecar)
-    runner.expect_inputs(job.batch_size, working_size)
+    runner, working_size = _open_translator(job)
     with runner:  # `runner.backend` is now what runs (auto may have fallen back), recorded with its providers
-        identity = _identity(job, layout, working_size, runner.backend)
+        identity = _identity(job, layout, working_size, runner)
         state = JobState(job.output_root, "batch-translate", identity, RESUME_FLAGS, overwrite=job.overwrite)
+        fda = {"fda": runner.settings()} if isinstance(runner, FdaTranslator) else {}
         try:
             state.open(
                 {
-                    "config": asdict(job) | {"working_size": list(working_size), "layout": layout},
-                    "artifact_sha256": identity["artifact_sha256"],
+                    "config": asdict(job)
+                    | {"working_size": list(working_size) if working_size else None, "layout": layout},
+                    "artifact_sha256": identity.get("artifact_sha256"),
+                    **fda,
                     "backend": runner.backend,
                     "providers": runner.active_providers,
                     "total": len(samples),
@@ -310,7 +364,7 @@ def _batch_translate(job: TranslateJob, stats: _Stats) -> dict:
 
 
 def _translate_all(
-    job: TranslateJob, runner, inputs: _Inputs, working_size: tuple[int, int], state: JobState, stats: _Stats
+    job: TranslateJob, runner, inputs: _Inputs, working_size: tuple[int, int] | None, state: JobState, stats: _Stats
 ) -> dict:
     """Translate what is not done yet (after removing outputs of inputs that are gone); write the report."""
     samples = inputs.samples
@@ -334,7 +388,7 @@ def _translate_all(
         "labels": inputs.labels,
         "input": _describe(inputs),
         "warnings": inputs.warnings,
-        "working_size": list(working_size),
+        "working_size": list(working_size) if working_size else None,
         "output_size": job.output_size,
         "images_total": len(samples),
         "images_translated": stats.done,
@@ -346,6 +400,7 @@ def _translate_all(
         "stage_seconds": {k: round(v, 3) for k, v in stats.seconds.items()},
         "backend": runner.backend,
         "providers": runner.active_providers,
+        **({"fda": runner.settings()} if isinstance(runner, FdaTranslator) else {}),
     }
     write_json(job.output_root / REPORT_NAME, report)
     log.info("%s", summary_line(report, job.output_root))
@@ -366,18 +421,20 @@ def _run(
     todo: list[Sample],
     finished: set[str],
     stamps: dict[str, list[InputStamp]],
-    working_size: tuple[int, int],
+    working_size: tuple[int, int] | None,
     stats: _Stats,
     state: JobState,
     total: int,
 ) -> None:
     log_once = LogOnce()
+    fda = isinstance(runner, FdaTranslator)
     decode = functools.partial(
         _decode,
         root=job.input_root,
         working_size=working_size,
         label_size=working_size if job.output_size == "working" else None,  # "original": labels copied as they are
         log_once=log_once,
+        donor_of=runner.donor_amplitude if fda else None,
     )
 
     def skip(sample: Sample, reason: str) -> None:
@@ -428,7 +485,8 @@ def _run(
         Progress(total, "translate", initial=len(finished)) as progress,
     ):
         encodes = []
-        feed = EngineFeed(runner, good_batches(pool, progress), lambda good: np.stack([d.image for d in good]))
+        images_of = _fda_pairs if fda else _stacked_images
+        feed = EngineFeed(runner, good_batches(pool, progress), images_of)
         try:
             for good, outputs in feed:
                 for item, out in zip(good, outputs["translated"], strict=True):
@@ -442,3 +500,13 @@ def _run(
         except KeyboardInterrupt:
             keep_written(pool, encodes)
             raise
+
+
+def _stacked_images(good: list[_Decoded]) -> np.ndarray:
+    """An engine's input batch: N x H x W x 3, every image at the working size."""
+    return np.stack([d.image for d in good])
+
+
+def _fda_pairs(good: list[_Decoded]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """FDA's input batch: (source, donor amplitudes) pairs (image sizes may differ between pairs)."""
+    return [(d.image, d.donor) for d in good]

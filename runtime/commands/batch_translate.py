@@ -1,4 +1,4 @@
-"""`batch-translate`: translate a whole GTA5-layout dataset (or any image folder) with an exported translator."""
+"""`batch-translate`: translate a whole GTA5-layout dataset (or any image folder) with an exported translator or FDA."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import SIZE, setup_logging
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.runners import BACKENDS
@@ -15,9 +16,29 @@ from uda_trt.runtime.runners import BACKENDS
 @click.option(
     "--engine",
     "artifact",
-    required=True,
+    default=None,
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Translator artifact: STEM.onnx, STEM.fp16.onnx or STEM.engine (its STEM.json sidecar beside it).",
+    help="Translator artifact: STEM.onnx, STEM.fp16.onnx or STEM.engine (its STEM.json sidecar beside it). "
+    "Give this or --fda.",
+)
+@click.option(
+    "--fda",
+    "fda_target",
+    default=None,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Translate by Fourier Domain Adaptation instead of an artifact (no model, CPU only): each image keeps its "
+    "phase and takes the low-frequency amplitudes of a target image, chosen per image from a hash of its relative "
+    "path and --seed. TARGET_ROOT is a Cityscapes root (its leftImg8bit/train images) or an image folder.",
+)
+@click.option(
+    "--beta",
+    type=float,
+    default=None,
+    help="FDA only: the low-frequency window's half-size as a fraction of the shorter side, in (0, 0.5] "
+    "[default: 0.01, the paper's].",
+)
+@click.option(
+    "--seed", type=int, default=None, help="FDA only: changes which target image each source image takes [default: 0]."
 )
 @click.option(
     "--input",
@@ -47,7 +68,7 @@ from uda_trt.runtime.runners import BACKENDS
     type=SIZE,
     default=None,
     help="Working size WIDTHxHEIGHT the translator runs at (a multiple of its divisor). "
-    "Default: the size recorded at export.",
+    "Default: the size recorded at export; with --fda, each image's own size (the target image is resized to it).",
 )
 @click.option(
     "--output-size",
@@ -70,7 +91,8 @@ from uda_trt.runtime.runners import BACKENDS
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Threads decoding, resizing and encoding around the engine [default: every CPU this process may use].",
+    help="Threads decoding, resizing and encoding around the engine (--fda computes its FFTs in "
+    "min(workers, 4) threads of its own) [default: every CPU this process may use].",
 )
 @click.option(
     "--backend",
@@ -93,7 +115,10 @@ from uda_trt.runtime.runners import BACKENDS
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(
-    artifact: Path,
+    artifact: Path | None,
+    fda_target: Path | None,
+    beta: float | None,
+    seed: int | None,
     input_root: Path,
     output_root: Path,
     layout: str,
@@ -110,7 +135,8 @@ def main(
     overwrite: bool,
     verbose: bool,
 ) -> None:
-    """Translate every image under --input with a translator artifact and write a dataset in the same layout.
+    """Translate every image under --input with a translator artifact (--engine) or by FDA (--fda TARGET_ROOT)
+    and write a dataset in the same layout.
 
     GTA5 in -> OUT/images/NNNNN.png and OUT/labels/NNNNN.png, at each input's size. The summary line and
     OUT/report.json say the layout found, the split and whether labels were carried; a guess that drops labels is
@@ -120,11 +146,24 @@ def main(
     already written from unchanged inputs are checked and kept, and the result is byte-identical to an
     uninterrupted run. Outputs of inputs that are gone are removed, and --overwrite removes everything earlier runs
     wrote (only files their journal lists).
+
+    FDA (Yang and Soatto, CVPR 2020) needs no training: `--fda CITYSCAPES_ROOT --beta 0.01` is the baseline a
+    trained translator should beat. Its manifest records the target list's hash, --beta and --seed instead of an
+    artifact's sha256; reruns and resumed runs are byte-identical.
     """
+    from uda_trt.runtime.fda_translator import check_beta
     from uda_trt.runtime.jobs.interrupts import stop_on_signals
     from uda_trt.runtime.translate import TranslateJob, batch_translate
 
     setup_logging(verbose)
+    if fda_target is None and (beta is not None or seed is not None):
+        raise UserError(f"{'--beta' if beta is not None else '--seed'}: applies to --fda only")
+    if fda_target is not None and artifact is not None:
+        raise UserError("--fda: give either --engine or --fda, not both")
+    if fda_target is not None and beta is not None:
+        check_beta(beta)  # before any listing: a bad --beta is the first thing said
+    if fda_target is None and artifact is None:
+        raise UserError("--engine: give a translator artifact (--engine ART) or --fda TARGET_ROOT")
     job = TranslateJob(
         artifact=artifact,
         input_root=input_root,
@@ -141,6 +180,9 @@ def main(
         backend=backend,
         strict=strict,
         overwrite=overwrite,
+        fda_target=fda_target,
+        fda_beta=0.01 if beta is None else beta,
+        fda_seed=0 if seed is None else seed,
     )
     with stop_on_signals():
         batch_translate(job)  # logs its summary line last
