@@ -87,11 +87,11 @@ class _Prepared:
     args: dict[str, Any] = dataclasses.field(default_factory=dict)  # recorded with the architecture's own args
 
 
-BATCH_NORM_MODES = ("running", "per-image")
+BATCH_NORM_MODES = ("per-image", "running")  # the first is the default for generators with batch norm
 
 
 def _prepare_translator(
-    info: Any, working_size: tuple[int, int] | None, scale: float | None, batch_norm: str = "running"
+    info: Any, working_size: tuple[int, int] | None, scale: float | None, batch_norm: str | None = None
 ) -> _Prepared:
     from uda_trt.train.checkpoints import build_translator, size_divisor
 
@@ -105,11 +105,13 @@ def _prepare_translator(
             f"e.g. {_round_to(width, divisor)}x{_round_to(height, divisor)}"
         )
     generator = build_translator(info.architecture, info.args, info.state_dict)
-    if batch_norm == "per-image":
-        if info.args.get("norm") != "batch":
-            norm = info.args.get("norm")
-            raise UserError(f"--batch-norm per-image: {info.path.name} has no batch norm (its norm is {norm})")
-        generator = with_per_image_statistics(generator)
+    norm = info.args.get("norm")
+    if norm != "batch" and batch_norm is not None:
+        raise UserError(f"--batch-norm {batch_norm}: {info.path.name} has no batch norm (its norm is {norm})")
+    if norm == "batch":
+        batch_norm = batch_norm or BATCH_NORM_MODES[0]
+        if batch_norm == "per-image":
+            generator = with_per_image_statistics(generator)
     side = max(64, divisor)
     return _Prepared(
         task="translate",
@@ -118,7 +120,7 @@ def _prepare_translator(
         size_divisor=divisor,
         trace_size=(2 * side, side),
         fields={"working_size": (width, height)},
-        args={"batch_norm": batch_norm} if info.args.get("norm") == "batch" else {},
+        args={"batch_norm": batch_norm} if norm == "batch" else {},
     )
 
 
@@ -235,16 +237,18 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     parity_images: list[np.ndarray] | None = None,
     fp16: bool = True,
-    batch_norm: str = "running",
+    batch_norm: str | None = None,
 ) -> ExportResult:
     """Export a translator or segmenter checkpoint to `STEM.onnx` and write `STEM.json` once parity passes.
 
     working_size: (w, h) for translators (default: default_translator_size); scale: segmenter working scale
     (default: the checkpoint's). parity_images: RGB uint8 images (translators: resized to the working size;
     segmenters: used at their own resolution); default: built-in synthetic scenes. fp16: also write
-    `STEM.fp16.onnx` (see export.fp16), checked against the FP32 ONNX on the same images. batch_norm: a translator's
-    batch norm from its running statistics ("running", eval mode) or from each image's own ("per-image", as the
-    reference pix2pix test.py computes without --eval; export.graphs.with_per_image_statistics).
+    `STEM.fp16.onnx` (see export.fp16), checked against the FP32 ONNX on the same images.
+    batch_norm: for a translator with batch norm (pix2pix), "per-image" (default) normalises each image with its own
+    statistics, as the pix2pix paper and the reference test.py without --eval do
+    (export.graphs.with_per_image_statistics); "running" uses the training's running statistics (eval mode, the
+    reference with --eval).
     Raises UserError (exit 2) for a checkpoint of the wrong kind or impossible sizes, ParityError (exit 1) when ONNX
     Runtime disagrees with PyTorch or the FP16 model with the FP32 one (the FP32 ONNX and its sidecar are kept in
     that case: they passed), GraphCheckError (exit 1) when a written graph has uint8 anywhere but at its edges
@@ -257,8 +261,8 @@ def export_onnx(
     if info.kind == "translator":
         prepared = _prepare_translator(info, working_size, scale, batch_norm)
     elif info.kind == "segmenter":
-        if batch_norm != "running":
-            raise UserError("--batch-norm per-image applies to translators (pix2pix generators)")
+        if batch_norm is not None:
+            raise UserError("--batch-norm applies to translators with batch norm (pix2pix generators)")
         prepared = _prepare_segmenter(info, working_size, scale)
     else:  # require_model_checkpoint refuses the other kinds; guard against new ones
         raise UserError(f"{checkpoint}: a {info.kind} checkpoint cannot be exported")

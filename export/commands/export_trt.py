@@ -155,12 +155,11 @@ def segmenter_engine_images(
 )
 @click.option(
     "--batch-norm",
-    type=click.Choice(["running", "per-image"]),
-    default="running",
-    show_default=True,
-    help="Translators with batch norm (pix2pix): normalise with the running statistics learned in training (eval "
-    "mode), or with each image's own statistics, as the reference pix2pix test.py does without --eval (dropout "
-    "stays off either way).",
+    type=click.Choice(["per-image", "running"]),
+    default=None,
+    help="Translators with batch norm (pix2pix): per-image (default) normalises each image with its own statistics, "
+    "as the pix2pix paper and the reference test.py without --eval do; running uses the statistics learned in "
+    "training (the reference with --eval). Dropout is off either way.",
 )
 @click.option(
     "--verify/--no-verify",
@@ -188,7 +187,7 @@ def main(
     profile_sizes: tuple[tuple[int, int], tuple[int, int], tuple[int, int]] | None,
     workspace: float,
     timing_cache: Path | None,
-    batch_norm: str,
+    batch_norm: str | None,
     verify: bool,
     require_engine: bool,
     verbose: bool,

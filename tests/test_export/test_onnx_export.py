@@ -91,8 +91,9 @@ def test_a_unet_generator_exports_at_its_training_size(tmp_path):
 
 
 def test_per_image_batch_norm_is_the_reference_test_default_without_dropout(tmp_path, generator_file):
-    """--batch-norm per-image: each image normalised with its own statistics, as the reference pix2pix test.py
-    computes (training-mode batch norm on batches of one) without --eval; dropout off; batch-independent."""
+    """--batch-norm per-image (the default for batch-norm generators): each image normalised with its own
+    statistics, as the reference pix2pix test.py computes (training-mode batch norm on batches of one) without
+    --eval; dropout off; batch-independent. --batch-norm running: the eval-mode generator."""
     from uda_trt.export.graphs import with_per_image_statistics
 
     torch.manual_seed(0)
@@ -120,14 +121,18 @@ def test_per_image_batch_norm_is_the_reference_test_default_without_dropout(tmp_
     path.parent.mkdir()
     torch.save(generator.state_dict(), path)
     parity = write_test_images(tmp_path / "parity", (64, 32), count=2)
-    result = export_onnx(path, working_size=(64, 32), parity_images=parity, fp16=False, batch_norm="per-image")
+    result = export_onnx(path, working_size=(64, 32), parity_images=parity, fp16=False)  # per-image by default
     assert load_sidecar(result.onnx_path).architecture_args["batch_norm"] == "per-image"
     with open_runner(result.onnx_path) as runner:
         batch = runner.infer({"images": np.stack(parity)})["translated"]
         alone = [runner.infer({"images": image[None]})["translated"][0] for image in parity]
     assert np.array_equal(batch, np.stack(alone))  # each image's output depends on that image only
+    running = export_onnx(path, tmp_path / "running", (64, 32), parity_images=parity, fp16=False, batch_norm="running")
+    assert load_sidecar(running.onnx_path).architecture_args["batch_norm"] == "running"
+    with open_runner(running.onnx_path) as runner:  # parity passed against the eval-mode generator
+        assert not np.array_equal(runner.infer({"images": np.stack(parity)})["translated"], batch)
     with pytest.raises(UserError, match="no batch norm"):
-        export_onnx(generator_file, working_size=(32, 16), parity_images=parity, batch_norm="per-image")
+        export_onnx(generator_file, working_size=(32, 16), parity_images=parity, batch_norm="running")
 
 
 @pytest.fixture
