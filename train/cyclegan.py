@@ -11,6 +11,11 @@ reference names; G_A maps source A to target B), `config.json`, `train.log` (tim
 `latest_train_state.pt` (everything needed to resume) and `previous_train_state.pt` (the one before it); a finished
 run replaces them by `finished.json` (train.run_folder), unless asked to keep them.
 
+With `semantic_loss` (a segmenter checkpoint), the generators also minimise CyCADA's semantic-consistency loss
+(train.semantic_consistency), logged as `sem` after the reference losses (unweighted, so --semantic-weight 0 measures
+how far plain CycleGAN changes what things are without acting on it); config.json records the segmenter's path and
+sha256.
+
 Resume is bit-identical on CPU: the state holds networks, optimizers, schedulers, pools, iteration and RNG states,
 and the data order is a pure function of (seed, epoch) (train.resume), so a run killed at any point and resumed
 from its last save (redoing the iterations since) ends with the same bytes as an uninterrupted one, given the same
@@ -19,6 +24,8 @@ command and thread count.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import random
 from dataclasses import dataclass
@@ -47,6 +54,13 @@ from uda_trt.train.gan_training import seed_everything as seed_everything
 from uda_trt.train.image_data import to_uint8
 from uda_trt.train.networks import NLayerDiscriminator, ResnetGenerator, init_weights
 from uda_trt.train.run_folder import CYCLEGAN_FINISHED, CYCLEGAN_FIXED, refuse_rerun
+from uda_trt.train.semantic_consistency import (
+    DEFAULT_WEIGHT,
+    SemanticConsistency,
+    native_width,
+    open_semantic_source,
+    resize_factors,
+)
 from uda_trt.train.stopping import StopRequest
 from uda_trt.train.unpaired_data import unpaired_dataset
 
@@ -54,6 +68,7 @@ log = logging.getLogger(__name__)
 
 NET_NAMES = ("G_A", "G_B", "D_A", "D_B")
 LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")  # the reference's order
+SEMANTIC_LOSS = "sem"  # logged after the reference's losses, which keep their order
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,8 @@ class CycleGANConfig(GanSettings):
     """Everything a CycleGAN run depends on: its data, its networks' shape and losses, plus the settings of every GAN
     run (train.gan_training.GanSettings: widths, crop, schedule, cadence, device). Defaults are the reference's; the
     `None` ones are resolved at start: iterations -> 200 epochs' worth (max(|A|, |B|) / batch_size per epoch),
-    decay_iterations -> half of them, threads -> all cores available to this process."""
+    decay_iterations -> half of them, threads -> all cores available to this process, semantic_weight -> CyCADA's
+    1.0 when there is a semantic_loss segmenter checkpoint (it stays None without one)."""
 
     source: Path
     target: Path
@@ -73,6 +89,8 @@ class CycleGANConfig(GanSettings):
     pool_size: int = 50
     gan_mode: str = "lsgan"
     target_split: str = "train"
+    semantic_loss: Path | None = None
+    semantic_weight: float | None = None
 
 
 @dataclass
@@ -140,10 +158,13 @@ def train_step(
     real_A: torch.Tensor,
     real_B: torch.Tensor,
     config: CycleGANConfig,
+    semantic: SemanticConsistency | None = None,
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """One reference iteration: generators first (discriminators frozen), then discriminators.
 
-    Returns the losses (reference names) and the images of this step (fake_B, rec_A, fake_A, rec_B).
+    With `semantic`, the generators' loss also has semantic.weight * sem (CyCADA), and `sem` (unweighted) joins the
+    losses; at weight 0 it is only measured, without a graph, so the run is the one without it.
+    Returns the losses (reference names, then `sem`) and the images of this step (fake_B, rec_A, fake_A, rec_B).
     """
     m, mode = models, config.gan_mode
     fake_B = m.G_A(real_A)
@@ -164,6 +185,11 @@ def train_step(
     losses["cycle_A"] = nn.functional.l1_loss(rec_A, real_A) * config.lambda_A
     losses["cycle_B"] = nn.functional.l1_loss(rec_B, real_B) * config.lambda_B
     loss_G = sum(losses[k] for k in ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"))
+    if semantic is not None:
+        with torch.set_grad_enabled(semantic.weight > 0):
+            losses[SEMANTIC_LOSS] = semantic(real_A, fake_B, real_B, fake_A)
+        if semantic.weight > 0:
+            loss_G = loss_G + semantic.weight * losses[SEMANTIC_LOSS]
     loss_G.backward()
     opt_G.step()
 
@@ -176,7 +202,7 @@ def train_step(
         losses[name] = loss
     opt_D.step()
 
-    values = {k: float(losses[k].detach()) for k in LOSS_NAMES}
+    values = {k: float(losses[k].detach()) for k in (*LOSS_NAMES, SEMANTIC_LOSS) if k in losses}
     visuals = {"fake_B": fake_B.detach(), "rec_A": rec_A.detach(), "fake_A": fake_A.detach(), "rec_B": rec_B.detach()}
     return values, visuals
 
@@ -192,7 +218,22 @@ def resolve_config(config: CycleGANConfig, dataset_size: int) -> CycleGANConfig:
         raise UserError(f"--n-blocks must be >= 0, got {config.n_blocks}")
     if config.gan_mode not in ("lsgan", "vanilla"):
         raise UserError(f"gan_mode {config.gan_mode!r}: expected lsgan or vanilla")
+    config = resolve_semantic_weight(config)
     return resolve_common(config, dataset_size)
+
+
+def resolve_semantic_weight(config: CycleGANConfig) -> CycleGANConfig:
+    """semantic_weight: CyCADA's default with a semantic_loss checkpoint; refused without one, or when negative."""
+    weight = config.semantic_weight
+    if config.semantic_loss is None:
+        if weight is not None:
+            raise UserError(f"--semantic-weight {weight} needs --semantic-loss SEGMENTER_CKPT")
+        return config
+    if weight is None:
+        return dataclasses.replace(config, semantic_weight=DEFAULT_WEIGHT)
+    if not weight >= 0:
+        raise UserError(f"--semantic-weight must be at least 0, got {weight}")
+    return config
 
 
 def _sample_grid(real_A: torch.Tensor, real_B: torch.Tensor, visuals: dict[str, torch.Tensor]) -> np.ndarray:
@@ -204,10 +245,12 @@ def _sample_grid(real_A: torch.Tensor, real_B: torch.Tensor, visuals: dict[str, 
     return np.concatenate([np.concatenate([to_uint8(t) for t in row], axis=1) for row in rows], axis=0)
 
 
-def _step(run: GanRun, batch: dict, device: torch.device) -> tuple[dict[str, float], Any]:
+def _step(
+    run: GanRun, batch: dict, device: torch.device, semantic: SemanticConsistency | None = None
+) -> tuple[dict[str, float], Any]:
     real_A = batch["A"].to(device, non_blocking=True)
     real_B = batch["B"].to(device, non_blocking=True)
-    losses, visuals = train_step(run.models, run.opt_G, run.opt_D, run.pools, real_A, real_B, run.config)
+    losses, visuals = train_step(run.models, run.opt_G, run.opt_D, run.pools, real_A, real_B, run.config, semantic)
     return losses, lambda: _sample_grid(real_A, real_B, visuals)
 
 
@@ -223,6 +266,12 @@ CYCLEGAN = GanTrainer(
     bar_losses=("G_A", "G_B", "D_A", "D_B"),
     pools=lambda config: {"fake_A": ImagePool(config.pool_size), "fake_B": ImagePool(config.pool_size)},
 )
+
+
+def with_semantic_loss(semantic: SemanticConsistency) -> GanTrainer:
+    """The CycleGAN trainer whose step adds the semantic loss and whose log lines end with `sem`."""
+    step = functools.partial(_step, semantic=semantic)
+    return dataclasses.replace(CYCLEGAN, step=step, loss_names=(*LOSS_NAMES, SEMANTIC_LOSS))
 
 
 def train_cyclegan(
@@ -245,12 +294,24 @@ def train_cyclegan(
     """
     if not resume:
         refuse_rerun(Path(config.output))
+    config = resolve_semantic_weight(config)
+    source = None if config.semantic_loss is None else open_semantic_source(config.semantic_loss)
+    if source is not None and resume:
+        source.refuse_changed_file(Path(config.output))
     dataset = unpaired_dataset(
         config.source, config.target, config.load_width, config.crop_size, config.target_split, config.seed
     )
     config = resolve_config(config, len(dataset))
-    summary = {
+    summary: dict[str, Any] = {
         "generator": generator_spec(config),
         "images": {"A": len(dataset.samples_a), "B": len(dataset.samples_b)},
     }
-    return train_gan(CYCLEGAN, config, dataset, summary, resume, keep_train_state, stop)
+    trainer = CYCLEGAN
+    if source is not None:
+        widths = {"A": native_width(dataset.samples_a, "A"), "B": native_width(dataset.samples_b, "B")}
+        factors = resize_factors(source.checkpoint["config"]["scale"], widths, config.load_width)
+        # built before train_gan seeds the run, so the segmenter's construction draws from no RNG the run uses
+        semantic = source.loss(factors, config.semantic_weight, torch.device(config.device))
+        summary["semantic_loss"] = source.summary(factors)
+        trainer = with_semantic_loss(semantic)
+    return train_gan(trainer, config, dataset, summary, resume, keep_train_state, stop)

@@ -30,7 +30,8 @@ CYCLEGAN_FINISHED = "uda-trt-cyclegan-finished"
 SEGMENTER_FINISHED = "uda-trt-segmenter-finished"
 PIX2PIX_FINISHED = "uda-trt-pix2pix-finished"
 # What defines a run: a resumed run must repeat it. Config field -> the option that sets it. CycleGAN: the network
-# shapes, and what fixes the data order and the pooled images' size (n_layers_d has no option: always 3).
+# shapes, what fixes the data order and the pooled images' size (n_layers_d has no option: always 3), and the
+# semantic-consistency loss (its segmenter file as given, and its weight).
 CYCLEGAN_FIXED = {
     "ngf": "--ngf",
     "n_blocks": "--n-blocks",
@@ -40,6 +41,8 @@ CYCLEGAN_FIXED = {
     "load_width": "--load-width",
     "crop_size": "--crop-size",
     "seed": "--seed",
+    "semantic_loss": "--semantic-loss",
+    "semantic_weight": "--semantic-weight",
 }
 # pix2pix: the network shapes, what fixes the data order and crops, and which side is the input.
 PIX2PIX_FIXED = {
@@ -132,10 +135,15 @@ def finished_iteration(
     return done
 
 
-def flag_value(value: Any) -> str:
-    """A setting's value as a user types it: sizes as WIDTHxHEIGHT, `full` for no crop, numbers and names plainly."""
+# How a setting left unset reads in a refusal: `full` for no crop (the default), `none` for an option not given.
+UNSET_WORDS = {"semantic_loss": "none", "semantic_weight": "none"}
+
+
+def flag_value(value: Any, unset: str = "full") -> str:
+    """A setting's value as a user types it: sizes as WIDTHxHEIGHT, `unset` for None (no crop: `full`), numbers and
+    names plainly."""
     if value is None:
-        return "full"
+        return unset
     if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return f"{value[0]}x{value[1]}"
     return str(value)
@@ -146,6 +154,6 @@ def refuse_settings_changed(
 ) -> None:
     """One-line UserError naming the flag and both values, as typed, of the first setting in `settings` that
     differs from `previous` (the config `record` holds)."""
-    before = {key: flag_value(previous.get(key)) for key in settings}
-    now = {key: flag_value(value) for key, value in settings.items()}
+    before = {key: flag_value(previous.get(key), UNSET_WORDS.get(key, "full")) for key in settings}
+    now = {key: flag_value(value, UNSET_WORDS.get(key, "full")) for key, value in settings.items()}
     refuse_changed(record, before, now, flags, RESUME_REMEDY)

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import click
 
+from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import SIZE
 from uda_trt.train.commands.options import GAN_RESUME_EPILOG, gan_output_options, gan_run_options, run_gan_command
 from uda_trt.train.run_folder import CYCLEGAN_FINISHED, CYCLEGAN_FIXED
+
+# CyCADA's weight: its release adds both semantic terms to the generators' loss unweighted (kept torch-free here;
+# train.semantic_consistency.DEFAULT_WEIGHT is the same number, and a test holds them equal)
+DEFAULT_SEMANTIC_WEIGHT = 1.0
 
 EPILOG = (
     """\b
@@ -63,14 +69,51 @@ Example (demo-sized):
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, help="Images per domain per iteration.")
 @click.option("--seed", type=int, default=0, help="Seed for weights, crops, pairing and the image pools.")
+@click.option(
+    "--semantic-loss",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    metavar="SEGMENTER_CKPT",
+    help="Add CyCADA's semantic-consistency loss with this frozen segmenter (a train-segmenter checkpoint, e.g. "
+    "best.pt, trained on source labels): W * [CE(seg(G_A(a)), argmax seg(a)) + CE(seg(G_B(b)), argmax seg(b))], "
+    "a from the source (A), b from the target (B). The segmenter is never trained; it sees the crops with its "
+    "own normalisation and at its working scale (resized by its scale x the domain's native image width / "
+    "--load-width). Logged as `sem` (before weighting); config.json records its sha256.",
+)
+@click.option(
+    "--semantic-weight",
+    type=click.FloatRange(min=0),
+    default=None,
+    show_default=False,
+    help=f"W above. Default with --semantic-loss: {DEFAULT_SEMANTIC_WEIGHT} (CyCADA's: both terms added "
+    "unweighted); 0 only measures `sem`, training as plain CycleGAN.",
+)
 @gan_run_options
 def main(**options) -> None:
     """Train a CycleGAN with the reference implementation's networks, losses and defaults.
 
-    Domain A is the source (e.g. GTA5), domain B the target (e.g. Cityscapes); G_A maps A to B. Images are
-    scaled to --load-width keeping their aspect ratio, randomly cropped to --crop-size and flipped.
+    Domain A is the source (e.g. GTA5), domain B the target (e.g. Cityscapes); G_A maps A to B, G_B maps B to A.
+    Images are scaled to --load-width keeping their aspect ratio, randomly cropped to --crop-size and flipped.
+    Optionally with CyCADA's semantic consistency (see --semantic-loss).
     """
+    _check_semantic_options(options)
     run_gan_command(options, CYCLEGAN_FINISHED, CYCLEGAN_FIXED, _train, _written)
+
+
+def _check_semantic_options(options: dict) -> None:
+    """Before torch: --semantic-loss must name a PyTorch checkpoint (a zip archive: torch.save's format since 1.6,
+    the only one train-segmenter writes); with it, --semantic-weight defaults to CyCADA's weight here already, so
+    that --resume of a finished run compares the weight it will use. Whether the archive holds a segmenter, and a
+    --semantic-weight without it, are checked by the trainer once torch is loaded, before any image is read."""
+    path = options["semantic_loss"]
+    if path is None:
+        return
+    if not path.is_file():
+        raise UserError(f"--semantic-loss {path}: no such segmenter checkpoint file")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"--semantic-loss {path}: not a PyTorch checkpoint (a segmenter checkpoint is a zip archive)")
+    if options["semantic_weight"] is None:
+        options["semantic_weight"] = DEFAULT_SEMANTIC_WEIGHT
 
 
 def _train(options: dict, **how) -> Path:
