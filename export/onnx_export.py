@@ -216,8 +216,34 @@ def export_graph(
         )
     model = onnx.load_from_string(buffer.getvalue())
     model.ir_version = IR_VERSION
+    _inline_shared_initializers(model)
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _inline_shared_initializers(model: onnx.ModelProto) -> None:
+    """Replace each `Identity(initializer)` node with a copy of that initializer under the node's output name.
+
+    The exporter stores equal constants once and reads the copies through Identity nodes (an untrained batch norm's
+    scales are all ones in every layer). The FP16 converter then converts the initializer but not the Identity
+    outputs' declared type, and the graph no longer type-checks; plain initializers convert cleanly.
+    """
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    kept = []
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in initializers:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(initializers[node.input[0]])
+            copy.name = node.output[0]
+            model.graph.initializer.append(copy)
+        else:
+            kept.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    declared = {tensor.name for tensor in model.graph.initializer}
+    values = [value for value in model.graph.value_info if value.name not in declared]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(values)
 
 
 def exporter_version() -> str:
