@@ -87,7 +87,7 @@ class _Prepared:
     args: dict[str, Any] = dataclasses.field(default_factory=dict)  # recorded with the architecture's own args
 
 
-BATCH_NORM_MODES = ("per-image", "running")  # the first is the default for generators with batch norm
+DEFAULT_BATCH_NORM = "per-image"  # for generators with batch norm; "running" is the alternative
 
 
 def _prepare_translator(
@@ -109,7 +109,7 @@ def _prepare_translator(
     if norm != "batch" and batch_norm is not None:
         raise UserError(f"--batch-norm {batch_norm}: {info.path.name} has no batch norm (its norm is {norm})")
     if norm == "batch":
-        batch_norm = batch_norm or BATCH_NORM_MODES[0]
+        batch_norm = batch_norm or DEFAULT_BATCH_NORM
         if batch_norm == "per-image":
             generator = with_per_image_statistics(generator)
     side = max(64, divisor)
