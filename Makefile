@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # torch/torchvision pinned to the builds this project is tested with (they install from the machine's wheel cache).
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo demo-seeds test test-gpu bench bench-full lint clean
+.PHONY: setup demo demo-seeds demo-paired demo-fractions demo-translators test test-gpu bench bench-full lint clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,16 @@ demo: setup
 
 demo-seeds: setup
 	$(BIN)/run-uda --preset demo --seeds 0,1,2 --output demo-out/seeds
+
+# The method studies on the built-in synthetic data (times in the README, "Studies").
+demo-paired: setup
+	$(BIN)/run-uda --study photo-to-label --preset demo --output demo-out/paired
+
+demo-fractions: setup
+	$(BIN)/run-uda --study label-fraction --preset demo --output demo-out/fractions
+
+demo-translators: setup
+	$(BIN)/run-uda --study translators --preset demo --output demo-out/translators
 
 # Tests run in one worker process per CPU (pytest-xdist), idle workers taking tests queued for busy ones.
 test: setup

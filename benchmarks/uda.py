@@ -16,6 +16,7 @@ its seconds per iteration and an ETA (benchmarks.progress).
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 from collections.abc import Iterator
@@ -39,7 +40,18 @@ log = logging.getLogger(__name__)
 ARMS = ("source_only", "adapted", "oracle")
 STUDY_FILE = "study.json"
 LOG_FILE = "run-uda.log"
+# The studies run-uda runs (--study), each a function of a StudyConfig returning its report (with report["summary"]
+# ["miou"] per arm), named "module:function" so a study's modules load only when it runs.
+STUDIES = {
+    "translation": "uda_trt.benchmarks.uda:run_translation_study",
+    "photo-to-label": "uda_trt.benchmarks.photo_to_label:run_photo_to_label_study",
+    "label-fraction": "uda_trt.benchmarks.label_fraction:run_label_fraction_study",
+    "translators": "uda_trt.benchmarks.translator_study:run_translator_study",
+}
 _STUDY_FLAGS = {
+    "study": "--study",
+    "fractions": "--fractions",
+    "translators": "--translators",
     "preset": "--preset",
     "seed": "--seed",
     "source_root": "--source",
@@ -57,6 +69,7 @@ class StudyConfig:
     """One run-uda study: where data comes from, the preset, the seed, where everything goes."""
 
     output: Path
+    study: str = "translation"  # a key of STUDIES
     preset: str = "demo"
     seed: int = 0
     source_root: Path | None = None  # GTA5 layout; None: synthetic
@@ -64,10 +77,12 @@ class StudyConfig:
     cityscapes_val_split: str = "val"
     cyclegan_iterations: int | None = None  # None: the preset's
     segmenter_iterations: int | None = None  # None: the preset's
+    fractions: tuple[float, ...] | None = None  # label-fraction study: shares of labelled target images
+    translators: tuple[str, ...] | None = None  # translators study: the translators compared
 
     @property
     def synthetic(self) -> bool:
-        return self.source_root is None
+        return self.target_root is None
 
     @property
     def arms(self) -> tuple[str, ...]:
@@ -85,7 +100,14 @@ class StudyConfig:
             return None if root is None else str(Path(root).resolve())
 
         preset = self.resolved_preset()
+        study_options = {
+            key: list(value)
+            for key, value in (("fractions", self.fractions), ("translators", self.translators))
+            if value is not None
+        }
         return {
+            "study": self.study,
+            **study_options,
             "preset": self.preset,
             "seed": self.seed,
             "source_root": resolved(self.source_root),
@@ -113,6 +135,7 @@ def claim_output(config: StudyConfig) -> None:
         raise UserError(f"{path}: unreadable ({exc}); choose another --output") from None
     if not isinstance(previous, dict):
         raise UserError(f"{path}: not a run-uda study record; choose another --output")
+    previous.setdefault("study", "translation")  # a record from before --study
     if previous.get("preset") in PRESETS:  # a record from before the iteration flags: the preset's own budget
         own = PRESETS[previous["preset"]]
         previous.setdefault("cyclegan_iterations", own.cyclegan["iterations"])
@@ -220,12 +243,18 @@ def study_log(out: Path) -> Iterator[None]:
 
 
 def run_study(config: StudyConfig) -> dict:
-    """Run one study end to end and write OUT/report.{json,md} plus figures; return the report."""
-    preset = config.resolved_preset()
+    """Run one study (config.study) end to end and write OUT/report.{json,md} plus figures; return the report."""
+    module_name, function_name = STUDIES[config.study].split(":")
+    run = getattr(importlib.import_module(module_name), function_name)
     claim_output(config)
     with study_log(config.output):
         log.info("run-uda study in %s: %s", config.output, json.dumps(config.identity()))
-        return _run_stages(config, preset)
+        return run(config)
+
+
+def run_translation_study(config: StudyConfig) -> dict:
+    """The source-only vs adapted (vs oracle) study: CycleGAN, translation, one segmenter per arm, report."""
+    return _run_stages(config, config.resolved_preset())
 
 
 def _train_info(config_json: Path, keys: tuple[str, ...]) -> dict:

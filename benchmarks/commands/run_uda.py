@@ -12,6 +12,33 @@ from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import IntListType, setup_logging
 
 PRESET_NAMES = ("demo", "full", "smoke")
+STUDY_NAMES = ("translation", "photo-to-label", "label-fraction", "translators")
+TRANSLATOR_NAMES = ("none", "cyclegan", "cyclegan-sem", "fda")
+DEFAULT_FRACTIONS = (0.0, 0.1, 0.5, 1.0)
+
+
+def _fractions(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """--fractions F,F,...: distinct shares in [0, 1], kept in the order given."""
+    if value is None:
+        return None
+    try:
+        fractions = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers (F,F,...)") from None
+    if not fractions or any(not 0.0 <= f <= 1.0 for f in fractions) or len(set(fractions)) != len(fractions):
+        raise click.BadParameter(f"{value!r}: give distinct fractions between 0 and 1, e.g. 0,0.1,0.5,1")
+    return fractions
+
+
+def _translators(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    """--translators NAME,NAME,...: distinct names from TRANSLATOR_NAMES, kept in the order given."""
+    if value is None:
+        return None
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    unknown = [name for name in names if name not in TRANSLATOR_NAMES]
+    if not names or unknown or len(set(names)) != len(names):
+        raise click.BadParameter(f"{value!r}: give distinct names among {','.join(TRANSLATOR_NAMES)}")
+    return names
 
 
 EPILOG = """\b
@@ -36,6 +63,32 @@ Each training stage logs its seconds per iteration and an ETA once its first ite
     required=True,
     type=click.Path(path_type=Path, file_okay=False),
     help="Study folder: data, checkpoints, artifacts, evaluations and report.{json,md}.",
+)
+@click.option(
+    "--study",
+    type=click.Choice(STUDY_NAMES),
+    default="translation",
+    help="translation: source-only vs CycleGAN-adapted (vs oracle) segmenters. photo-to-label: pix2pix as a "
+    "segmenter (photo -> colour labels) against U-Net and DeepLabV3+ on the same Cityscapes split. label-fraction: "
+    "CycleGAN trained jointly with a segmenter against the same segmenter without style transfer, per share of "
+    "labelled target images (--fractions). translators: one segmenter per translator (--translators).",
+)
+@click.option(
+    "--fractions",
+    callback=_fractions,
+    default=None,
+    metavar="F,F,...",
+    help="With --study label-fraction: shares of labelled target images, dataset size fixed "
+    "(0 = source only, 1 = target only). Default: " + ",".join(f"{f:g}" for f in DEFAULT_FRACTIONS) + ".",
+)
+@click.option(
+    "--translators",
+    callback=_translators,
+    default=None,
+    metavar="NAME,...",
+    help="With --study translators: the translators compared, among " + ",".join(TRANSLATOR_NAMES) + " (none: the "
+    "raw source; cyclegan-sem: CycleGAN with CyCADA's semantic consistency; fda: Fourier Domain Adaptation). "
+    "Default: all four.",
 )
 @click.option(
     "--preset",
@@ -82,6 +135,9 @@ Each training stage logs its seconds per iteration and an ETA once its first ite
 def main(
     ctx: click.Context,
     output: Path,
+    study: str,
+    fractions: tuple[float, ...] | None,
+    translators: tuple[str, ...] | None,
     preset: str,
     seed: int,
     seeds: tuple[int, ...] | None,
@@ -103,8 +159,24 @@ def main(
     from uda_trt.benchmarks.uda import StudyConfig, full_preset_cpu_warning
 
     setup_logging(verbose)
-    if (source_root is None) != (target_root is None):
+    if fractions is not None and study != "label-fraction":
+        raise UserError("--fractions applies to --study label-fraction only")
+    if translators is not None and study != "translators":
+        raise UserError("--translators applies to --study translators only")
+    if seeds and study != "translation":
+        raise UserError("--seeds applies to --study translation only; run one study per --seed instead")
+    if study == "photo-to-label":
+        if source_root is not None:
+            raise UserError(
+                "--study photo-to-label learns from Cityscapes photo/label pairs: give --target CITYSCAPES_ROOT "
+                "alone, or neither root for synthetic data"
+            )
+    elif (source_root is None) != (target_root is None):
         raise UserError("--source and --target go together: give both dataset roots, or neither for synthetic data")
+    if study == "label-fraction" and fractions is None:
+        fractions = DEFAULT_FRACTIONS
+    if study == "translators" and translators is None:
+        translators = TRANSLATOR_NAMES
     if seeds and ctx.get_parameter_source("seed") is not ParameterSource.DEFAULT:
         raise UserError(
             f"--seed {seed} and --seeds {','.join(map(str, seeds))}: give one (--seeds runs one study per seed)"
@@ -115,6 +187,9 @@ def main(
     configs = [
         StudyConfig(
             output=output / f"seed_{one_seed}" if len(seed_list) > 1 else output,
+            study=study,
+            fractions=fractions,
+            translators=translators,
             preset=preset,
             seed=one_seed,
             source_root=source_root,

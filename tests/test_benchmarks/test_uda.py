@@ -31,6 +31,7 @@ def test_a_study_folder_is_claimed_once_and_a_different_study_is_refused(tmp_pat
     claim_output(config)
     recorded = json.loads((config.output / STUDY_FILE).read_text())
     assert recorded == {
+        "study": "translation",
         "preset": "smoke",
         "seed": 0,
         "source_root": str(source.resolve()),

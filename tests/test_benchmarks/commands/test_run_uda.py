@@ -16,6 +16,7 @@ from helpers import run_cli, run_until, write_cityscapes, write_gta5
 from uda_trt.benchmarks.presets import PRESETS
 from uda_trt.benchmarks.report import gap_closed
 from uda_trt.benchmarks.uda import StudyConfig, claim_output
+from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.labels import CLASS_NAMES, PALETTE
 
 BUDGET = ("--cyclegan-iterations", 4, "--segmenter-iterations", 4)
@@ -172,6 +173,36 @@ def test_seed_and_seeds_together_are_refused(tmp_path, user_error):
     result = run_cli("run-uda", "--preset", "smoke", "--seed", 3, "--seeds", "0,1", "--output", out)
     user_error(result, names="--seed 3 and --seeds 0,1")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "names"),
+    [
+        (("--fractions", "0,0.5"), "--fractions applies to --study label-fraction only"),
+        (("--study", "photo-to-label", "--translators", "fda"), "--translators applies to --study translators only"),
+        (("--study", "translators", "--seeds", "0,1"), "--seeds applies to --study translation only"),
+        (("--study", "photo-to-label", "--source", "x", "--target", "y"), "give --target CITYSCAPES_ROOT alone"),
+        (("--study", "label-fraction", "--fractions", "0,1.5"), "give distinct fractions between 0 and 1"),
+        (("--study", "translators", "--translators", "none,gan"), "give distinct names among none,cyclegan"),
+    ],
+)
+def test_study_options_that_do_not_fit_are_refused(tmp_path, user_error, flags, names):
+    out = tmp_path / "study"
+    result = run_cli("run-uda", "--preset", "smoke", "--output", out, *flags)
+    user_error(result, names=names)
+    assert not out.exists()
+
+
+def test_a_study_record_from_before_study_was_recorded_is_the_translation_study(tmp_path):
+    config = StudyConfig(output=tmp_path / "study", preset="smoke")
+    claim_output(config)
+    record = config.output / "study.json"
+    old = json.loads(record.read_text())
+    del old["study"]
+    record.write_text(json.dumps(old))
+    claim_output(config)  # continued, not refused
+    with pytest.raises(UserError, match="--study translation, this one label-fraction"):
+        claim_output(StudyConfig(output=config.output, preset="smoke", study="label-fraction", fractions=(0.0,)))
 
 
 def test_full_preset_without_cuda_warns_before_starting(tmp_path, user_error):
