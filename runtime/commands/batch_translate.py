@@ -86,7 +86,13 @@ from uda_trt.runtime.runners import BACKENDS
     help="PNG compression level (1 writes ~3.5x faster than 6, files up to ~10% larger).",
 )
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, help="JPEG quality for --format jpg.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=4, help="Images per inference call.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=4,
+    help="Images per inference call. On the CPU each batch is split between two single-threaded runs (a batch of "
+    "one image runs over all threads), so even a job of one batch keeps the cores busy.",
+)
 @click.option(
     "--workers",
     type=click.IntRange(min=1),

@@ -130,6 +130,50 @@ def test_cpu_stream_keeps_two_batches_in_flight_and_keeps_order(tmp_path):
     assert open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu", threads=1).runs_in_flight == 1
 
 
+def _conv_translator_bytes() -> bytes:
+    """uint8 NHWC -> float, one 3x3 convolution (MLAS's threaded kernels), rounded back to uint8."""
+    rng = np.random.default_rng(0)
+    node = helper.make_node
+    initializers = [
+        onnx.numpy_helper.from_array(rng.normal(0, 0.3, (3, 3, 3, 3)).astype(np.float32), "w"),
+        onnx.numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+        onnx.numpy_helper.from_array(np.array(255.0, np.float32), "top"),
+    ]
+    nodes = [
+        node("Cast", ["images"], ["x"], to=TensorProto.FLOAT),
+        node("Transpose", ["x"], ["nchw"], perm=[0, 3, 1, 2]),
+        node("Conv", ["nchw", "w"], ["y"], pads=[1, 1, 1, 1]),
+        node("Transpose", ["y"], ["nhwc"], perm=[0, 2, 3, 1]),
+        node("Clip", ["nhwc", "zero", "top"], ["clipped"]),
+        node("Round", ["clipped"], ["rounded"]),
+        node("Cast", ["rounded"], ["translated"], to=TensorProto.UINT8),
+    ]
+    images = helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", "height", "width", 3])
+    out = helper.make_tensor_value_info("translated", TensorProto.UINT8, ["batch", "height", "width", 3])
+    model = helper.make_model(
+        helper.make_graph(nodes, "conv", [images], [out], initializer=initializers),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    model.ir_version = 10
+    return model.SerializeToString()
+
+
+def test_cpu_batches_are_split_between_the_runs_and_a_lone_image_gets_every_thread(tmp_path):
+    """Batches of 4, 1, 3, 2 and 5 images on two runs: the same outputs (within 1 grey level) as whole batches on
+    one thread, in order; the 1-image batch ran on the all-threads session."""
+    artifact = write_artifact(tmp_path, data=_conv_translator_bytes())
+    rng = np.random.default_rng(2)
+    batches = [rng.integers(0, 256, (n, 16, 24, 3), dtype=np.uint8) for n in (4, 1, 3, 2, 5)]
+    with open_runner(artifact, backend="onnxruntime-cpu", threads=1) as whole:
+        expected = [out["translated"] for out in whole.infer_many(batches)]
+    with open_runner(artifact, backend="onnxruntime-cpu", threads=2) as split:
+        streamed = [out["translated"] for out in split.infer_many(batches)]
+        assert sorted(split._sessions) == [1, 2]  # one-thread runs for the parts, all threads for the lone image
+    for want, got in zip(expected, streamed, strict=True):
+        assert got.shape == want.shape
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
 def test_cpu_job_session_splits_threads_without_memory_patterns(tmp_path):
     with open_runner(write_artifact(tmp_path), backend="onnxruntime-cpu", threads=2) as runner:
         ((threads, session),) = runner._sessions.items()  # only the session infer_many streams through
