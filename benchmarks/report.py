@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from uda_trt.benchmarks.class_figures import PER_CLASS_FIGURE, confusion_figure_name, write_class_figures
 from uda_trt.benchmarks.curves import study_curves
 from uda_trt.benchmarks.figures import (
     ARM_TITLES,
@@ -23,6 +24,7 @@ from uda_trt.benchmarks.figures import (
     write_sample_grid,
     write_training_curves,
 )
+from uda_trt.benchmarks.html_index import INDEX_FILE, html_table, write_index
 from uda_trt.benchmarks.presets import PRESETS
 from uda_trt.benchmarks.study_data import sizes_text, study_images
 from uda_trt.runtime.jobs.files import atomic_write_text, write_json
@@ -105,15 +107,22 @@ def _size(size) -> str:
     return "as exported" if size is None else f"{size[0]}x{size[1]}"
 
 
+HEADLINE_COLUMNS = ("mIoU", "FWIoU", "pixel acc.", "mean acc.")
+
+
+def _headline_rows(arms: dict[str, dict]) -> list[tuple[str, list[str]]]:
+    """(arm title, [mIoU, FWIoU, pixel accuracy, mean class accuracy] in %) per arm."""
+    keys = ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy")
+    return [(ARM_TITLES[arm], [_fmt(entry["metrics"].get(key)) for key in keys]) for arm, entry in arms.items()]
+
+
 def _headline(report: dict) -> list[str]:
     summary, arms = report["summary"], report["arms"]
-    lines = ["| arm | mIoU | pixel acc. | mean acc. |", "|---|---|---|---|"]
+    lines = ["| arm | " + " | ".join(HEADLINE_COLUMNS) + " |", "|---" * (len(HEADLINE_COLUMNS) + 1) + "|"]
     cells = []
-    for arm, entry in arms.items():
-        m = entry["metrics"]
-        row = [_fmt(m["mean_iou"]), _fmt(m["pixel_accuracy"]), _fmt(m["mean_accuracy"])]
+    for arm, row in _headline_rows(arms):
         cells += row
-        lines.append(f"| {ARM_TITLES[arm]} | " + " | ".join(row) + " |")
+        lines.append(f"| {arm} | " + " | ".join(row) + " |")
     lines += ["", NA_SCORE] if "n/a" in cells else []
     lines += [
         "",
@@ -242,6 +251,15 @@ def write_markdown(out: Path, report: dict) -> None:
         "",
         *_per_class_table(report["arms"]),
         "",
+        f"![per-class IoU]({PER_CLASS_FIGURE})",
+        "",
+        "## Confusion matrices",
+        "",
+        "Each arm's confusion matrix on target val, row-normalised: a row is one ground-truth class, a cell the share "
+        "of its pixels predicted as the column's class (the last column: predictions outside the 19 classes).",
+        "",
+        *[f"![{ARM_TITLES[arm]}]({confusion_figure_name(arm)})" for arm in report["arms"]],
+        "",
         "## Samples",
         "",
         f"![samples]({SAMPLES_FIGURE})",
@@ -258,7 +276,8 @@ def write_markdown(out: Path, report: dict) -> None:
         f"| total | {sum(report['stage_seconds'].values()):.1f} |",
         "",
         f"Machine: {report['machine']['platform']}, {report['machine']['cpu_count']} CPUs. "
-        "Resolved configs, artifact hashes and versions are in report.json; the study's log is run-uda.log.",
+        "Resolved configs, artifact hashes and versions are in report.json; the study's log is run-uda.log; "
+        f"{INDEX_FILE} shows the numbers and figures on one page.",
         "",
     ]
     atomic_write_text(out / "report.md", "\n".join(lines))
@@ -282,10 +301,37 @@ def write_study_report(out: Path, report: dict, target_root: Path, split: str) -
         "curves": study_curves(out, list(arms)),
     }
     samples = write_sample_grid(out, report, target_root, split)
+    class_figures = write_class_figures(out, arms, ARM_TITLES)
     report["figures"] = [samples.name, write_training_curves(out, report["curves"]).name]
+    report["figures"] += [path.name for path in class_figures]
     write_json(out / "report.json", report)
     write_markdown(out, report)
+    _write_study_index(out, report)
     return report
+
+
+def _write_study_index(out: Path, report: dict) -> None:
+    """OUT/index.html: headline and per-class tables, then every figure of the study."""
+    arms, study = report["arms"], report["study"]
+    per_class = [
+        [name, *(_fmt(arms[a]["metrics"]["per_class"][i]["iou"]) for a in arms)] for i, name in enumerate(CLASS_NAMES)
+    ]
+    captions = {
+        SAMPLES_FIGURE: "source, translation, target, ground truth and each arm's prediction",
+        CURVES_FIGURE: "training curves",
+        PER_CLASS_FIGURE: "per-class IoU of every arm",
+        **{confusion_figure_name(a): f"{ARM_TITLES[a]}: confusion matrix, row-normalised" for a in arms},
+    }
+    write_index(
+        out,
+        f"UDA study: {study['preset']} preset, seed {study['seed']}",
+        "Target-val scores in %, 19 Cityscapes classes. report.md explains every number; report.json holds them all.",
+        [
+            ("Scores", html_table(["arm", *HEADLINE_COLUMNS], [[arm, *row] for arm, row in _headline_rows(arms)])),
+            ("Per-class IoU (%)", html_table(["class", *(ARM_TITLES[a] for a in arms)], per_class)),
+        ],
+        [(name, captions.get(name, name)) for name in report["figures"]],
+    )
 
 
 def write_seeds_report(out: Path, reports: list[dict]) -> dict:

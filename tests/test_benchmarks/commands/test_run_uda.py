@@ -111,7 +111,8 @@ def test_the_report_explains_itself(smoke):
 @pytest.mark.slow
 def test_training_curves_and_the_class_legend(smoke):
     out, report, _ = smoke
-    assert report["figures"] == ["samples.png", "training_curves.png"]
+    confusions = [f"confusion_{arm}.png" for arm in report["arms"]]
+    assert report["figures"] == ["samples.png", "training_curves.png", "per_class_iou.png", *confusions]
     curves = report["curves"]
     assert curves["cyclegan"]["iteration"] == [2, 4]  # log_every 1 of 2 iterations, scaled to 2 of 4
     assert all(
@@ -130,6 +131,25 @@ def test_training_curves_and_the_class_legend(smoke):
     colours = {tuple(c) for c in np.unique(legend, axis=0)}
     missing = [name for name, colour in zip(CLASS_NAMES, PALETTE, strict=True) if tuple(colour) not in colours]
     assert not missing, f"legend lacks {missing}"
+
+
+@pytest.mark.slow
+def test_class_figures_and_the_index_page(smoke):
+    """The bar chart and each arm's heatmap decode, are figure-sized and not blank; index.html shows them and links
+    only files of its own folder that exist."""
+    out, report, _ = smoke
+    for name in report["figures"]:
+        with Image.open(out / name) as figure:
+            pixels = np.asarray(figure.convert("RGB"))
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 500, name
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20, f"{name} looks blank"
+    page = (out / "index.html").read_text()
+    targets = re.findall(r'(?:href|src)="([^"]+)"', page)
+    assert set(report["figures"]) <= set(targets)
+    assert {"report.md", "report.json"} <= set(targets)
+    assert all("/" not in target and (out / target).is_file() for target in targets), targets
+    markdown = (out / "report.md").read_text()
+    assert "![per-class IoU](per_class_iou.png)" in markdown and "| arm | mIoU | FWIoU |" in markdown
 
 
 @pytest.mark.slow
