@@ -1,0 +1,42 @@
+"""evaluate-seg's pictures on known arrays: the colour scale, the row shares, the blend, and real decodable PNGs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from uda_trt.runtime.eval_figures import blend, row_shares, viridis, write_eval_figures
+from uda_trt.runtime.labels import IGNORE, PALETTE
+
+
+def test_scale_ends_and_row_shares():
+    np.testing.assert_array_equal(viridis(np.array([0.0, 1.0, 2.0])), [(68, 1, 84), (253, 231, 37), (253, 231, 37)])
+    np.testing.assert_allclose(row_shares(np.array([[1, 3], [0, 0]])), [[0.25, 0.75], [0, 0]])
+
+
+def test_blend_colours_evaluated_pixels_only():
+    image = np.full((2, 2, 3), 100, np.uint8)
+    labels = np.array([[0, IGNORE], [13, 13]], np.uint8)
+    out = blend(image, labels, alpha=1.0)
+    np.testing.assert_array_equal(out[0, 0], PALETTE[0])
+    np.testing.assert_array_equal(out[0, 1], image[0, 1])
+    np.testing.assert_array_equal(out[1, 1], PALETTE[13])
+
+
+def test_figures_are_real_pictures(tmp_path: Path):
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(0, 50, (19, 20))
+    matrix[np.arange(19), np.arange(19)] += 400
+    image = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    labels = rng.integers(0, 19, (64, 128)).astype(np.uint8)
+    paths = write_eval_figures(tmp_path, matrix, [(image, labels, labels)] * 5)
+    assert [p.name for p in paths] == ["confusion.png", "overlays.png"]
+    for path in paths:
+        with Image.open(path) as picture:
+            pixels = np.asarray(picture.convert("RGB"))
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20
+    with Image.open(paths[1]) as overlays:
+        assert overlays.size == (3 * 512, 4 * 256)  # three panels of 512 wide, at most four rows
+    assert write_eval_figures(tmp_path / "x", matrix, []) == [tmp_path / "x" / "confusion.png"]
