@@ -216,6 +216,27 @@ def _curves_section(report: dict) -> list[str]:
     ]
 
 
+def _fcn_section(fcn: dict | None) -> list[str]:
+    """FCN-score of the source set before and after translation (target-trained segmenter), or why there is none."""
+    if fcn is None:  # a report from before the FCN-score
+        return []
+    lines = ["## FCN-score of the translation", ""]
+    if fcn.get("segmenter") is None:
+        return [*lines, f"n/a: {fcn['reason']}.", ""]
+    lines += [
+        "The oracle segmenter (trained on target train images) segments the source set before and after translation; "
+        "scored against the source labels (%). A translation that makes the source look like the target scores "
+        "higher than the raw source.",
+        "",
+        "| image set | mIoU | FWIoU | pixel acc. | mean acc. | images |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, m in fcn["sets"].items():
+        cells = [_fmt(m[k]) for k in ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy")]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['images_scored']} |")
+    return [*lines, ""]
+
+
 def _per_class_table(arms: dict[str, dict]) -> list[str]:
     names = list(arms)
     lines = ["| class | " + " | ".join(ARM_TITLES[a] for a in names) + " |", "|---" * (len(names) + 1) + "|"]
@@ -253,6 +274,7 @@ def write_markdown(out: Path, report: dict) -> None:
         "",
         f"![per-class IoU]({PER_CLASS_FIGURE})",
         "",
+        *_fcn_section(report.get("fcn_score")),
         "## Confusion matrices",
         "",
         "Each arm's confusion matrix on target val, row-normalised: a row is one ground-truth class, a cell the share "
@@ -310,6 +332,15 @@ def write_study_report(out: Path, report: dict, target_root: Path, split: str) -
     return report
 
 
+def _fcn_html(fcn: dict | None) -> list[tuple[str, str]]:
+    if not fcn or fcn.get("segmenter") is None:
+        return []
+    keys = ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy")
+    rows = [[name, *(_fmt(m[k]) for k in keys), m["images_scored"]] for name, m in fcn["sets"].items()]
+    header = ["image set", *HEADLINE_COLUMNS, "images"]
+    return [("FCN-score of the translation (oracle segmenter, source labels, %)", html_table(header, rows))]
+
+
 def _write_study_index(out: Path, report: dict) -> None:
     """OUT/index.html: headline and per-class tables, then every figure of the study."""
     arms, study = report["arms"], report["study"]
@@ -329,6 +360,7 @@ def _write_study_index(out: Path, report: dict) -> None:
         [
             ("Scores", html_table(["arm", *HEADLINE_COLUMNS], [[arm, *row] for arm, row in _headline_rows(arms)])),
             ("Per-class IoU (%)", html_table(["class", *(ARM_TITLES[a] for a in arms)], per_class)),
+            *_fcn_html(report.get("fcn_score")),
         ],
         [(name, captions.get(name, name)) for name in report["figures"]],
     )

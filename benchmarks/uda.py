@@ -267,6 +267,29 @@ def _train_info(config_json: Path, keys: tuple[str, ...]) -> dict:
     return {key: written.get(key) for key in keys}
 
 
+FCN_SCORE_KEYS = ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy", "images_scored", "images_skipped")
+
+
+def fcn_scores(arms: dict[str, dict], image_sets: dict[str, Path]) -> dict:
+    """The FCN-score of each labelled image set (GTA5 layout: the raw source, its translation): the oracle segmenter,
+    trained on target images, scores them against the source labels, so a translation that makes the source look
+    like the target scores higher than the raw source. Without an oracle (real data) the reason instead."""
+    from uda_trt.runtime.fcn_score import fcn_score
+
+    if "oracle" not in arms:
+        reason = (
+            "needs a segmenter trained on the target domain: the oracle arm, which only the synthetic data has "
+            "(evaluate-translation --segmenter scores a translation with yours)"
+        )
+        return {"segmenter": None, "reason": reason}
+    artifact = Path(arms["oracle"]["artifact"])
+    scores = {}
+    for name, root in image_sets.items():
+        result = fcn_score(artifact, root)
+        scores[name] = {key: result[key] for key in FCN_SCORE_KEYS}
+    return {"segmenter": "oracle", "artifact": str(artifact), "sets": scores}
+
+
 def _run_stages(config: StudyConfig, preset: Preset) -> dict:
     from uda_trt.benchmarks.report import write_study_report
     from uda_trt.runtime.evaluate import evaluate_engine
@@ -331,6 +354,8 @@ def _run_stages(config: StudyConfig, preset: Preset) -> dict:
             "artifact": str(artifact),
             "metrics": metrics,
         }
+    with timer.stage("fcn_score"):
+        fcn = fcn_scores(arms, {"source": source_root, "translated": out / "translated"})
     report = {
         "study": asdict(config),
         "preset": asdict(preset),
@@ -341,6 +366,7 @@ def _run_stages(config: StudyConfig, preset: Preset) -> dict:
         "translator_artifact": str(translator),
         "batch_translate": translate_report,
         "arms": arms,
+        "fcn_score": fcn,
         "stage_seconds": {name: round(seconds, 2) for name, seconds in timer.seconds.items()},
     }
     return write_study_report(out, report, target_root, config.cityscapes_val_split)

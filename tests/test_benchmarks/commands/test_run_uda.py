@@ -62,7 +62,12 @@ def test_run_uda_smoke(smoke):
         assert math.isclose(report["summary"]["gap_closed"], expected_gap)
     translate = report["batch_translate"]
     assert translate["images_translated"] == PRESETS["smoke"].synthetic.gta5_count
-    assert set(report["stage_seconds"]) >= {"data", "train_cyclegan", "batch_translate", "evaluate_oracle"}
+    assert set(report["stage_seconds"]) >= {"data", "train_cyclegan", "batch_translate", "evaluate_oracle", "fcn_score"}
+    fcn = report["fcn_score"]
+    assert fcn["segmenter"] == "oracle" and fcn["artifact"] == report["arms"]["oracle"]["artifact"]
+    for name in ("source", "translated"):
+        assert fcn["sets"][name]["images_scored"] == PRESETS["smoke"].synthetic.gta5_count
+        assert 0.0 <= fcn["sets"][name]["pixel_accuracy"] <= 1.0
     markdown = (out / "report.md").read_text()
     for heading in ("Per-class IoU", "Stage times", "samples.png", "source-only", "adapted", "oracle"):
         assert heading in markdown
