@@ -21,6 +21,10 @@ ORT_CPU = "onnxruntime-cpu"
 EAGER = "pytorch-eager"
 TENSORRT = "tensorrt"
 BACKEND_NAMES = (ORT_CPU, EAGER, TENSORRT)
+# Not an engine: Fourier Domain Adaptation with numpy (runtime.fda_translator), swept beside the engines because
+# batch-translate runs it in their place. Its "artifact" is a folder of donor images.
+FDA = "fda-numpy"
+FDA_BETA = 0.01  # batch-translate's default (the FDA paper's)
 Infer = Callable[[np.ndarray], np.ndarray]
 Stream = Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]
 
@@ -68,6 +72,10 @@ def open_backend(
     (ONNX Runtime on the CPU keeps two batches in flight); PyTorch eager runs one batch at a time.
     `batch_size` and `image_size` (w, h): the largest batch and the size the block feeds, as a job tells its runner
     (backends that fix their shapes when they start, ONNX Runtime's TensorRT provider, build for exactly these)."""
+    if backend == FDA:
+        with _fda(artifact, threads) as stream:
+            yield stream
+        return
     if backend == EAGER:
         with _eager(artifact, threads) as infer:
             yield lambda batches: (infer(batch) for batch in batches)
@@ -97,3 +105,21 @@ def _eager(checkpoint: Path, threads: int | None) -> Iterator[Infer]:
             return graph(torch.from_numpy(batch)).numpy()
 
     yield infer
+
+
+@contextmanager
+def _fda(donors: Path, threads: int | None) -> Iterator[Stream]:
+    """FDA's translator as batch-translate drives it: each image of a batch paired with its donor's low-frequency
+    amplitudes (read and transformed once per donor and size, then cached, as in a job where thousands of images
+    share the donors), `threads` batches in flight."""
+    from uda_trt.runtime.fda_translator import FdaTranslator, list_donors
+
+    translator = FdaTranslator(list_donors(Path(donors)), FDA_BETA, threads=threads or default_workers())
+
+    def pairs(batches: Iterable[np.ndarray]) -> Iterator[list[tuple[np.ndarray, np.ndarray]]]:
+        for batch in batches:
+            size = (batch.shape[2], batch.shape[1])
+            yield [(image, translator.donor_amplitude(f"bench/{i}", size)) for i, image in enumerate(batch)]
+
+    with translator:
+        yield lambda batches: (np.stack(out["translated"]) for out in translator.infer_many(pairs(batches)))

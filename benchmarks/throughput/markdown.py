@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from uda_trt.benchmarks.throughput.backends import EAGER, ORT_CPU, TENSORRT
+from uda_trt.benchmarks.throughput.backends import EAGER, FDA, FDA_BETA, ORT_CPU, TENSORRT
 from uda_trt.benchmarks.throughput.criteria import Criterion, RatioCriterion
 from uda_trt.benchmarks.throughput.records import (
     EndToEndRun,
@@ -377,6 +377,13 @@ def sweeps_section(sweeps: list[SweepRow]) -> list[str]:
             f"{_num(r.images_per_second, 3)} | {_num(lat['p50'], 1)} | {_num(lat['p90'], 1)} | "
             f"{_num(lat['p99'], 1)} | {_num(r.gflops, 1)} | {_num(r.peak_rss_mb, 0)} |"
         )
+    if any(r.backend == FDA for r in sweeps):
+        lines += [
+            "",
+            f"{FDA} is not an engine: Fourier Domain Adaptation (batch-translate --fda, beta {FDA_BETA}) on the CPU "
+            "with numpy, no network and no MACs (GFLOP/s n/a), the same stream and threads as batch-translate gives "
+            "it; each image's donor amplitudes are computed once per donor and size and then cached, as in a job.",
+        ]
     return [*lines, ""]
 
 

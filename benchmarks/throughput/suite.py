@@ -20,6 +20,7 @@ from uda_trt.benchmarks.throughput import data as bench_data
 from uda_trt.benchmarks.throughput.backends import (
     BACKEND_NAMES,
     EAGER,
+    FDA,
     ORT_CPU,
     TENSORRT,
     set_torch_threads,
@@ -236,9 +237,9 @@ def run_sweeps(
     threads: int,
     cannot_run: set[str],
 ) -> list[SweepRow]:
-    """Engine-only sweeps of both generators on every backend that runs here and of the pass-through on ONNX
-    Runtime; MACs per image come from each model's ONNX graph in `artifacts`."""
-    targets: list[tuple[SweepTarget, Path]] = []  # with the ONNX graph whose MACs count
+    """Engine-only sweeps of both generators on every backend that runs here, of the pass-through on ONNX
+    Runtime, and of FDA (numpy, not an engine); MACs per image come from each model's ONNX graph in `artifacts`."""
+    targets: list[tuple[SweepTarget, Path | None]] = []  # with the ONNX graph whose MACs count (None: no graph)
     for model, batches, policy in (
         (models.compute, config.compute_sweep_batches, config.compute_policy),
         (models.codec, config.codec_sweep_batches, config.codec_policy),
@@ -258,6 +259,11 @@ def run_sweeps(
         config.codec_policy,
     )
     targets.append((passthrough, models.passthrough))
+    # FDA (not an engine, no MACs) at the engines' sizes, donors from the suite's images: their content does not
+    # change the cost
+    fda_sizes = (config.working_size, *config.full_sizes)
+    fda = SweepTarget("fda", FDA, data.codec / "images", fda_sizes, config.codec_sweep_batches, config.codec_policy)
+    targets.append((fda, None))
     if config.full_sizes:
         for model in (models.compute, models.codec):
             for backend, artifact in ((ORT_CPU, model.onnx), (EAGER, model.checkpoint)):
@@ -278,8 +284,8 @@ def run_sweeps(
         if target.backend in cannot_run:
             continue
         echo(f"  sweep {target.model} on {target.backend}: batch {list(target.batch_sizes)}")
-        macs = artifacts[str(onnx)].macs_per_image
-        measured = sweep(target, lambda size, macs=macs: macs[size_label(size)], frames_for, peak, threads)
+        macs = artifacts[str(onnx)].macs_per_image if onnx is not None else {}
+        measured = sweep(target, lambda size, macs=macs: macs.get(size_label(size)), frames_for, peak, threads)
         rows += [SweepRow(**row) for row in measured]
     return rows
 

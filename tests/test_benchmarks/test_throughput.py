@@ -318,7 +318,7 @@ def test_quick_sweeps_are_consistent(quick):
     assert ("passthrough", "onnxruntime-cpu") in backends
     for row in report["sweeps"]:
         check_sweep_row(row)
-        if row["model"] != "passthrough":
+        if row["model"] not in ("passthrough", "fda"):  # FDA: no network, no MACs (its own test)
             assert row["macs_per_image"] > 0 and row["gflops"] > 0
 
 
@@ -457,3 +457,46 @@ def test_criteria_verdicts_when_judged_and_when_not():
     quick = "\n".join(criteria_section([passing, failing], judged=False))
     assert "FAIL" not in quick and "**pass**" not in quick
     assert quick.count(f"| >= 0.95 | {NOT_JUDGED} |") == 2 and "no criterion is judged" in quick
+
+
+# ----------------------------------------------------------------------------------------------- FDA beside the engines
+
+
+def test_fda_stream_translates_each_image_with_its_donor(tmp_path):
+    from uda_trt.benchmarks.throughput.backends import FDA, FDA_BETA, open_backend
+    from uda_trt.runtime.fda import fda_uint8
+    from uda_trt.runtime.fda_translator import FdaTranslator, list_donors
+    from uda_trt.runtime.imageio import read_rgb, resize_rgb
+
+    rng = np.random.default_rng(0)
+    donors = tmp_path / "donors"
+    donors.mkdir()
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 72, 3), dtype=np.uint8)).save(donors / f"d{index}.png")
+    batches = [rng.integers(0, 256, (2, 32, 64, 3), dtype=np.uint8) for _ in range(3)]
+    with open_backend(FDA, donors, threads=2, batch_size=2, image_size=(64, 32)) as stream:
+        outputs = list(stream(iter(batches)))
+    chooser = FdaTranslator(list_donors(donors), FDA_BETA)
+    for batch, out in zip(batches, outputs, strict=True):
+        assert out.shape == batch.shape and out.dtype == np.uint8
+        for index, image in enumerate(batch):  # the donor batch-translate's hash gives key bench/INDEX
+            donor = resize_rgb(read_rgb(chooser.donor_for(f"bench/{index}")), (64, 32))
+            assert np.array_equal(out[index], fda_uint8(image, donor, FDA_BETA))
+        assert not np.array_equal(out, batch)
+
+
+def test_quick_report_sweeps_fda_beside_the_engines(quick):
+    out, report, _ = quick
+    config = report["config"]
+    rows = [row for row in report["sweeps"] if row["model"] == "fda"]
+    assert {row["backend"] for row in rows} == {"fda-numpy"}
+    sizes = [config["working_size"], *config["full_sizes"]]
+    assert [(row["size"], row["batch_size"]) for row in rows] == [
+        (list(size), batch) for size in sizes for batch in config["codec_sweep_batches"]
+    ]
+    for row in rows:
+        check_sweep_row(row)
+        assert row["macs_per_image"] is None and row["gflops"] is None  # no network, no MACs
+        assert row["images_per_second"] > 0
+    markdown = (out / "report.md").read_text()
+    assert "| fda | fda-numpy |" in markdown and "fda-numpy is not an engine" in markdown
