@@ -28,6 +28,22 @@ def check_study_inputs(source_root: Path, target_root: Path, val_split: str = "v
              require_labels=True)  # fmt: skip
 
 
+def check_paired_inputs(target_root: Path, val_split: str = "val") -> None:
+    """Refuse (UserError) a --target for the photo-to-label study that lacks labelled Cityscapes train images with
+    their gtFine colour images (pix2pix learns photo -> colour; the segmenters learn from the labelIds of the same
+    images) or labelled val images (every model is scored there)."""
+    from uda_trt.train.paired_files import cityscapes_pairs  # torch-free: lists files, reads no image
+
+    what = "a Cityscapes-layout root"
+    _checked("--target", target_root, f"{what} with labelled {TRANSLATOR_SPLIT} images", cityscapes_samples,
+             TRANSLATOR_SPLIT, require_labels=True)  # fmt: skip
+    _checked("--target", target_root, f"{what} with gtFine/{TRANSLATOR_SPLIT} *_gtFine_color.png label images",
+             cityscapes_pairs, TRANSLATOR_SPLIT)  # fmt: skip
+    _checked("--target", target_root, f"{what} with gtFine/{val_split} labels", cityscapes_ground_truth, val_split)
+    _checked("--target", target_root, f"{what} with labelled {val_split} images", cityscapes_samples, val_split,
+             require_labels=True)  # fmt: skip
+
+
 def _checked(flag: str, root: Path, expected: str, reader, *args, **kwargs) -> None:
     """Run `reader(root, ...)`; its one-line UserError becomes one that names `flag` and what it must be."""
     if not Path(root).is_dir():

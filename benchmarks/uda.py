@@ -48,6 +48,12 @@ STUDIES = {
     "label-fraction": "uda_trt.benchmarks.label_fraction:run_label_fraction_study",
     "translators": "uda_trt.benchmarks.translator_study:run_translator_study",
 }
+# Studies with presets of their own: "module:function" of StudyConfig -> (translator iterations, segmenter
+# iterations), what OUT/study.json records for --cyclegan-iterations and --segmenter-iterations. The others use
+# benchmarks.presets.
+STUDY_BUDGETS = {
+    "photo-to-label": "uda_trt.benchmarks.photo_to_label:budget_iterations",
+}
 _STUDY_FLAGS = {
     "study": "--study",
     "fractions": "--fractions",
@@ -99,7 +105,14 @@ class StudyConfig:
         def resolved(root: Path | None) -> str | None:
             return None if root is None else str(Path(root).resolve())
 
-        preset = self.resolved_preset()
+        if self.study in STUDY_BUDGETS:
+            translator_iterations, segmenter_iterations = _named_function(STUDY_BUDGETS[self.study])(self)
+        else:
+            preset = self.resolved_preset()
+            translator_iterations, segmenter_iterations = (
+                preset.cyclegan["iterations"],
+                preset.segmenter["iterations"],
+            )
         study_options = {
             key: list(value)
             for key, value in (("fractions", self.fractions), ("translators", self.translators))
@@ -113,8 +126,8 @@ class StudyConfig:
             "source_root": resolved(self.source_root),
             "target_root": resolved(self.target_root),
             "cityscapes_val_split": self.cityscapes_val_split,
-            "cyclegan_iterations": preset.cyclegan["iterations"],
-            "segmenter_iterations": preset.segmenter["iterations"],
+            "cyclegan_iterations": translator_iterations,
+            "segmenter_iterations": segmenter_iterations,
         }
 
 
@@ -206,6 +219,12 @@ def full_preset_cpu_warning(config: StudyConfig) -> str | None:
 
     if torch.cuda.is_available():
         return None
+    if config.study != "translation":
+        return (
+            f"--preset full without a CUDA GPU (PyTorch sees none): the {config.study} study's real-data budget "
+            "trains on the CPU for days; use a machine with a GPU, or a smaller budget with --cyclegan-iterations "
+            "and --segmenter-iterations"
+        )
     from uda_trt.runtime.jobs.workers import default_workers
 
     preset, rates, cores = config.resolved_preset(), FULL_CPU_SECONDS_PER_ITERATION, default_workers()
@@ -244,12 +263,17 @@ def study_log(out: Path) -> Iterator[None]:
 
 def run_study(config: StudyConfig) -> dict:
     """Run one study (config.study) end to end and write OUT/report.{json,md} plus figures; return the report."""
-    module_name, function_name = STUDIES[config.study].split(":")
-    run = getattr(importlib.import_module(module_name), function_name)
+    run = _named_function(STUDIES[config.study])
     claim_output(config)
     with study_log(config.output):
         log.info("run-uda study in %s: %s", config.output, json.dumps(config.identity()))
         return run(config)
+
+
+def _named_function(name: str):
+    """The function a "module:function" string names (imported now, so a study's modules load only when used)."""
+    module_name, function_name = name.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
 
 
 def run_translation_study(config: StudyConfig) -> dict:

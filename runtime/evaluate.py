@@ -33,6 +33,7 @@ from uda_trt.runtime.labels import (
     NUM_CLASSES,
     TRAIN_ID_IDENTITY,
     colors_to_train_ids,
+    nearest_colors_to_train_ids,
     train_ids_to_label_ids,
 )
 from uda_trt.runtime.metrics import ConfusionMatrix, confusion_matrix, write_metrics
@@ -41,7 +42,8 @@ from uda_trt.runtime.sidecar import file_sha256
 
 log = logging.getLogger(__name__)
 
-ID_TYPES = ("labelid", "trainid", "color")
+# color: exact palette colours only; color-nearest: the nearest palette colour, for label maps drawn by a model
+ID_TYPES = ("labelid", "trainid", "color", "color-nearest")
 PREDICTION_SUFFIX = "_pred_labelIds.png"
 # The official evaluator matches `{city}_{seq}_{frame}*.png` anywhere under the prediction folder.
 _STEM_PREFIX = re.compile(r"^(.+?_\d+_\d+)(?!\d)")
@@ -101,6 +103,8 @@ def decode_prediction(path: Path, id_type: str, log_once: LogOnce | None = None)
     outside 0..18 counts as 'other'). The table is applied inside the confusion matrix, not per pixel here."""
     if id_type == "color":
         return colors_to_train_ids(read_rgb(path, log_once)), TRAIN_ID_IDENTITY
+    if id_type == "color-nearest":
+        return nearest_colors_to_train_ids(read_rgb(path, log_once)), TRAIN_ID_IDENTITY
     try:
         values = read_label(path)
     except SampleError as exc:

@@ -73,3 +73,63 @@ def colors_to_train_ids(rgb: np.ndarray) -> np.ndarray:
     for train_id, value in enumerate(palette_packed):
         out[packed == value] = train_id
     return out
+
+
+# The void colours of gtFine colour images that are no evaluated class (docs/reference/cityscapes.md): unlabeled and
+# the other black IDs, dynamic, ground, parking, rail track, guard rail, bridge, tunnel, caravan, trailer. Polegroup
+# and license plate share pole's and car's colours, so a colour decoder cannot tell them apart.
+VOID_COLOURS = np.array(
+    [
+        (0, 0, 0),
+        (111, 74, 0),
+        (81, 0, 81),
+        (250, 170, 160),
+        (230, 150, 140),
+        (180, 165, 180),
+        (150, 100, 100),
+        (150, 120, 90),
+        (0, 0, 90),
+        (0, 0, 110),
+    ],
+    dtype=np.uint8,
+)
+# Nearest-colour decoding quantises each channel to 6 bits (a 64^3 = 262,144-entry table, built once
+# on first use in well under a second; decoding is then one table lookup per pixel):
+# a colour moves at most 2 levels per channel, far less than the 20 levels between the closest palette colours
+# (bus and train), so every palette colour decodes to its own class.
+_NEAREST_BITS = 6
+_NEAREST_SHIFT = 8 - _NEAREST_BITS
+_nearest_lut: np.ndarray | None = None
+
+
+def _nearest_colour_lut() -> np.ndarray:
+    """Quantised RGB -> train ID (IGNORE for the void colours) by Euclidean distance from each bin's centre."""
+    global _nearest_lut
+    if _nearest_lut is None:
+        levels = np.arange(1 << _NEAREST_BITS, dtype=np.int32) * (1 << _NEAREST_SHIFT) + (1 << _NEAREST_SHIFT) // 2
+        r, g, b = (axis.ravel() for axis in np.meshgrid(levels, levels, levels, indexing="ij"))
+        colours = np.concatenate([PALETTE, VOID_COLOURS]).astype(np.int32)
+        ids = np.concatenate([np.arange(NUM_CLASSES), np.full(len(VOID_COLOURS), IGNORE)]).astype(np.uint8)
+        best = np.full(r.shape, np.iinfo(np.int32).max, dtype=np.int32)
+        lut = np.empty(r.shape, dtype=np.uint8)
+        for colour, train_id in zip(colours, ids, strict=True):  # one pass per colour: no bins x colours array
+            distance = (r - colour[0]) ** 2 + (g - colour[1]) ** 2 + (b - colour[2]) ** 2
+            closer = distance < best  # strict: on a tie the earlier colour (a class before void) keeps the bin
+            best[closer], lut[closer] = distance[closer], train_id
+        _nearest_lut = lut
+    return _nearest_lut
+
+
+def nearest_colors_to_train_ids(rgb: np.ndarray) -> np.ndarray:
+    """H x W x 3 RGB -> train IDs of the nearest Cityscapes colour (Euclidean in RGB) among the 19 class colours and
+    the void colours; a pixel nearest a void colour becomes IGNORE.
+
+    For label maps drawn by a model (pix2pix photo -> colour labels), whose colours are never exactly the palette's:
+    exact matching (colors_to_train_ids) would count nearly every pixel as outside the classes.
+    """
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    q = rgb >> _NEAREST_SHIFT
+    index = (
+        (q[..., 0].astype(np.intp) << (2 * _NEAREST_BITS)) | (q[..., 1].astype(np.intp) << _NEAREST_BITS) | q[..., 2]
+    )
+    return _nearest_colour_lut()[index]

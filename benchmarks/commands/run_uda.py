@@ -122,7 +122,8 @@ Each training stage logs its seconds per iteration and an ETA once its first ite
     "--cyclegan-iterations",
     type=click.IntRange(min=1),
     default=None,
-    help="Train CycleGAN for N iterations instead of the preset's (its linear decay scaled in proportion).",
+    help="Train the translator (CycleGAN; pix2pix in the photo-to-label study) for N iterations instead of the "
+    "preset's (its linear decay scaled in proportion).",
 )
 @click.option(
     "--segmenter-iterations",
@@ -154,7 +155,7 @@ def main(
     the source-only-to-oracle gap the translation closes. With --source and --target every command runs on the
     real datasets instead; the oracle is left out.
     """
-    from uda_trt.benchmarks.inputs import check_study_inputs
+    from uda_trt.benchmarks.inputs import check_paired_inputs, check_study_inputs
     from uda_trt.benchmarks.report import write_seeds_report
     from uda_trt.benchmarks.uda import StudyConfig, full_preset_cpu_warning
 
@@ -181,8 +182,11 @@ def main(
         raise UserError(
             f"--seed {seed} and --seeds {','.join(map(str, seeds))}: give one (--seeds runs one study per seed)"
         )
-    if source_root is not None:
-        check_study_inputs(source_root, target_root)  # before any work: a wrong root must not wait for training
+    # before any work: a wrong root must not wait for training
+    if study == "photo-to-label" and target_root is not None:
+        check_paired_inputs(target_root)
+    elif source_root is not None:
+        check_study_inputs(source_root, target_root)
     seed_list = list(seeds) if seeds else [seed]
     configs = [
         StudyConfig(

@@ -47,9 +47,12 @@ LOG_NAME = "evaluate-seg.log"
 @click.option("--split", default="val", help="Split to score.")
 @click.option(
     "--id-type",
-    type=click.Choice(["labelid", "trainid", "color"]),
+    type=click.Choice(["labelid", "trainid", "color", "color-nearest"]),
     default="labelid",
-    help="What --predictions PNGs hold: Cityscapes label IDs (official format), train IDs 0..18, or palette colours.",
+    help="What --predictions PNGs hold: Cityscapes label IDs (official format), train IDs 0..18, palette colours "
+    "(exact colours only; any other colour is a prediction outside the classes), or colour label maps drawn by a "
+    "model such as pix2pix (color-nearest: each pixel takes the class of the nearest Cityscapes colour in RGB, "
+    "void colours included, which count as outside the classes).",
 )
 @click.option(
     "--output",

@@ -151,3 +151,17 @@ def test_a_translation_is_resumed_only_with_the_same_translator(tmp_path: Path):
     assert not translation_resumable(out, other)
     (out / "manifest.json").write_text("[]")
     assert not translation_resumable(out, translator)
+
+
+def test_a_study_with_presets_of_its_own_records_its_own_budget():
+    from uda_trt.benchmarks import photo_to_label
+
+    own = photo_to_label.PRESETS["demo"]
+    identity = StudyConfig(output=Path("x"), study="photo-to-label", preset="demo").identity()
+    assert identity["study"] == "photo-to-label"
+    assert (identity["cyclegan_iterations"], identity["segmenter_iterations"]) == (
+        own.pix2pix["iterations"],
+        own.segmenter["iterations"],
+    )
+    scaled = StudyConfig(output=Path("x"), study="photo-to-label", preset="demo", segmenter_iterations=7).identity()
+    assert scaled["segmenter_iterations"] == 7
