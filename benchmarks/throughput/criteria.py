@@ -24,6 +24,8 @@ THRESHOLDS = {
     "B2": 1.6,  # small generator end-to-end images/s / reference script images/s
     "C1": 10.0,  # official evaluator seconds / evaluate-seg seconds
     "C2": 0.0,  # max |IoU difference| over the 19 classes
+    "C3": 2.0,  # peer evaluator seconds / evaluate-seg seconds (issue 23)
+    "C4": 0.0,  # max |IoU difference| between the peer and evaluate-seg
     "D1": 1.10,  # peak RSS on the large dataset / on the small one
 }
 
@@ -154,6 +156,20 @@ def suite_criteria(
                 "C2",
                 "evaluate-seg per-class IoU identical to the official evaluator's",
                 evaluation.comparison.max_abs_diff,
+                "max |IoU difference|",
+            ),
+            ratio_criterion(
+                "C3",
+                "evaluate-seg --predictions vs the straightforward NumPy peer, one process per core (speed-up)",
+                evaluation.peer.seconds,
+                evaluation.ours.seconds,
+                "peer seconds",
+                "evaluate-seg seconds",
+            ),
+            bound_criterion(
+                "C4",
+                "evaluate-seg per-class IoU identical to the peer's",
+                evaluation.comparison_peer.max_abs_diff,
                 "max |IoU difference|",
             ),
         ]

@@ -321,6 +321,9 @@ def evaluation_section(evaluation: Evaluation | None) -> list[str]:
         f"- per-class IoU identical: {evaluation.comparison.identical} (max difference "
         f"{_num(evaluation.comparison.max_abs_diff, 12)}); also to the pixel-only run: "
         f"{evaluation.comparison_pixel_only.identical}",
+        f"- peer (`{evaluation.peer.command}`): {_num(evaluation.peer.seconds, 2)} s, peak RSS "
+        f"{_num(evaluation.peer.peak_rss_mb, 0)} MiB; per-class IoU identical to evaluate-seg's: "
+        f"{evaluation.comparison_peer.identical}",
         "",
     ]
 

@@ -157,7 +157,7 @@ class CodecBound:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Criterion C: the same prediction files scored by evaluate-seg and by the official evaluator (twice)."""
+    """Criterion C: the same prediction files scored by evaluate-seg, the official evaluator (twice) and the peer."""
 
     images: int
     size: tuple[int, int]
@@ -167,6 +167,8 @@ class Evaluation:
     comparison: IouComparison
     comparison_pixel_only: IouComparison
     speedup_vs_pixel_only: float
+    peer: EvaluateSegRun  # the straightforward NumPy evaluator (peer_eval), criterion C3
+    comparison_peer: IouComparison
 
 
 @dataclass(frozen=True)

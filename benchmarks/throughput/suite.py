@@ -43,6 +43,7 @@ from uda_trt.benchmarks.throughput.official_eval import (
     run_ours,
 )
 from uda_trt.benchmarks.throughput.passthrough import write_passthrough
+from uda_trt.benchmarks.throughput.peer_eval import run_peer
 from uda_trt.benchmarks.throughput.records import (
     CodecLimit,
     EvaluateSegRun,
@@ -417,7 +418,7 @@ def codec_bound(
 
 
 def evaluation(config: SuiteConfig, data: SuiteData, runs: Path) -> Evaluation:
-    """Criterion C: the same prediction files scored by evaluate-seg and by the official evaluator."""
+    """Criterion C: the same prediction files scored by evaluate-seg, the official evaluator and the peer."""
     predictions = runs / "predictions"
     count = make_predictions(data.cityscapes, "val", predictions)
     ours = EvaluateSegRun(**run_ours(data.cityscapes, predictions, runs / "ours"))
@@ -428,6 +429,8 @@ def evaluation(config: SuiteConfig, data: SuiteData, runs: Path) -> Evaluation:
         **run_official(data.cityscapes, predictions, runs / "official_pixel_only", instance_level=False)
     )
     echo(f"  official evaluator, pixel-level scores only: {pixel_only.seconds:.1f} s")
+    peer = EvaluateSegRun(**run_peer(data.cityscapes, predictions))
+    echo(f"  peer evaluator (NumPy, one process per core): {peer.seconds:.1f} s")
     return Evaluation(
         images=count,
         size=config.cityscapes_size,
@@ -437,6 +440,8 @@ def evaluation(config: SuiteConfig, data: SuiteData, runs: Path) -> Evaluation:
         comparison=IouComparison(**compare_iou(official.class_iou, ours.class_iou)),
         comparison_pixel_only=IouComparison(**compare_iou(pixel_only.class_iou, ours.class_iou)),
         speedup_vs_pixel_only=pixel_only.seconds / ours.seconds,
+        peer=peer,
+        comparison_peer=IouComparison(**compare_iou(peer.class_iou, ours.class_iou)),
     )
 
 

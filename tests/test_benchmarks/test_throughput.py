@@ -37,7 +37,7 @@ from uda_trt.benchmarks.throughput.passthrough import write_passthrough
 from uda_trt.benchmarks.throughput.results import ArtifactResult, Skipped, SuiteResult
 from uda_trt.runtime.runners import open_runner
 
-CRITERIA = ("A1", "A2", "A3", "A4", "B1", "B2", "C1", "C2", "D1")
+CRITERIA = ("A1", "A2", "A3", "A4", "B1", "B2", "C1", "C2", "C3", "C4", "D1")
 SECTIONS = (
     "schema_version",
     "suite",
@@ -423,6 +423,9 @@ def test_quick_criteria_are_their_quotients_and_verdicts(quick):
     assert by_id["B2"]["numerator"] == codec["batch_translate"]["images_per_second"]
     assert by_id["C1"]["numerator"] == report["evaluation"]["official"]["seconds"]
     assert by_id["C2"]["value"] == report["evaluation"]["comparison"]["max_abs_diff"]
+    assert by_id["C3"]["numerator"] == report["evaluation"]["peer"]["seconds"]
+    assert by_id["C3"]["denominator"] == report["evaluation"]["ours"]["seconds"]
+    assert by_id["C4"]["value"] == report["evaluation"]["comparison_peer"]["max_abs_diff"] == 0.0
     assert by_id["D1"]["op"] == "<=" and by_id["D1"]["numerator"] == report["memory"]["large"]["peak_rss_mb"]
 
 
