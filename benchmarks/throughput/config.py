@@ -37,6 +37,8 @@ class SuiteConfig:
     compute_batch: int = 2
     compute_repeats: int = 3
     compute_sweep_batches: tuple[int, ...] = (1, 2, 4)
+    # A5/A6: a job of a handful of images with batch-translate's default options, the first images of the job above
+    small_job_images: int = 4
     # Two warm-up batches: ONNX Runtime on the CPU keeps two in flight, and each concurrent run pays its first.
     compute_policy: RunPolicy = RunPolicy(warmup=2, min_runs=4, min_seconds=0.0, max_runs=4)
     # B: codec-bound
@@ -99,6 +101,7 @@ SUITES: dict[str, SuiteConfig] = {
         compute_images=3,
         compute_batch=2,
         compute_repeats=1,
+        small_job_images=2,
         compute_sweep_batches=(1, 2),
         compute_policy=RunPolicy(warmup=2, min_runs=3, min_seconds=0.0, max_runs=3),
         codec_model=GeneratorSpec("resnet1_ngf2", ngf=2, n_blocks=1),

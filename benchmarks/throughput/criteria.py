@@ -20,6 +20,8 @@ THRESHOLDS = {
     "A2": 0.95,  # end-to-end images/s / engine-only images/s (compute-bound)
     "A3": 1.0,  # end-to-end images/s / reference script images/s (compute-bound)
     "A4": 1,  # max grey-level difference between the two ways' PNGs
+    "A5": 1.3,  # small job (4 images, default options): batch-translate images/s / reference script images/s
+    "A6": 0.90,  # small job images/s / the compute-bound job's images/s (issue 23)
     "B1": 0.80,  # pass-through end-to-end images/s / codec limit images/s
     "B2": 1.6,  # small generator end-to-end images/s / reference script images/s
     "C1": 10.0,  # official evaluator seconds / evaluate-seg seconds
@@ -124,6 +126,22 @@ def suite_criteria(
             "compute-bound: outputs of both ways within 1 grey level",
             compute.output_comparison.max_abs_diff,
             "max |difference| (grey levels)",
+        ),
+        ratio_criterion(
+            "A5",
+            f"small job ({compute.small_job.images} images, default options): batch-translate vs the reference script",
+            compute.small_job.images_per_second,
+            compute.small_reference.images_per_second,
+            "batch-translate images/s",
+            "reference images/s",
+        ),
+        ratio_criterion(
+            "A6",
+            f"small job's per-image rate vs the {compute.batch_translate.images}-image job's",
+            compute.small_job.images_per_second,
+            compute.batch_translate.images_per_second,
+            "small job images/s",
+            "compute-bound job images/s",
         ),
         ratio_criterion(
             "B1",

@@ -164,6 +164,12 @@ def compute_section(compute: ComputeBound, sweeps: list[SweepRow], skipped: list
         f"levels, {_num(100 * comparison.fraction_within_1, 3)} % of values within 1 (the reference truncates "
         "to uint8, the exported graph rounds).",
         "",
+        f"The first {compute.small_job.images} images alone (A5, A6), batch-translate with its default options "
+        f"(batch {compute.small_job.batch_size}): {_num(compute.small_job.images_per_second, 3)} images/s "
+        f"({_num(compute.small_job.wall_seconds, 1)} s), the reference script "
+        f"{_num(compute.small_reference.images_per_second, 3)} images/s "
+        f"({_num(compute.small_reference.wall_seconds, 1)} s); median of {compute.repeats} runs each.",
+        "",
         _stages_line("reference script", compute.reference),
         _stages_line("batch-translate", ours),
         "",

@@ -130,6 +130,11 @@ class ComputeBound:
     reference_runs: list[ScriptRun]
     reference: ScriptRun
     output_comparison: OutputComparison
+    # A5/A6: the first small_job_images images alone, batch-translate with its default batch size, and the reference
+    small_job_runs: list[TranslateRun]
+    small_job: TranslateRun
+    small_reference_runs: list[ScriptRun]
+    small_reference: ScriptRun
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ from uda_trt.benchmarks.throughput.results import (
     SuiteThreads,
 )
 from uda_trt.benchmarks.throughput.sweep import SweepTarget, sample_frames, sweep
+from uda_trt.runtime.commands.batch_translate import DEFAULT_BATCH_SIZE
 from uda_trt.runtime.imageio import read_rgb, resize_rgb
 from uda_trt.runtime.jobs.timing import StageTimer
 from uda_trt.runtime.jobs.workers import default_workers
@@ -315,6 +316,10 @@ def compute_bound(
     engine: list[SweepRow] = []
     ours: list[TranslateRun] = []
     reference: list[ScriptRun] = []
+    small_root = first_images(data.compute, runs / "small_input", config.small_job_images)
+    small_images = bench_data.image_paths(small_root)
+    small: list[TranslateRun] = []
+    small_reference: list[ScriptRun] = []
     for repeat in range(config.compute_repeats):
         measured = sweep(engine_target, lambda s: macs[size_label(s)], lambda _: frames, peak, threads)
         engine += [SweepRow(**row) for row in measured]
@@ -326,10 +331,23 @@ def compute_bound(
         reference.append(
             ScriptRun(**reference_way(model.checkpoint, images, runs / "reference", size, png, peak, threads))
         )
+        small.append(
+            TranslateRun(
+                **run_batch_translate(
+                    model.onnx, small_root, runs / "small", size, DEFAULT_BATCH_SIZE, peak, png_compression=png
+                )
+            )
+        )
+        small_reference.append(
+            ScriptRun(
+                **reference_way(model.checkpoint, small_images, runs / "small_reference", size, png, peak, threads)
+            )
+        )
         echo(
             f"  repeat {repeat + 1}/{config.compute_repeats} (images/s): engine-only "
             f"{engine[-1].images_per_second:.3f}, batch-translate {ours[-1].images_per_second:.3f}, "
-            f"reference {reference[-1].images_per_second:.3f}"
+            f"reference {reference[-1].images_per_second:.3f}; {len(small_images)} images alone: batch-translate "
+            f"{small[-1].images_per_second:.3f}, reference {small_reference[-1].images_per_second:.3f}"
         )
     stems = [path.stem for path in images]
     return ComputeBound(
@@ -344,7 +362,21 @@ def compute_bound(
         reference_runs=reference,
         reference=median(reference, lambda run: run.images_per_second),
         output_comparison=OutputComparison(**compare_outputs(runs / "ours" / "images", runs / "reference", stems)),
+        small_job_runs=small,
+        small_job=median(small, lambda run: run.images_per_second),
+        small_reference_runs=small_reference,
+        small_reference=median(small_reference, lambda run: run.images_per_second),
     )
+
+
+def first_images(root: Path, out: Path, count: int) -> Path:
+    """OUT as a GTA5-layout root holding the first `count` images of ROOT and their labels (copies)."""
+    shutil.rmtree(out, ignore_errors=True)
+    for kind, paths in (("images", bench_data.image_paths(root)), ("labels", bench_data.label_paths(root))):
+        (out / kind).mkdir(parents=True)
+        for path in paths[:count]:
+            shutil.copy2(path, out / kind / path.name)
+    return out
 
 
 def codec_bound(

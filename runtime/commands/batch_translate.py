@@ -11,6 +11,8 @@ from uda_trt.runtime.jobs.cli import SIZE, setup_logging
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.runners import BACKENDS
 
+DEFAULT_BATCH_SIZE = 4  # images per inference call; the CPU splits each batch between its two runs
+
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option(
@@ -89,7 +91,7 @@ from uda_trt.runtime.runners import BACKENDS
 @click.option(
     "--batch-size",
     type=click.IntRange(min=1),
-    default=4,
+    default=DEFAULT_BATCH_SIZE,
     help="Images per inference call. On the CPU each batch is split between two single-threaded runs (a batch of "
     "one image runs over all threads), so even a job of one batch keeps the cores busy.",
 )

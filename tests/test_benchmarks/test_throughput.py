@@ -37,7 +37,7 @@ from uda_trt.benchmarks.throughput.passthrough import write_passthrough
 from uda_trt.benchmarks.throughput.results import ArtifactResult, Skipped, SuiteResult
 from uda_trt.runtime.runners import open_runner
 
-CRITERIA = ("A1", "A2", "A3", "A4", "B1", "B2", "C1", "C2", "C3", "C4", "D1")
+CRITERIA = ("A1", "A2", "A3", "A4", "A5", "A6", "B1", "B2", "C1", "C2", "C3", "C4", "D1")
 SECTIONS = (
     "schema_version",
     "suite",
@@ -418,6 +418,11 @@ def test_quick_criteria_are_their_quotients_and_verdicts(quick):
     assert by_id["A2"]["denominator"] == compute["engine_only"]["images_per_second"]
     assert by_id["A3"]["denominator"] == compute["reference"]["images_per_second"]
     assert by_id["A4"]["value"] == compute["output_comparison"]["max_abs_diff"]
+    assert by_id["A5"]["numerator"] == by_id["A6"]["numerator"] == compute["small_job"]["images_per_second"]
+    assert by_id["A5"]["denominator"] == compute["small_reference"]["images_per_second"]
+    assert by_id["A6"]["denominator"] == compute["batch_translate"]["images_per_second"]
+    assert compute["small_job"]["images"] == compute["small_reference"]["images"] == 2  # the quick suite's
+    assert compute["small_job"]["batch_size"] == 4  # batch-translate's default
     assert by_id["B1"]["numerator"] == codec["passthrough"]["images_per_second"]
     assert by_id["B1"]["denominator"] == codec["codec_limit"]["limit_images_per_second"]
     assert by_id["B2"]["numerator"] == codec["batch_translate"]["images_per_second"]
