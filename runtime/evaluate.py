@@ -21,8 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from uda_trt.runtime.datasets import Sample, cityscapes_ground_truth, cityscapes_samples
+from uda_trt.runtime.datasets import (
+    CITYSCAPES_LABEL_SUFFIX,
+    Sample,
+    cityscapes_ground_truth,
+    cityscapes_samples,
+)
 from uda_trt.runtime.errors import SampleError, UserError
+from uda_trt.runtime.eval_figures import OVERLAY_ROWS, write_eval_figures
 from uda_trt.runtime.imageio import LogOnce, read_label, read_rgb, write_label
 from uda_trt.runtime.jobs.files import remove_partials
 from uda_trt.runtime.jobs.progress import Progress
@@ -33,6 +39,7 @@ from uda_trt.runtime.labels import (
     NUM_CLASSES,
     TRAIN_ID_IDENTITY,
     colors_to_train_ids,
+    label_ids_to_train_ids,
     nearest_colors_to_train_ids,
     train_ids_to_label_ids,
 )
@@ -62,6 +69,16 @@ class EvalOutcome:
     scored: int = 0
     skipped: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    # the first scored images in dataset order, for overlays.png: (RGB image, predicted and true train IDs)
+    examples: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+    def keep_examples(self, images: Iterable[np.ndarray], predictions: Iterable[np.ndarray], truths: Iterable) -> None:
+        """Keep (image, prediction, ground truth) triples, in the order given, until OVERLAY_ROWS are kept."""
+        for triple in zip(images, predictions, truths, strict=True):
+            if len(self.examples) >= OVERLAY_ROWS:
+                return
+            image, prediction, truth = triple
+            self.examples.append((image, prediction, label_ids_to_train_ids(truth)))
 
     def skip(self, path: Path, reason: str) -> None:
         if len(self.skipped) < _LOGGED_PER_KIND:
@@ -188,6 +205,7 @@ def score_predictions(
             f"{pred_dir}: no prediction holds a value above {NUM_CLASSES - 1}, so these look like train IDs, not "
             "label IDs (sky, car, person and most classes have label IDs above 18); pass --id-type trainid"
         )
+    _keep_prediction_examples(outcome, pairs, cityscapes_root, split, id_type, log_once)
     outcome.info = {
         "mode": "predictions",
         "predictions": str(pred_dir),
@@ -197,6 +215,35 @@ def score_predictions(
         "ground_truth_images": len(ground_truth),
     }
     return outcome
+
+
+def _keep_prediction_examples(
+    outcome: EvalOutcome, pairs: list[tuple[Path, Path]], root: Path, split: str, id_type: str, log_once: LogOnce
+) -> None:
+    """The first prediction files that decode, with their photo when the Cityscapes root has it (leftImg8bit):
+    the overlays of a --predictions run. Files that fail were already counted as skipped; no photo, no overlay."""
+    photos = {sample.key: sample.image for sample in _photos(root, split)}
+    for pred_path, gt_path in pairs:
+        if len(outcome.examples) >= OVERLAY_ROWS:
+            return
+        key = f"{gt_path.parent.name}/{gt_path.name[: -len(CITYSCAPES_LABEL_SUFFIX)]}"
+        if key not in photos:
+            continue
+        try:
+            values, to_train = decode_prediction(pred_path, id_type, log_once)
+            truth, image = read_label(gt_path), read_rgb(photos[key], log_once)
+            _check_same_size(pred_path, values, gt_path, truth)
+            _check_same_size(photos[key], image, gt_path, truth)
+        except SampleError:
+            continue
+        outcome.keep_examples([image], [to_train[values]], [truth])
+
+
+def _photos(root: Path, split: str) -> list[Sample]:
+    try:
+        return cityscapes_samples(root, split, require_labels=False)
+    except UserError:  # predictions scored without the photos: no overlays
+        return []
 
 
 # ---------------------------------------------------------------------------------------------- segmenter artifacts
@@ -309,6 +356,7 @@ def score_engine(
                             f"{batch[0].image.shape[1]}x{batch[0].image.shape[0]}; expected N x H x W "
                             "(is it a segmenter exported at full resolution?)"
                         )
+                    outcome.keep_examples((item.image for item in batch), labels, (item.gt for item in batch))
                     pending.append((len(batch), pool.submit(finish, batch, labels)))
                     drain(keep=2 * workers)
                     bar.update(len(batch))
@@ -348,7 +396,9 @@ def _clean(output: Path) -> None:
 
 
 def _write(outcome: EvalOutcome, output: Path) -> dict:
-    extra = {**outcome.info, "skipped": outcome.skipped}
+    """OUT/metrics.{json,md}, and the pictures (OUT/confusion.png, OUT/overlays.png when images were scored)."""
+    figures = write_eval_figures(Path(output), outcome.cm.matrix, outcome.examples)
+    extra = {**outcome.info, "skipped": outcome.skipped, "figures": [path.name for path in figures]}
     return write_metrics(Path(output), outcome.cm, outcome.scored, len(outcome.skipped), extra)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from uda_trt.runtime.eval_figures import blend, row_shares, viridis, write_eval_figures
+from helpers import write_cityscapes
+from uda_trt.runtime.eval_figures import OVERLAY_ROWS, blend, row_shares, viridis, write_eval_figures
 from uda_trt.runtime.labels import IGNORE, PALETTE
 
 
@@ -40,3 +42,39 @@ def test_figures_are_real_pictures(tmp_path: Path):
     with Image.open(paths[1]) as overlays:
         assert overlays.size == (3 * 512, 4 * 256)  # three panels of 512 wide, at most four rows
     assert write_eval_figures(tmp_path / "x", matrix, []) == [tmp_path / "x" / "confusion.png"]
+
+
+def _pictures(out: Path) -> list[str]:
+    names = json.loads((out / "metrics.json").read_text())["figures"]
+    for name in names:
+        with Image.open(out / name) as picture:
+            assert len(np.unique(np.asarray(picture.convert("RGB")).reshape(-1, 3), axis=0)) > 10, name
+    return names
+
+
+def test_evaluate_seg_writes_the_heatmap_and_overlays_in_both_modes(tmp_path, red_segmenter, cli):
+    """--engine: heatmap and the first images' overlays; --predictions: the same with the photos, the heatmap alone
+    when the Cityscapes root has no photos."""
+    root = tmp_path / "cityscapes"
+    truth = write_cityscapes(root, {"aachen": 3, "bochum": 3}, size=(64, 32))
+    engine = cli("evaluate-seg", "--engine", red_segmenter, "--cityscapes", root, "--output", tmp_path / "engine")
+    assert engine.returncode == 0, engine.stderr
+    assert _pictures(tmp_path / "engine") == ["confusion.png", "overlays.png"]
+    with Image.open(tmp_path / "engine" / "overlays.png") as overlays:
+        assert overlays.size == (3 * 512, OVERLAY_ROWS * 256)  # 64x32 photos shown 512 wide, the first four only
+
+    predictions = tmp_path / "predictions"
+    for stem, labels in truth.items():
+        city = stem.split("_")[0]
+        (predictions / city).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(labels).save(predictions / city / f"{stem}_pred_labelIds.png")
+    args = ("--predictions", predictions, "--id-type", "labelid")
+    scored = cli("evaluate-seg", *args, "--cityscapes", root, "--output", tmp_path / "files")
+    assert scored.returncode == 0, scored.stderr
+    assert _pictures(tmp_path / "files") == ["confusion.png", "overlays.png"]
+
+    bare = tmp_path / "labels-only"
+    write_cityscapes(bare, {"aachen": 3, "bochum": 3}, size=(64, 32), images=False)
+    scored = cli("evaluate-seg", *args, "--cityscapes", bare, "--output", tmp_path / "bare")
+    assert scored.returncode == 0, scored.stderr
+    assert _pictures(tmp_path / "bare") == ["confusion.png"]
