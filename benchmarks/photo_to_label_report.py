@@ -10,6 +10,7 @@ from pathlib import Path
 from uda_trt.benchmarks.figures import LEGEND_COLUMNS, VOID_LABEL, _pyplot, legend_entries
 from uda_trt.benchmarks.photo_to_label import ARM_TITLES, PIX2PIX_ARM
 from uda_trt.benchmarks.report import PLUMBING_ONLY, machine_info
+from uda_trt.benchmarks.study_pages import class_figures_markdown, write_arm_figures, write_study_index
 from uda_trt.runtime.jobs.files import atomic_write_text, write_json
 from uda_trt.runtime.labels import CLASS_NAMES
 from uda_trt.runtime.sidecar import file_sha256
@@ -165,6 +166,7 @@ def _markdown(report: dict) -> str:
         "",
         "n/a: the class is in neither the ground truth nor the model's predictions (0/0), left out of the mIoU.",
         "",
+        *class_figures_markdown(arms, ARM_TITLES),
         "## Samples",
         "",
         f"![samples]({SAMPLES_FIGURE})",
@@ -196,6 +198,16 @@ def write_paired_report(out: Path, report: dict, root: Path, split: str) -> dict
         "artifact_sha256": {e["artifact"]: file_sha256(Path(e["artifact"])) for e in arms.values()},
     }
     report["figures"] = [write_sample_grid(out, report, root, split).name]
+    report["figures"] += write_arm_figures(out, arms, ARM_TITLES)
     write_json(out / "report.json", report)
     atomic_write_text(out / "report.md", _markdown(report))
+    study = report["study"]
+    write_study_index(
+        out,
+        f"Photo-to-label study: {study['preset']} preset, seed {study['seed']}",
+        arms,
+        ARM_TITLES,
+        report["figures"],
+        {SAMPLES_FIGURE: "photo, pix2pix's colour map, U-Net, DeepLabV3+, ground truth"},
+    )
     return report

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-from uda_trt.benchmarks.class_figures import PER_CLASS_FIGURE, confusion_figure_name, write_class_figures
 from uda_trt.benchmarks.curves import study_curves
 from uda_trt.benchmarks.figures import (
     ARM_TITLES,
@@ -24,9 +23,16 @@ from uda_trt.benchmarks.figures import (
     write_sample_grid,
     write_training_curves,
 )
-from uda_trt.benchmarks.html_index import INDEX_FILE, html_table, write_index
+from uda_trt.benchmarks.html_index import INDEX_FILE, html_table
 from uda_trt.benchmarks.presets import PRESETS
 from uda_trt.benchmarks.study_data import sizes_text, study_images
+from uda_trt.benchmarks.study_pages import (
+    SCORE_COLUMNS,
+    class_figures_markdown,
+    score_rows,
+    write_arm_figures,
+    write_study_index,
+)
 from uda_trt.runtime.jobs.files import atomic_write_text, write_json
 from uda_trt.runtime.labels import CLASS_NAMES
 from uda_trt.runtime.sidecar import file_sha256
@@ -107,20 +113,11 @@ def _size(size) -> str:
     return "as exported" if size is None else f"{size[0]}x{size[1]}"
 
 
-HEADLINE_COLUMNS = ("mIoU", "FWIoU", "pixel acc.", "mean acc.")
-
-
-def _headline_rows(arms: dict[str, dict]) -> list[tuple[str, list[str]]]:
-    """(arm title, [mIoU, FWIoU, pixel accuracy, mean class accuracy] in %) per arm."""
-    keys = ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy")
-    return [(ARM_TITLES[arm], [_fmt(entry["metrics"].get(key)) for key in keys]) for arm, entry in arms.items()]
-
-
 def _headline(report: dict) -> list[str]:
     summary, arms = report["summary"], report["arms"]
-    lines = ["| arm | " + " | ".join(HEADLINE_COLUMNS) + " |", "|---" * (len(HEADLINE_COLUMNS) + 1) + "|"]
+    lines = ["| arm | " + " | ".join(SCORE_COLUMNS) + " |", "|---" * (len(SCORE_COLUMNS) + 1) + "|"]
     cells = []
-    for arm, row in _headline_rows(arms):
+    for arm, *row in score_rows(arms, ARM_TITLES):
         cells += row
         lines.append(f"| {arm} | " + " | ".join(row) + " |")
     lines += ["", NA_SCORE] if "n/a" in cells else []
@@ -216,7 +213,7 @@ def _curves_section(report: dict) -> list[str]:
     ]
 
 
-def _fcn_section(fcn: dict | None) -> list[str]:
+def fcn_section(fcn: dict | None) -> list[str]:
     """FCN-score of the source set before and after translation (target-trained segmenter), or why there is none."""
     if fcn is None:  # a report from before the FCN-score
         return []
@@ -224,9 +221,9 @@ def _fcn_section(fcn: dict | None) -> list[str]:
     if fcn.get("segmenter") is None:
         return [*lines, f"n/a: {fcn['reason']}.", ""]
     lines += [
-        "The oracle segmenter (trained on target train images) segments the source set before and after translation; "
-        "scored against the source labels (%). A translation that makes the source look like the target scores "
-        "higher than the raw source.",
+        "The oracle segmenter (trained on target train images) segments the source set, raw and translated, scored "
+        "against the source labels (%). A translation that makes the source look like the target scores higher "
+        "than the raw source.",
         "",
         "| image set | mIoU | FWIoU | pixel acc. | mean acc. | images |",
         "|---|---|---|---|---|---|",
@@ -272,16 +269,8 @@ def write_markdown(out: Path, report: dict) -> None:
         "",
         *_per_class_table(report["arms"]),
         "",
-        f"![per-class IoU]({PER_CLASS_FIGURE})",
-        "",
-        *_fcn_section(report.get("fcn_score")),
-        "## Confusion matrices",
-        "",
-        "Each arm's confusion matrix on target val, row-normalised: a row is one ground-truth class, a cell the share "
-        "of its pixels predicted as the column's class (the last column: predictions outside the 19 classes).",
-        "",
-        *[f"![{ARM_TITLES[arm]}]({confusion_figure_name(arm)})" for arm in report["arms"]],
-        "",
+        *fcn_section(report.get("fcn_score")),
+        *class_figures_markdown(report["arms"], ARM_TITLES),
         "## Samples",
         "",
         f"![samples]({SAMPLES_FIGURE})",
@@ -323,47 +312,33 @@ def write_study_report(out: Path, report: dict, target_root: Path, split: str) -
         "curves": study_curves(out, list(arms)),
     }
     samples = write_sample_grid(out, report, target_root, split)
-    class_figures = write_class_figures(out, arms, ARM_TITLES)
     report["figures"] = [samples.name, write_training_curves(out, report["curves"]).name]
-    report["figures"] += [path.name for path in class_figures]
+    report["figures"] += write_arm_figures(out, arms, ARM_TITLES)
     write_json(out / "report.json", report)
     write_markdown(out, report)
-    _write_study_index(out, report)
+    study = report["study"]
+    write_study_index(
+        out,
+        f"UDA study: {study['preset']} preset, seed {study['seed']}",
+        arms,
+        ARM_TITLES,
+        report["figures"],
+        {
+            SAMPLES_FIGURE: "source, translation, target, ground truth and each arm's prediction",
+            CURVES_FIGURE: "training curves",
+        },  # fmt: skip
+        fcn_html(report.get("fcn_score")),
+    )
     return report
 
 
-def _fcn_html(fcn: dict | None) -> list[tuple[str, str]]:
+def fcn_html(fcn: dict | None) -> list[tuple[str, str]]:
     if not fcn or fcn.get("segmenter") is None:
         return []
     keys = ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy")
     rows = [[name, *(_fmt(m[k]) for k in keys), m["images_scored"]] for name, m in fcn["sets"].items()]
-    header = ["image set", *HEADLINE_COLUMNS, "images"]
+    header = ["image set", *SCORE_COLUMNS, "images"]
     return [("FCN-score of the translation (oracle segmenter, source labels, %)", html_table(header, rows))]
-
-
-def _write_study_index(out: Path, report: dict) -> None:
-    """OUT/index.html: headline and per-class tables, then every figure of the study."""
-    arms, study = report["arms"], report["study"]
-    per_class = [
-        [name, *(_fmt(arms[a]["metrics"]["per_class"][i]["iou"]) for a in arms)] for i, name in enumerate(CLASS_NAMES)
-    ]
-    captions = {
-        SAMPLES_FIGURE: "source, translation, target, ground truth and each arm's prediction",
-        CURVES_FIGURE: "training curves",
-        PER_CLASS_FIGURE: "per-class IoU of every arm",
-        **{confusion_figure_name(a): f"{ARM_TITLES[a]}: confusion matrix, row-normalised" for a in arms},
-    }
-    write_index(
-        out,
-        f"UDA study: {study['preset']} preset, seed {study['seed']}",
-        "Target-val scores in %, 19 Cityscapes classes. report.md explains every number; report.json holds them all.",
-        [
-            ("Scores", html_table(["arm", *HEADLINE_COLUMNS], [[arm, *row] for arm, row in _headline_rows(arms)])),
-            ("Per-class IoU (%)", html_table(["class", *(ARM_TITLES[a] for a in arms)], per_class)),
-            *_fcn_html(report.get("fcn_score")),
-        ],
-        [(name, captions.get(name, name)) for name in report["figures"]],
-    )
 
 
 def write_seeds_report(out: Path, reports: list[dict]) -> dict:

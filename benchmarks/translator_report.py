@@ -12,8 +12,9 @@ from pathlib import Path
 
 from uda_trt.benchmarks.curves import cyclegan_losses, segmenter_curve
 from uda_trt.benchmarks.figures import VOID_LABEL, legend_entries
-from uda_trt.benchmarks.report import NA_CLASS, NA_SCORE, PLUMBING_ONLY, gap_closed, machine_info
+from uda_trt.benchmarks.report import NA_CLASS, NA_SCORE, PLUMBING_ONLY, fcn_html, fcn_section, gap_closed, machine_info
 from uda_trt.benchmarks.study_data import image_sizes, sizes_text
+from uda_trt.benchmarks.study_pages import class_figures_markdown, write_arm_figures, write_study_index
 from uda_trt.runtime.datasets import cityscapes_samples, gta5_samples
 from uda_trt.runtime.jobs.files import atomic_write_text, write_json
 from uda_trt.runtime.labels import CLASS_NAMES
@@ -228,6 +229,8 @@ def write_markdown(out: Path, report: dict) -> None:
         "",
         *_per_class_table(report["arms"]),
         "",
+        *fcn_section(report.get("fcn_score")),
+        *class_figures_markdown(report["arms"], {}),
         "## Samples",
         "",
         f"![samples]({SAMPLES_FIGURE})",
@@ -271,6 +274,17 @@ def write_translator_report(out: Path, report: dict, source_root: Path, target_r
         },
     }
     report["figures"] = [write_sample_grid(out, report, source_root, target_root, split).name]
+    report["figures"] += write_arm_figures(out, arms, {})
     write_json(out / "report.json", report)
     write_markdown(out, report)
+    study = report["study"]
+    write_study_index(
+        out,
+        f"Translators study: {study['preset']} preset, seed {study['seed']}",
+        arms,
+        {},
+        report["figures"],
+        {SAMPLES_FIGURE: "a source image, each translation, a target image, its ground truth, each arm's prediction"},
+        fcn_html(report.get("fcn_score")),
+    )
     return report

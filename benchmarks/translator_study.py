@@ -26,7 +26,14 @@ from pathlib import Path
 
 from uda_trt.benchmarks.presets import Preset
 from uda_trt.benchmarks.progress import logged_eta
-from uda_trt.benchmarks.uda import StudyConfig, _train_info, export_once, make_data, translation_resumable
+from uda_trt.benchmarks.uda import (
+    StudyConfig,
+    _train_info,
+    export_once,
+    fcn_scores,
+    make_data,
+    translation_resumable,
+)
 from uda_trt.runtime.jobs.timing import StageTimer
 from uda_trt.train.stopping import StopRequest
 
@@ -113,6 +120,9 @@ def run_translator_study(config: StudyConfig) -> dict:
         arms[name] = study.segment(name, Path(translations[name]["data"]))
     if config.synthetic:
         arms[ORACLE] = study.segment(ORACLE, target_root)
+    with stages.stage("fcn_score"):  # each translation (and the raw source) as the oracle sees it
+        image_sets = {SEMANTIC_SOURCE: source_root, **{name: Path(t["data"]) for name, t in translations.items()}}
+        fcn = fcn_scores(arms, image_sets)
     semantic_segmenter = arms.get(SEMANTIC_SOURCE, {}).get("checkpoint")
     # in the order asked for, then the oracle; a `none` trained for the semantic loss only is not compared
     arms = {name: arms[name] for name in (*translators, ORACLE) if name in arms}
@@ -124,6 +134,7 @@ def run_translator_study(config: StudyConfig) -> dict:
         "semantic_segmenter": semantic_segmenter,
         "translations": translations,
         "arms": arms,
+        "fcn_score": fcn,
         "stage_seconds": stages.seconds(),
     }
     return write_translator_report(out, report, source_root, target_root, config.cityscapes_val_split)

@@ -23,6 +23,7 @@ from helpers.files import (
     watch_untouched,
 )
 from helpers.models import write_invert_translator, write_red_over_14_segmenter
+from helpers.pages import assert_study_pages
 
 __all__ = [
     "BIN",
@@ -33,6 +34,7 @@ __all__ = [
     "LogProgress",
     "assert_nothing_partial",
     "assert_readable",
+    "assert_study_pages",
     "assert_user_error",
     "copy_files",
     "count_visible",

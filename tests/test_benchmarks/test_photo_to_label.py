@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_cli, write_cityscapes
+from helpers import assert_study_pages, run_cli, write_cityscapes
 from uda_trt.benchmarks.inputs import check_paired_inputs
 from uda_trt.runtime.datasets import cityscapes_samples
 from uda_trt.runtime.errors import UserError
@@ -82,7 +82,7 @@ def test_report_markdown_and_the_picture_grid(study):
     for title in ("pix2pix", "U-Net", "DeepLabV3+"):
         assert f"| {title} | " in text
     assert ("beats the U-Net" in text) or ("trails the U-Net" in text) or ("ties the U-Net" in text)
-    assert report["figures"] == ["samples.png"]
+    assert report["figures"][0] == "samples.png"
     with Image.open(out / "samples.png") as grid:
         assert grid.width > grid.height  # five columns: photo, three models, ground truth
 
@@ -119,3 +119,9 @@ def test_a_target_without_val_labels_is_refused(tmp_path: Path):
     check_paired_inputs(root, "train")  # train is complete
     with pytest.raises(UserError, match="--target .*val"):
         check_paired_inputs(root, "val")
+
+
+@pytest.mark.slow
+def test_class_figures_and_the_index_page(study):
+    out, report = study
+    assert_study_pages(out, report["figures"], list(report["arms"]))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_cli
+from helpers import assert_study_pages, run_cli
 from uda_trt.benchmarks.presets import PRESETS
 from uda_trt.benchmarks.translator_study import TRANSLATORS
 from uda_trt.runtime.fda import fda_uint8
@@ -129,3 +129,13 @@ def test_the_same_command_again_keeps_every_stage_and_its_scores(study):
     assert rerun.stderr.count("is the export of") >= len(ARMS) + 2  # segmenters and both CycleGANs kept
     for name in ("cyclegan", "cyclegan-sem"):  # a resumed stage did not train: no per-iteration cost is claimed
         assert again["translations"][name]["training_cpu_seconds_per_iteration"] is None
+
+
+@pytest.mark.slow
+def test_class_figures_index_and_the_fcn_score_of_every_translation(study):
+    out, _, report, _ = study
+    assert_study_pages(out, report["figures"], list(report["arms"]))
+    fcn = report["fcn_score"]
+    assert fcn["segmenter"] == "oracle" and set(fcn["sets"]) == {"none", "cyclegan", "cyclegan-sem", "fda"}
+    assert all(entry["images_scored"] == SMOKE.synthetic.gta5_count for entry in fcn["sets"].values())
+    assert "## FCN-score of the translation" in (out / "report.md").read_text()
