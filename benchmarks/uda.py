@@ -53,6 +53,7 @@ STUDIES = {
 # benchmarks.presets.
 STUDY_BUDGETS = {
     "photo-to-label": "uda_trt.benchmarks.photo_to_label:budget_iterations",
+    "label-fraction": "uda_trt.benchmarks.label_fraction:budget_iterations",
 }
 _STUDY_FLAGS = {
     "study": "--study",

@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,8 @@ log = logging.getLogger(__name__)
 NET_NAMES = ("G_A", "G_B", "D_A", "D_B")
 LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")  # the reference's order
 SEMANTIC_LOSS = "sem"  # logged after the reference's losses, which keep their order
+# More generator terms from a caller: this step's images by name -> named loss terms (train.joint_training)
+ExtraTerms = Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -159,11 +162,14 @@ def train_step(
     real_B: torch.Tensor,
     config: CycleGANConfig,
     semantic: SemanticConsistency | None = None,
+    extra_terms: ExtraTerms | None = None,
 ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """One reference iteration: generators first (discriminators frozen), then discriminators.
 
     With `semantic`, the generators' loss also has semantic.weight * sem (CyCADA), and `sem` (unweighted) joins the
-    losses; at weight 0 it is only measured, without a graph, so the run is the one without it.
+    losses; at weight 0 it is only measured, without a graph, so the run is the one without it. `extra_terms` gets
+    this step's images (real_A, real_B, fake_B, rec_A, fake_A, rec_B) and returns more named terms that the
+    generators' loss adds as they are and the losses report after the others (train.joint_training's segmenter terms).
     Returns the losses (reference names, then `sem`) and the images of this step (fake_B, rec_A, fake_A, rec_B).
     """
     m, mode = models, config.gan_mode
@@ -190,6 +196,12 @@ def train_step(
             losses[SEMANTIC_LOSS] = semantic(real_A, fake_B, real_B, fake_A)
         if semantic.weight > 0:
             loss_G = loss_G + semantic.weight * losses[SEMANTIC_LOSS]
+    extra: dict[str, torch.Tensor] = {}
+    if extra_terms is not None:
+        images = {"real_A": real_A, "real_B": real_B, "fake_B": fake_B, "rec_A": rec_A, "fake_A": fake_A}
+        extra = extra_terms({**images, "rec_B": rec_B})
+        for term in extra.values():
+            loss_G = loss_G + term
     loss_G.backward()
     opt_G.step()
 
@@ -203,6 +215,7 @@ def train_step(
     opt_D.step()
 
     values = {k: float(losses[k].detach()) for k in (*LOSS_NAMES, SEMANTIC_LOSS) if k in losses}
+    values.update((k, float(v.detach())) for k, v in extra.items())
     visuals = {"fake_B": fake_B.detach(), "rec_A": rec_A.detach(), "fake_A": fake_A.detach(), "rec_B": rec_B.detach()}
     return values, visuals
 

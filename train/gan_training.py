@@ -198,6 +198,10 @@ class GanTrainer:
     flags. build: the networks of a config (called after seeding). pools: the image pools of a config (each with an
     `images` list, kept in the training state). step: one iteration on a loader batch -> (losses, a function that
     draws the sample grid). loss_names: the log line's order; bar_losses: those on the progress bar (default: all).
+    Optional, for a trainer with a network outside the G/D pair (train.joint_training's segmenter):
+    extra_optimizers: (config, networks) -> {name: (optimizer, scheduler)}, kept in the training state beside G and
+    D and stepped with them; file_networks: the networks written as reference-style files (default: all);
+    save_extra: (run, output, numbered) writes that network's own files, after the others and before the state.
     """
 
     title: str
@@ -210,6 +214,9 @@ class GanTrainer:
     loss_names: tuple[str, ...]
     bar_losses: tuple[str, ...] = ()
     pools: Callable[[Any], dict[str, Any]] = lambda config: {}
+    extra_optimizers: Callable[[Any, Networks], dict[str, tuple[Any, Any]]] = lambda config, models: {}
+    file_networks: tuple[str, ...] | None = None
+    save_extra: Callable[[GanRun, Path, bool], None] | None = None
 
 
 def fixed_settings(config: GanSettings, fixed: Mapping[str, str]) -> dict[str, Any]:
@@ -237,6 +244,7 @@ class GanRun:
         self.sched_G = torch.optim.lr_scheduler.LambdaLR(self.opt_G, rule)
         self.sched_D = torch.optim.lr_scheduler.LambdaLR(self.opt_D, rule)
         self.pools = trainer.pools(config)
+        self.extra = trainer.extra_optimizers(config, self.models)
         self.iteration = 0
 
     def _parameters(self, group: str) -> list[nn.Parameter]:
@@ -250,8 +258,16 @@ class GanRun:
             "iteration": self.iteration,
             "config": plain_config(self.config),
             "models": {name: cpu_state_dict(net) for name, net in self.models.items()},
-            "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()},
-            "schedulers": {"G": self.sched_G.state_dict(), "D": self.sched_D.state_dict()},
+            "optimizers": {
+                "G": self.opt_G.state_dict(),
+                "D": self.opt_D.state_dict(),
+                **{name: opt.state_dict() for name, (opt, _) in self.extra.items()},
+            },
+            "schedulers": {
+                "G": self.sched_G.state_dict(),
+                "D": self.sched_D.state_dict(),
+                **{name: sched.state_dict() for name, (_, sched) in self.extra.items()},
+            },
             "pools": {name: [t.cpu() for t in pool.images] for name, pool in self.pools.items()},
             "rng": rng_state(),
         }
@@ -265,6 +281,9 @@ class GanRun:
         self.opt_D.load_state_dict(state["optimizers"]["D"])
         self.sched_G.load_state_dict(state["schedulers"]["G"])
         self.sched_D.load_state_dict(state["schedulers"]["D"])
+        for name, (opt, sched) in self.extra.items():
+            opt.load_state_dict(state["optimizers"][name])
+            sched.load_state_dict(state["schedulers"][name])
         for name, pool in self.pools.items():
             pool.images = [t.to(device) for t in state["pools"][name]]
         self.iteration = int(state["iteration"])
@@ -273,10 +292,15 @@ class GanRun:
     def save(self, output: Path, numbered: bool, state: bool = True) -> None:
         """Network files first, the training state last: a kill in between resumes from the older state and
         rewrites the same network files. `state=False` at the end of a run that will not keep it."""
+        files = self.trainer.file_networks
         for name, net in self.models.items():
+            if files is not None and name not in files:
+                continue
             save_generator(output / f"latest_net_{name}.pth", net)
             if numbered:
                 save_generator(output / f"{self.iteration}_net_{name}.pth", net)
+        if self.trainer.save_extra is not None:
+            self.trainer.save_extra(self, output, numbered)
         if state:
             save_train_state(self.state(), output)
 
@@ -375,6 +399,8 @@ def _loop(
             losses, grid = trainer.step(run, batch, device)
             run.sched_G.step()
             run.sched_D.step()
+            for _, sched in run.extra.values():
+                sched.step()
             run.iteration += 1
             it, last = run.iteration, run.iteration == config.iterations
             if not all(math.isfinite(v) for v in losses.values()):

@@ -10,6 +10,8 @@ import click
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import SIZE
 from uda_trt.train.commands.options import GAN_RESUME_EPILOG, gan_output_options, gan_run_options, run_gan_command
+from uda_trt.train.commands.train_segmenter import ARCHITECTURES
+from uda_trt.train.joint_settings import JOINT_FINISHED, JOINT_FIXED, SEGMENTER_OPTIMIZERS, refuse_other_mode
 from uda_trt.train.run_folder import CYCLEGAN_FINISHED, CYCLEGAN_FIXED
 
 # CyCADA's weight: its release adds both semantic terms to the generators' loss unweighted (kept torch-free here;
@@ -28,9 +30,18 @@ finished.json records the finished run.
 """
     + GAN_RESUME_EPILOG
     + """\b
+With --joint-segmenter ARCH a segmenter F_T trains with the translators (docs/joint-training.md): the
+generators also minimise CE(F_T(G_A(x_s)), y_s) and CE(F_T(G_A(G_B(x_t))), y_t), F_T learns from the
+stylised source images and the labelled target images (every term weight 1). --target-label-fraction F sets
+which images are labelled, dataset size fixed: of N = min(source, target train) images, round(F * N) target
+and the rest source, chosen by --seed (config.json lists them). F_T is written as latest_segmenter.pt in
+train-segmenter's checkpoint format: export-trt and evaluate-seg take it as they take best.pt.
+\b
 Example (demo-sized):
   train-cyclegan --source data/gta5 --target data/cityscapes --output runs/cyclegan \\
       --ngf 16 --n-blocks 6 --load-width 128 --crop-size 128x64 --iterations 2000
+  train-cyclegan --source data/gta5 --target data/cityscapes --output runs/joint \\
+      --joint-segmenter unet --target-label-fraction 0.1 --iterations 2000
 """
 )
 
@@ -88,6 +99,37 @@ Example (demo-sized):
     help=f"W above. Default with --semantic-loss: {DEFAULT_SEMANTIC_WEIGHT} (CyCADA's: both terms added "
     "unweighted); 0 only measures `sem`, training as plain CycleGAN.",
 )
+@click.option(
+    "--joint-segmenter",
+    type=click.Choice(ARCHITECTURES),
+    default=None,
+    metavar="ARCH",
+    help="Train a segmenter F_T of this architecture jointly with CycleGAN (see below); one of "
+    + ", ".join(ARCHITECTURES)
+    + ".",
+)
+@click.option(
+    "--target-label-fraction",
+    type=click.FloatRange(0, 1),
+    default=None,
+    show_default=False,
+    help="With --joint-segmenter: share of labelled target images in the labelled set, whose size is fixed "
+    "(0 = source labels only, 1 = target labels only). Default 0.",
+)
+@click.option(
+    "--segmenter-optimizer",
+    type=click.Choice(SEGMENTER_OPTIMIZERS),
+    default=None,
+    show_default=False,
+    help="With --joint-segmenter: F_T's optimizer, as train-segmenter's --optimizer. Default sgd.",
+)
+@click.option(
+    "--segmenter-lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    show_default=False,
+    help="With --joint-segmenter: F_T's learning rate (poly decay over --iterations). Default 0.01.",
+)
 @gan_run_options
 def main(**options) -> None:
     """Train a CycleGAN with the reference implementation's networks, losses and defaults.
@@ -97,7 +139,34 @@ def main(**options) -> None:
     Optionally with CyCADA's semantic consistency (see --semantic-loss).
     """
     _check_semantic_options(options)
+    if _joint_options(options):
+        run_gan_command(options, JOINT_FINISHED, JOINT_FIXED, _train_joint, _written_joint)
+        return
     run_gan_command(options, CYCLEGAN_FINISHED, CYCLEGAN_FIXED, _train, _written)
+
+
+JOINT_DEFAULTS = {"target_label_fraction": 0.0, "segmenter_optimizer": "sgd", "segmenter_lr": 0.01}
+
+
+def _joint_options(options: dict) -> bool:
+    """Whether this is a joint run; fills its defaults (so --resume of a finished run compares the values it will
+    use) or, without --joint-segmenter, refuses the joint options and drops them. Refuses resuming a folder
+    started in the other mode, before torch."""
+    joint = options["joint_segmenter"] is not None
+    if options["resume"]:
+        refuse_other_mode(options["output"], joint)
+    if not joint:
+        for key in JOINT_DEFAULTS:
+            if options.pop(key) is not None:
+                raise UserError(f"--{key.replace('_', '-')} needs --joint-segmenter ARCH")
+        options.pop("joint_segmenter")
+        return False
+    if options["semantic_loss"] is not None or options["semantic_weight"] is not None:
+        raise UserError("--semantic-loss and --joint-segmenter do not go together: choose one")
+    for key, default in JOINT_DEFAULTS.items():
+        if options[key] is None:
+            options[key] = default
+    return True
 
 
 def _check_semantic_options(options: dict) -> None:
@@ -120,6 +189,19 @@ def _train(options: dict, **how) -> Path:
     from uda_trt.train.cyclegan import CycleGANConfig, train_cyclegan
 
     return train_cyclegan(CycleGANConfig(**options), **how)
+
+
+def _train_joint(options: dict, **how) -> Path:
+    from uda_trt.train.joint_training import JointConfig, train_joint
+
+    return train_joint(JointConfig(**options), **how)
+
+
+def _written_joint(output: Path) -> str:
+    return (
+        f"CycleGAN and its segmenter written to {output} (export {output / 'latest_net_G_A.pth'} and "
+        f"{output / 'latest_segmenter.pt'})"
+    )
 
 
 def _written(output: Path) -> str:

@@ -1,0 +1,97 @@
+"""run-uda --study label-fraction through the real CLI on the smoke preset (synthetic data, a few iterations): per
+fraction a joint CycleGAN + F_T run and a train-segmenter baseline on the same labelled images, both exported and
+scored on target val; the report, the mix folders and the figure say what happened; a rerun keeps what is done and
+gives the same numbers; options the study cannot honour are refused in one line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from helpers import run_cli
+from uda_trt.runtime.datasets import gta5_samples
+
+FRACTIONS = ("0", "0.5", "1")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> tuple[Path, dict, str]:
+    out = tmp_path_factory.mktemp("fractions") / "study"
+    argv = ["--study", "label-fraction", "--preset", "smoke", "--fractions", ",".join(FRACTIONS), "--output", out]
+    done = run_cli("run-uda", *argv, timeout=900, env={"OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, json.loads((out / "report.json").read_text()), done.stderr
+
+
+def test_every_fraction_has_both_arms_scored_on_target_val(study) -> None:
+    out, report, stderr = study
+    miou, fwiou = report["summary"]["miou"], report["summary"]["fwiou"]
+    assert list(miou) == [f"{arm}@{f}" for f in FRACTIONS for arm in ("joint", "baseline")] == list(fwiou)
+    assert all(0.0 <= value <= 1.0 for value in (*miou.values(), *fwiou.values()))
+    for row in report["fractions"]:
+        for arm in ("joint", "baseline"):
+            scores = row["arms"][arm]["scores"]
+            assert scores["images_scored"] == 2 and scores["images_skipped"] == 0
+            metrics = json.loads((out / "eval" / f"{arm}_{row['fraction']:g}" / "metrics.json").read_text())
+            assert metrics["fw_iou"] == scores["fw_iou"] and metrics["mean_iou"] == scores["mean_iou"]
+            sidecar = json.loads(Path(row["arms"][arm]["artifact"]).with_suffix(".json").read_text())
+            assert sidecar["task"] == "segment"
+    assert "joint@0.5" in stderr  # the CLI's summary line
+
+
+def test_the_labelled_mix_holds_the_dataset_size_and_the_baseline_learns_from_it(study) -> None:
+    out, report, _ = study
+    expected = {0.0: (6, 0), 0.5: (3, 3), 1.0: (0, 6)}
+    for row in report["fractions"]:
+        labelled = row["labelled"]
+        assert labelled["budget"] == 6
+        assert (labelled["source_labelled"], labelled["target_labelled"]) == expected[row["fraction"]]
+        name = f"{row['fraction']:g}"
+        mix = json.loads((out / f"mix_{name}" / "mix.json").read_text())
+        origins = [entry["image"] for entry in mix["images"].values()]
+        assert sum("leftImg8bit" in path for path in origins) == labelled["target_labelled"]
+        assert len(gta5_samples(out / f"mix_{name}", require_labels=True)) == 6
+        joint = json.loads((out / f"joint_{name}" / "config.json").read_text())
+        assert joint["joint"]["labelled"]["target_keys"] == mix["mix"]["target_keys"]
+        assert row["baseline_config"]["data_root"] == str(out / f"mix_{name}")
+        assert row["baseline_config"]["iterations"] == row["joint_config"]["iterations"]
+        assert row["baseline_config"]["architecture"] == row["joint_config"]["joint_segmenter"]
+    no_target = (out / "joint_0" / "train.log").read_text()
+    assert "segG_tgt 0.0000" in no_target and "segF_tgt 0.0000" in no_target
+    assert "segG_tgt" not in no_target.replace("segG_tgt 0.0000", "")  # never a non-zero target term at 0
+
+
+def test_the_report_and_figure_are_written(study) -> None:
+    out, report, _ = study
+    text = (out / "report.md").read_text()
+    assert "Smoke preset" in text and "| fraction | labelled source / target |" in text
+    assert all(f"| {f} |" in text for f in FRACTIONS)
+    with Image.open(out / "fractions.png") as figure:
+        assert figure.width > 500
+    assert report["figures"] == ["fractions.png"]
+
+
+@pytest.mark.slow
+def test_a_rerun_keeps_the_work_and_the_numbers(study) -> None:
+    out, report, _ = study
+    argv = ["--study", "label-fraction", "--preset", "smoke", "--fractions", ",".join(FRACTIONS), "--output", out]
+    again = run_cli("run-uda", *argv, timeout=900, env={"OMP_NUM_THREADS": "1"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = json.loads((out / "report.json").read_text())
+    assert rerun["summary"] == report["summary"]
+    assert "already trained to iteration 2; nothing to do" in again.stderr and "; kept" in again.stderr
+
+
+def test_options_the_study_cannot_honour_are_refused(tmp_path: Path, user_error) -> None:
+    base = ["--study", "label-fraction", "--preset", "smoke"]
+    user_error(
+        run_cli("run-uda", *base, "--segmenter-iterations", "3", "--output", tmp_path / "a"),
+        names="--segmenter-iterations",
+    )
+    user_error(
+        run_cli("run-uda", "--study", "label-fraction", "--preset", "full", "--output", tmp_path / "b"),
+        names="--preset",
+    )
