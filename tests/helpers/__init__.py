@@ -24,6 +24,7 @@ from helpers.files import (
 )
 from helpers.models import write_invert_translator, write_red_over_14_segmenter
 from helpers.pages import assert_study_pages
+from helpers.shared import as_process, process_record, run_once
 
 __all__ = [
     "BIN",
@@ -33,12 +34,15 @@ __all__ = [
     "FakeClock",
     "LogProgress",
     "assert_nothing_partial",
+    "as_process",
     "assert_readable",
     "assert_study_pages",
     "assert_user_error",
     "copy_files",
     "count_visible",
     "kill_and_rerun",
+    "process_record",
+    "run_once",
     "kill_points",
     "png_digests",
     "pth_bytes",

@@ -11,19 +11,36 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import run_cli
+from helpers import run_cli, run_once
 from uda_trt.runtime.datasets import gta5_samples
 
 FRACTIONS = ("0", "0.5", "1")
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> tuple[Path, dict, str]:
-    out = tmp_path_factory.mktemp("fractions") / "study"
+def _smoke_study_and_a_rerun(folder: Path) -> dict:
+    """The smoke study, then the same command again (inside the fixture, so no test changes the shared folder)."""
+    out = folder / "study"
     argv = ["--study", "label-fraction", "--preset", "smoke", "--fractions", ",".join(FRACTIONS), "--output", out]
     done = run_cli("run-uda", *argv, timeout=900, env={"OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
-    return out, json.loads((out / "report.json").read_text()), done.stderr
+    report = json.loads((out / "report.json").read_text())
+    again = run_cli("run-uda", *argv, timeout=900, env={"OMP_NUM_THREADS": "1"})
+    assert again.returncode == 0, again.stderr[-3000:]
+    rerun = json.loads((out / "report.json").read_text())
+    return {"report": report, "stderr": done.stderr, "rerun": rerun, "rerun_stderr": again.stderr}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory) -> tuple[Path, dict]:
+    """The smoke study and its rerun, once per session: (output folder, what _smoke_study_and_a_rerun returned)."""
+    folder, result = run_once(tmp_path_factory, "fractions-smoke", _smoke_study_and_a_rerun)
+    return folder / "study", result
+
+
+@pytest.fixture(scope="module")
+def study(made) -> tuple[Path, dict, str]:
+    out, result = made
+    return out, result["report"], result["stderr"]
 
 
 def test_every_fraction_has_both_arms_scored_on_target_val(study) -> None:
@@ -75,14 +92,11 @@ def test_the_report_and_figure_are_written(study) -> None:
 
 
 @pytest.mark.slow
-def test_a_rerun_keeps_the_work_and_the_numbers(study) -> None:
-    out, report, _ = study
-    argv = ["--study", "label-fraction", "--preset", "smoke", "--fractions", ",".join(FRACTIONS), "--output", out]
-    again = run_cli("run-uda", *argv, timeout=900, env={"OMP_NUM_THREADS": "1"})
-    assert again.returncode == 0, again.stderr[-3000:]
-    rerun = json.loads((out / "report.json").read_text())
-    assert rerun["summary"] == report["summary"]
-    assert "already trained to iteration 2; nothing to do" in again.stderr and "; kept" in again.stderr
+def test_a_rerun_keeps_the_work_and_the_numbers(made) -> None:
+    _, result = made
+    assert result["rerun"]["summary"] == result["report"]["summary"]
+    stderr = result["rerun_stderr"]
+    assert "already trained to iteration 2; nothing to do" in stderr and "; kept" in stderr
 
 
 def test_options_the_study_cannot_honour_are_refused(tmp_path: Path, user_error) -> None:

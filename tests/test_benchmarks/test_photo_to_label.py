@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import assert_study_pages, run_cli, write_cityscapes
+from helpers import assert_study_pages, run_cli, run_once, write_cityscapes
 from uda_trt.benchmarks.inputs import check_paired_inputs
 from uda_trt.runtime.datasets import cityscapes_samples
 from uda_trt.runtime.errors import UserError
@@ -26,11 +26,27 @@ SCORES = ("pixel_accuracy", "mean_accuracy", "mean_iou", "fw_iou")
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("paired") / "study"
-    result = run_cli("run-uda", "--study", "photo-to-label", "--preset", "smoke", "--output", out)
+    """The smoke study, once per session: (output folder, report.json)."""
+    out, made = run_once(tmp_path_factory, "paired-smoke", _smoke_study_and_a_rerun)
+    return out / "study", made["report"]
+
+
+def _smoke_study_and_a_rerun(folder: Path) -> dict:
+    """The smoke study, then the same command again (inside the fixture, so no test changes the shared folder):
+    the first report, the rerun's, and each artifact's modification time before and after the rerun."""
+    out = folder / "study"
+    command = ("run-uda", "--study", "photo-to-label", "--preset", "smoke", "--output", out)
+    result = run_cli(*command)
     assert result.returncode == 0, result.stderr
     assert "pix2pix" in result.stderr and "report.md" in result.stderr
-    return out, json.loads((out / "report.json").read_text())
+    report = json.loads((out / "report.json").read_text())
+    artifacts = {arm: Path(report["arms"][arm]["artifact"]) for arm in ARMS}
+    before = {arm: path.stat().st_mtime_ns for arm, path in artifacts.items()}
+    again = run_cli(*command)
+    assert again.returncode == 0, again.stderr
+    after = {arm: path.stat().st_mtime_ns for arm, path in artifacts.items()}
+    rerun = json.loads((out / "report.json").read_text())
+    return {"report": report, "rerun": rerun, "stamps": [before, after]}
 
 
 @pytest.mark.slow
@@ -88,15 +104,11 @@ def test_report_markdown_and_the_picture_grid(study):
 
 
 @pytest.mark.slow
-def test_a_rerun_keeps_the_finished_work(study):
-    out, report = study
-    artifacts = {arm: Path(report["arms"][arm]["artifact"]) for arm in ARMS}
-    stamps = {arm: path.stat().st_mtime_ns for arm, path in artifacts.items()}
-    result = run_cli("run-uda", "--study", "photo-to-label", "--preset", "smoke", "--output", out)
-    assert result.returncode == 0, result.stderr
-    again = json.loads((out / "report.json").read_text())
-    assert {arm: path.stat().st_mtime_ns for arm, path in artifacts.items()} == stamps  # exports kept
-    assert again["summary"]["miou"] == report["summary"]["miou"]
+def test_a_rerun_keeps_the_finished_work(tmp_path_factory, study):
+    _, made = run_once(tmp_path_factory, "paired-smoke", _smoke_study_and_a_rerun)
+    before, after = made["stamps"]
+    assert before == after  # exports kept
+    assert made["rerun"]["summary"]["miou"] == made["report"]["summary"]["miou"]
 
 
 def test_a_target_without_colour_label_images_is_refused_in_one_line(tmp_path: Path, user_error):

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import assert_study_pages, run_cli
+from helpers import as_process, assert_study_pages, process_record, run_cli, run_once
 from uda_trt.benchmarks.presets import PRESETS
 from uda_trt.benchmarks.translator_study import TRANSLATORS
 from uda_trt.runtime.fda import fda_uint8
@@ -25,15 +26,22 @@ SMOKE = PRESETS["smoke"]
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """One real smoke study, then the same command again: (output folder, first report, rerun's report, rerun)."""
-    out = tmp_path_factory.mktemp("translators") / "study"
-    command = ("run-uda", "--study", "translators", "--preset", "smoke", "--output", out)
-    first = run_cli(*command)
-    assert first.returncode == 0, first.stderr[-3000:]
-    report = json.loads((out / "report.json").read_text())
-    again = run_cli(*command)
-    assert again.returncode == 0, again.stderr[-3000:]
-    return out, report, json.loads((out / "report.json").read_text()), again
+    """One real smoke study, then the same command again, once per session: (output folder, first report, rerun's
+    report, rerun)."""
+
+    def make(folder: Path) -> dict:
+        out = folder / "study"
+        command = ("run-uda", "--study", "translators", "--preset", "smoke", "--output", out)
+        first = run_cli(*command)
+        assert first.returncode == 0, first.stderr[-3000:]
+        report = json.loads((out / "report.json").read_text())
+        again = run_cli(*command)
+        assert again.returncode == 0, again.stderr[-3000:]
+        return {"report": report, "again": process_record(again)}
+
+    folder, made = run_once(tmp_path_factory, "translators-smoke", make)
+    out = folder / "study"
+    return out, made["report"], json.loads((out / "report.json").read_text()), as_process(made["again"])
 
 
 @pytest.mark.slow

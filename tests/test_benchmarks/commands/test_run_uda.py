@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import run_cli, run_until, write_cityscapes, write_gta5
+from helpers import as_process, process_record, run_cli, run_once, run_until, write_cityscapes, write_gta5
 from uda_trt.benchmarks.presets import PRESETS
 from uda_trt.benchmarks.report import gap_closed
 from uda_trt.benchmarks.uda import StudyConfig, claim_output
@@ -30,13 +30,29 @@ def test_gap_closed():
     assert gap_closed(0.5, 0.3, 0.4) is None  # an oracle below source-only leaves no gap to close
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """One real smoke study with its own budget: (output folder, report.json, completed process)."""
-    out = tmp_path_factory.mktemp("uda") / "study"
+def _smoke_study_and_a_rerun(folder):
+    """The smoke study with its own budget, then the same command again (inside the fixture, so no test changes
+    the shared folder): the first report, the first run, the log after it, and the rerun."""
+    out = folder / "study"
     result = run_cli("run-uda", "--preset", "smoke", "--output", out, *BUDGET)
     assert result.returncode == 0, result.stderr[-3000:]
-    return out, json.loads((out / "report.json").read_text()), result
+    report = json.loads((out / "report.json").read_text())
+    log = (out / "run-uda.log").read_text()
+    again = run_cli("run-uda", "--preset", "smoke", "--output", out, *BUDGET)  # finished: kept, evaluation redone
+    return {"report": report, "first": process_record(result), "log": log, "again": process_record(again)}
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """The smoke study and its rerun, once per session: (folder, what _smoke_study_and_a_rerun returned)."""
+    return run_once(tmp_path_factory, "uda-smoke", _smoke_study_and_a_rerun)
+
+
+@pytest.fixture(scope="module")
+def smoke(made):
+    """One real smoke study with its own budget: (output folder, report.json, completed process)."""
+    folder, result = made
+    return folder / "study", result["report"], as_process(result["first"])
 
 
 @pytest.mark.slow
@@ -158,17 +174,17 @@ def test_class_figures_and_the_index_page(smoke):
 
 
 @pytest.mark.slow
-def test_the_study_log_is_kept_and_a_rerun_appends_or_is_refused(smoke):
+def test_the_study_log_is_kept_and_a_rerun_appends_or_is_refused(smoke, made):
     out, _, first = smoke
     assert "Traceback" not in first.stderr
-    log = (out / "run-uda.log").read_text().splitlines()
+    log = made[1]["log"].splitlines()
     assert log and all(TIMESTAMP.match(line) for line in log if not line.startswith(" ")), log[:5]
     assert sum("run-uda study in" in line for line in log) == 1
     assert any("stage train_cyclegan: " in line for line in log) and any(
         "stage evaluate_oracle: " in line for line in log
     )
 
-    again = run_cli("run-uda", "--preset", "smoke", "--output", out, *BUDGET)  # finished: kept, evaluation redone
+    again = as_process(made[1]["again"])  # the same command on the finished study: kept, evaluation redone
     assert again.returncode == 0, again.stderr[-3000:]
     assert sum("run-uda study in" in line for line in (out / "run-uda.log").read_text().splitlines()) == 2
 
