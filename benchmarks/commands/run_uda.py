@@ -94,8 +94,9 @@ Each training stage logs its seconds per iteration and an ETA once its first ite
     "--preset",
     type=click.Choice(PRESET_NAMES),
     default="demo",
-    help="Fixed budget: demo (about 13 min on 2 CPU cores, synthetic data), full (real-data sizes, a GPU job), "
-    "or smoke (seconds; checks the plumbing, numbers meaningless).",
+    help="Fixed budget: demo (synthetic data, minutes on 2 CPU cores: 9-13 for the translation study, the "
+    "others in the README's Studies), full (real-data sizes, a GPU job; label-fraction has none), or smoke "
+    "(seconds; checks the plumbing, numbers meaningless).",
 )
 @click.option("--seed", type=int, default=0, help="Seed of data generation and training (one study; not with --seeds).")
 @click.option(
