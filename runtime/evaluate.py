@@ -145,8 +145,10 @@ def score_predictions(
     id_type: str = "labelid",
     strict: bool = False,
     workers: int | None = None,
+    examples: bool = True,
 ) -> EvalOutcome:
-    """Score prediction PNGs (any tool's) against gtFine/{split} labelIds, as the official evaluator does."""
+    """Score prediction PNGs (any tool's) against gtFine/{split} labelIds, as the official evaluator does; with
+    `examples`, keep the first few with their photos for the overlays."""
     pred_dir = Path(pred_dir)
     if id_type not in ID_TYPES:
         raise UserError(f"--id-type {id_type!r}: use one of {', '.join(ID_TYPES)}")
@@ -205,7 +207,8 @@ def score_predictions(
             f"{pred_dir}: no prediction holds a value above {NUM_CLASSES - 1}, so these look like train IDs, not "
             "label IDs (sky, car, person and most classes have label IDs above 18); pass --id-type trainid"
         )
-    _keep_prediction_examples(outcome, pairs, cityscapes_root, split, id_type, log_once)
+    if examples:
+        _keep_prediction_examples(outcome, pairs, cityscapes_root, split, id_type, log_once)
     outcome.info = {
         "mode": "predictions",
         "predictions": str(pred_dir),
@@ -395,9 +398,10 @@ def _clean(output: Path) -> None:
         remove_partials(output)
 
 
-def _write(outcome: EvalOutcome, output: Path) -> dict:
-    """OUT/metrics.{json,md}, and the pictures (OUT/confusion.png, OUT/overlays.png when images were scored)."""
-    figures = write_eval_figures(Path(output), outcome.cm.matrix, outcome.examples)
+def _write(outcome: EvalOutcome, output: Path, figures: bool = True) -> dict:
+    """OUT/metrics.{json,md}, and with `figures` the pictures (OUT/confusion.png, OUT/overlays.png when images were
+    scored)."""
+    figures = write_eval_figures(Path(output), outcome.cm.matrix, outcome.examples) if figures else []
     extra = {**outcome.info, "skipped": outcome.skipped, "figures": [path.name for path in figures]}
     return write_metrics(Path(output), outcome.cm, outcome.scored, len(outcome.skipped), extra)
 
@@ -411,10 +415,15 @@ def evaluate_predictions(
     output: Path,
     strict: bool = False,
     workers: int | None = None,
+    figures: bool = True,
 ) -> dict:
-    """`score_predictions`, then write OUT/metrics.json + metrics.md; returns the metrics.json dict."""
+    """`score_predictions`, then write OUT/metrics.json + metrics.md (and the pictures with `figures`); returns the
+    metrics.json dict."""
     _clean(Path(output))
-    return _write(score_predictions(pred_dir, cityscapes_root, split, id_type, strict=strict, workers=workers), output)
+    outcome = score_predictions(
+        pred_dir, cityscapes_root, split, id_type, strict=strict, workers=workers, examples=figures
+    )
+    return _write(outcome, output, figures)
 
 
 def evaluate_engine(
@@ -427,8 +436,10 @@ def evaluate_engine(
     backend: str = "auto",
     save_predictions: bool = False,
     workers: int | None = None,
+    figures: bool = True,
 ) -> dict:
-    """`score_engine` (predictions saved under OUT/predictions when asked), then write OUT/metrics.{json,md}.
+    """`score_engine` (predictions saved under OUT/predictions when asked), then write OUT/metrics.{json,md} (and
+    the pictures with `figures`).
 
     Returns the metrics.json dict (the one `run-uda` puts in its report).
     """
@@ -443,4 +454,4 @@ def evaluate_engine(
         save_dir=output / "predictions" if save_predictions else None,
         workers=workers,
     )
-    return _write(outcome, output)
+    return _write(outcome, output, figures)

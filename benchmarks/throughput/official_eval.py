@@ -124,7 +124,8 @@ def run_official(cityscapes_root: Path, pred_dir: Path, out_dir: Path, instance_
 
 
 def run_ours(cityscapes_root: Path, pred_dir: Path, out_dir: Path, split: str = "val") -> dict:
-    """`evaluate-seg --predictions` as a user runs it: seconds, peak RSS, per-class IoU by name (NaN for null)."""
+    """`evaluate-seg --predictions` as a user runs it: seconds, peak RSS, per-class IoU by name (NaN for null).
+    With --no-figures: the official evaluator and the peer draw no pictures, so all three time the scoring alone."""
     command = python_entry_command(
         "uda_trt.runtime.commands.evaluate_seg:main",
         "--predictions",
@@ -137,6 +138,7 @@ def run_ours(cityscapes_root: Path, pred_dir: Path, out_dir: Path, split: str = 
         "labelid",
         "--output",
         out_dir,
+        "--no-figures",
     )
     child = run_child(command)
     if child.returncode != 0:
@@ -144,7 +146,7 @@ def run_ours(cityscapes_root: Path, pred_dir: Path, out_dir: Path, split: str = 
     metrics = json.loads((Path(out_dir) / "metrics.json").read_text())
     iou = {row["name"]: math.nan if row["iou"] is None else float(row["iou"]) for row in metrics["per_class"]}
     return {
-        "command": "evaluate-seg --predictions ... --id-type labelid",
+        "command": "evaluate-seg --predictions ... --id-type labelid --no-figures",
         "seconds": child.seconds,
         "peak_rss_mb": child.peak_rss_bytes / MIB,
         "peak_rss_method": child.peak_rss_method,

@@ -78,6 +78,13 @@ LOG_NAME = "evaluate-seg.log"
 @click.option(
     "--strict", is_flag=True, help="With --predictions: a ground-truth image without a prediction is an error."
 )
+@click.option(
+    "--figures/--no-figures",
+    default=True,
+    help="Also write OUT/confusion.png (the confusion matrix, row-normalised) and OUT/overlays.png (the first "
+    "scored images with prediction and ground truth blended over them; with --predictions, when the Cityscapes "
+    "root has the photos).",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads (default: up to 4).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(
@@ -91,6 +98,7 @@ def main(
     backend: str,
     save_predictions: bool,
     strict: bool,
+    figures: bool,
     workers: int | None,
     verbose: bool,
 ) -> None:
@@ -122,10 +130,18 @@ def main(
                     backend=backend,
                     save_predictions=save_predictions,
                     workers=workers,
+                    figures=figures,
                 )
             else:
                 result = evaluate_predictions(
-                    pred_dir, cityscapes_root, split, id_type, output=output_dir, strict=strict, workers=workers
+                    pred_dir,
+                    cityscapes_root,
+                    split,
+                    id_type,
+                    output=output_dir,
+                    strict=strict,
+                    workers=workers,
+                    figures=figures,
                 )
         except OSError as exc:  # writing outputs failed (disk full, permissions): the job failed
             raise click.ClickException(f"{exc.filename or output_dir}: {exc.strerror or exc}") from exc

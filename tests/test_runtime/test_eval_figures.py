@@ -78,3 +78,13 @@ def test_evaluate_seg_writes_the_heatmap_and_overlays_in_both_modes(tmp_path, re
     scored = cli("evaluate-seg", *args, "--cityscapes", bare, "--output", tmp_path / "bare")
     assert scored.returncode == 0, scored.stderr
     assert _pictures(tmp_path / "bare") == ["confusion.png"]
+
+
+def test_no_figures_writes_none(tmp_path, red_segmenter, cli):
+    root = tmp_path / "cityscapes"
+    write_cityscapes(root, {"aachen": 2}, size=(64, 32))
+    out = tmp_path / "engine"
+    done = cli("evaluate-seg", "--engine", red_segmenter, "--cityscapes", root, "--output", out, "--no-figures")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "metrics.json").read_text())["figures"] == []
+    assert not list(out.glob("*.png"))
