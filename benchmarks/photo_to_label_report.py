@@ -10,7 +10,7 @@ from pathlib import Path
 from uda_trt.benchmarks.figures import LEGEND_COLUMNS, VOID_LABEL, _pyplot, legend_entries
 from uda_trt.benchmarks.photo_to_label import ARM_TITLES, PIX2PIX_ARM
 from uda_trt.benchmarks.report import PLUMBING_ONLY, machine_info
-from uda_trt.benchmarks.study_pages import class_figures_markdown, write_arm_figures, write_study_index
+from uda_trt.benchmarks.study_pages import class_figures_markdown, percent, write_arm_figures, write_study_index
 from uda_trt.runtime.jobs.files import atomic_write_text, write_json
 from uda_trt.runtime.labels import CLASS_NAMES
 from uda_trt.runtime.sidecar import file_sha256
@@ -18,10 +18,6 @@ from uda_trt.runtime.sidecar import file_sha256
 SAMPLES_FIGURE = "samples.png"
 GRID_ROWS = 4
 SCORES = (("pixel_accuracy", "PA"), ("mean_accuracy", "MPA"), ("mean_iou", "mIoU"), ("fw_iou", "FWIoU"))
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
 
 
 def summarize(arms: dict[str, dict]) -> dict:
@@ -119,7 +115,7 @@ def _markdown(report: dict) -> str:
         "| model | PA | MPA | mIoU | FWIoU |",
         "|---|---|---|---|---|",
         *[
-            f"| {ARM_TITLES[a]} | " + " | ".join(_fmt(e["metrics"][k]) for k, _ in SCORES) + " |"
+            f"| {ARM_TITLES[a]} | " + " | ".join(percent(e["metrics"][k]) for k, _ in SCORES) + " |"
             for a, e in arms.items()
         ],
         "",
@@ -160,7 +156,7 @@ def _markdown(report: dict) -> str:
         "| class | " + " | ".join(ARM_TITLES[a] for a in arms) + " |",
         "|---" * (len(arms) + 1) + "|",
         *[
-            f"| {name} | " + " | ".join(_fmt(arms[a]["metrics"]["per_class"][i]["iou"]) for a in arms) + " |"
+            f"| {name} | " + " | ".join(percent(arms[a]["metrics"]["per_class"][i]["iou"]) for a in arms) + " |"
             for i, name in enumerate(CLASS_NAMES)
         ],
         "",

@@ -71,8 +71,8 @@ def gap_closed_na_reason(miou: dict[str, float]) -> str:
     if not math.isfinite(oracle):
         return "n/a: the oracle's mIoU is undefined (nothing of target val could be scored)."
     return (
-        f"n/a: the oracle ({_fmt(oracle)}) did not beat source-only ({_fmt(miou['source_only'])}), so there is no "
-        "gap to close (expected only from a tiny budget such as the smoke preset's)."
+        f"n/a: the oracle ({fmt_score(oracle)}) did not beat source-only ({fmt_score(miou['source_only'])}), so there "
+        "is no gap to close (expected only from a tiny budget such as the smoke preset's)."
     )
 
 
@@ -103,7 +103,8 @@ def summarize(arms: dict[str, dict]) -> dict:
     }
 
 
-def _fmt(value: float | None, percent: bool = True) -> str:
+def fmt_score(value: float | None, percent: bool = True) -> str:
+    """A fraction as a percentage with one decimal (or a plain ratio with two); n/a for an undefined value."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "n/a"
     return f"{100 * value:.1f}" if percent else f"{value:.2f}"
@@ -123,8 +124,8 @@ def _headline(report: dict) -> list[str]:
     lines += ["", NA_SCORE] if "n/a" in cells else []
     lines += [
         "",
-        f"Adapted minus source-only: {_fmt(summary['adapted_minus_source_only'])} mIoU points; "
-        f"fraction of the source-only-to-oracle gap closed: {_fmt(summary['gap_closed'], percent=False)}.",
+        f"Adapted minus source-only: {fmt_score(summary['adapted_minus_source_only'])} mIoU points; "
+        f"fraction of the source-only-to-oracle gap closed: {fmt_score(summary['gap_closed'], percent=False)}.",
     ]
     if summary["gap_closed"] is None:
         lines += ["", gap_closed_na_reason(summary["miou"])]
@@ -229,17 +230,18 @@ def fcn_section(fcn: dict | None) -> list[str]:
         "|---|---|---|---|---|---|",
     ]
     for name, m in fcn["sets"].items():
-        cells = [_fmt(m[k]) for k in ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy")]
+        cells = [fmt_score(m[k]) for k in ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy")]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {m['images_scored']} |")
     return [*lines, ""]
 
 
-def _per_class_table(arms: dict[str, dict]) -> list[str]:
+def per_class_table(arms: dict[str, dict], titles: dict[str, str] = ARM_TITLES) -> list[str]:
+    """Markdown rows of each class's IoU (%) per arm, and the note on n/a when a cell has one."""
     names = list(arms)
-    lines = ["| class | " + " | ".join(ARM_TITLES[a] for a in names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines = ["| class | " + " | ".join(titles[a] for a in names) + " |", "|---" * (len(names) + 1) + "|"]
     any_na = False
     for index, name in enumerate(CLASS_NAMES):
-        cells = [_fmt(arms[a]["metrics"]["per_class"][index]["iou"]) for a in names]
+        cells = [fmt_score(arms[a]["metrics"]["per_class"][index]["iou"]) for a in names]
         any_na = any_na or "n/a" in cells
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return [*lines, "", NA_CLASS] if any_na else lines
@@ -267,7 +269,7 @@ def write_markdown(out: Path, report: dict) -> None:
         "",
         "## Per-class IoU (%)",
         "",
-        *_per_class_table(report["arms"]),
+        *per_class_table(report["arms"]),
         "",
         *fcn_section(report.get("fcn_score")),
         *class_figures_markdown(report["arms"], ARM_TITLES),
@@ -336,7 +338,7 @@ def fcn_html(fcn: dict | None) -> list[tuple[str, str]]:
     if not fcn or fcn.get("segmenter") is None:
         return []
     keys = ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy")
-    rows = [[name, *(_fmt(m[k]) for k in keys), m["images_scored"]] for name, m in fcn["sets"].items()]
+    rows = [[name, *(fmt_score(m[k]) for k in keys), m["images_scored"]] for name, m in fcn["sets"].items()]
     header = ["image set", *SCORE_COLUMNS, "images"]
     return [("FCN-score of the translation (oracle segmenter, source labels, %)", html_table(header, rows))]
 
@@ -378,10 +380,11 @@ def write_seeds_report(out: Path, reports: list[dict]) -> dict:
         *([caveat, ""] if caveat else []),
         "| arm | mean mIoU (%) | std (%) |",
         "|---|---|---|",
-        *[f"| {ARM_TITLES[a]} | {_fmt(v['mean'])} | {_fmt(v['std'])} |" for a, v in aggregate.items()],
+        *[f"| {ARM_TITLES[a]} | {fmt_score(v['mean'])} | {fmt_score(v['std'])} |" for a, v in aggregate.items()],
         "",
-        f"Adapted minus source-only: mean {_fmt(diff['mean'])}, min {_fmt(diff['min'])}, max {_fmt(diff['max'])} "
-        f"mIoU points. Mean fraction of the gap closed: {_fmt(summary['gap_closed_mean'], percent=False)}.",
+        f"Adapted minus source-only: mean {fmt_score(diff['mean'])}, min {fmt_score(diff['min'])}, "
+        f"max {fmt_score(diff['max'])} mIoU points. Mean fraction of the gap closed: "
+        f"{fmt_score(summary['gap_closed_mean'], percent=False)}.",
         "",
         gap_note,
         "",

@@ -12,12 +12,20 @@ from pathlib import Path
 
 from uda_trt.benchmarks.curves import cyclegan_losses, segmenter_curve
 from uda_trt.benchmarks.figures import VOID_LABEL, legend_entries
-from uda_trt.benchmarks.report import NA_CLASS, NA_SCORE, PLUMBING_ONLY, fcn_html, fcn_section, gap_closed, machine_info
+from uda_trt.benchmarks.report import (
+    NA_SCORE,
+    PLUMBING_ONLY,
+    fcn_html,
+    fcn_section,
+    fmt_score,
+    gap_closed,
+    machine_info,
+    per_class_table,
+)
 from uda_trt.benchmarks.study_data import image_sizes, sizes_text
 from uda_trt.benchmarks.study_pages import class_figures_markdown, write_arm_figures, write_study_index
 from uda_trt.runtime.datasets import cityscapes_samples, gta5_samples
 from uda_trt.runtime.jobs.files import atomic_write_text, write_json
-from uda_trt.runtime.labels import CLASS_NAMES
 from uda_trt.runtime.sidecar import file_sha256
 
 SAMPLES_FIGURE = "samples.png"
@@ -29,12 +37,6 @@ TITLES = {
     "fda": "FDA",
     "oracle": "oracle (target labels)",
 }
-
-
-def _fmt(value: float | None, percent: bool = True) -> str:
-    if value is None or not math.isfinite(value):
-        return "n/a"
-    return f"{100 * value:.1f}" if percent else f"{value:.2f}"
 
 
 def _signed(value: float | None) -> str:
@@ -137,14 +139,14 @@ def _headline(report: dict) -> list[str]:
     cells = []
     for arm, entry in report["arms"].items():
         m = entry["metrics"]
-        row = [_fmt(m["mean_iou"]), _fmt(m["fw_iou"]), _fmt(m["pixel_accuracy"]), _fmt(m["mean_accuracy"])]
+        row = [fmt_score(m[key]) for key in ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy")]
         cells += row
         vs_none, vs_cyclegan = summary["miou_minus_none"].get(arm), summary["miou_minus_cyclegan"].get(arm)
         gap = summary["gap_closed"].get(arm)
         row += [
             "" if vs_none is None else _signed(vs_none),
             "" if vs_cyclegan is None else _signed(vs_cyclegan),
-            "" if arm not in summary["gap_closed"] else _fmt(gap, percent=False),
+            "" if arm not in summary["gap_closed"] else fmt_score(gap, percent=False),
         ]
         lines.append(f"| {TITLES[arm]} | " + " | ".join(row) + " |")
     notes = [NA_SCORE] if "n/a" in cells else []
@@ -192,17 +194,6 @@ def _translations_section(report: dict) -> list[str]:
     return lines
 
 
-def _per_class_table(arms: dict[str, dict]) -> list[str]:
-    names = list(arms)
-    lines = ["| class | " + " | ".join(TITLES[a] for a in names) + " |", "|---" * (len(names) + 1) + "|"]
-    any_na = False
-    for index, name in enumerate(CLASS_NAMES):
-        cells = [_fmt(arms[a]["metrics"]["per_class"][index]["iou"]) for a in names]
-        any_na = any_na or "n/a" in cells
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return [*lines, "", NA_CLASS] if any_na else lines
-
-
 def write_markdown(out: Path, report: dict) -> None:
     study, seconds = report["study"], report["stage_seconds"]
     caveat = PLUMBING_ONLY.get(study["preset"])
@@ -227,10 +218,10 @@ def write_markdown(out: Path, report: dict) -> None:
         "",
         "## Per-class IoU (%)",
         "",
-        *_per_class_table(report["arms"]),
+        *per_class_table(report["arms"], TITLES),
         "",
         *fcn_section(report.get("fcn_score")),
-        *class_figures_markdown(report["arms"], {}),
+        *class_figures_markdown(report["arms"], TITLES),
         "## Samples",
         "",
         f"![samples]({SAMPLES_FIGURE})",
@@ -274,7 +265,7 @@ def write_translator_report(out: Path, report: dict, source_root: Path, target_r
         },
     }
     report["figures"] = [write_sample_grid(out, report, source_root, target_root, split).name]
-    report["figures"] += write_arm_figures(out, arms, {})
+    report["figures"] += write_arm_figures(out, arms, TITLES)
     write_json(out / "report.json", report)
     write_markdown(out, report)
     study = report["study"]
@@ -282,7 +273,7 @@ def write_translator_report(out: Path, report: dict, source_root: Path, target_r
         out,
         f"Translators study: {study['preset']} preset, seed {study['seed']}",
         arms,
-        {},
+        TITLES,
         report["figures"],
         {SAMPLES_FIGURE: "a source image, each translation, a target image, its ground truth, each arm's prediction"},
         fcn_html(report.get("fcn_score")),
