@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
+
 from uda_trt.runtime.labels import CLASS_NAMES, PALETTE, colorize
 
 GRID_ROWS = 4
@@ -31,54 +33,64 @@ def legend_entries() -> list[tuple[str, tuple[float, float, float]]]:
     return [*entries, (VOID_LABEL, (0.0, 0.0, 0.0))]
 
 
-def write_sample_grid(out: Path, report: dict, target_root: Path, split: str) -> Path:
-    """samples.png: source / translated / target / ground truth / each arm's prediction, GRID_ROWS rows, and under
-    them the colour of every class (the Cityscapes train-ID palette the label panels use)."""
+def draw_panel_grid(
+    path: Path, titles: list[str], rows: list[list[np.ndarray]], panel_inches: float, title_size: int = 8
+) -> Path:
+    """Save a grid of image panels to `path`: one column per title (titled on the first row), one row per sample,
+    and under the grid the colour of every class (the Cityscapes train-ID palette the label panels use)."""
     from matplotlib.patches import Patch
 
-    from uda_trt.runtime.datasets import cityscapes_samples, samples_for
-    from uda_trt.runtime.imageio import read_label, read_rgb
-    from uda_trt.runtime.labels import label_ids_to_train_ids
-    from uda_trt.runtime.runners import open_runner
-
     plt = _pyplot()
-    _, sources = samples_for(Path(report["arms"]["source_only"]["data"]), "gta5")
-    translated_root = Path(report["arms"]["adapted"]["data"])
-    targets = cityscapes_samples(target_root, split)
-    rows = min(GRID_ROWS, len(sources), len(targets))
-    arms = list(report["arms"])
-    predictions = {}
-    for arm in arms:
-        with open_runner(Path(report["arms"][arm]["artifact"])) as runner:
-            predictions[arm] = [runner.infer({"images": read_rgb(t.image)[None]})["labels"][0] for t in targets[:rows]]
-    titles = ["source", "translated", "target", "ground truth", *(ARM_TITLES[a] for a in arms)]
-    legend_rows = math.ceil(len(legend_entries()) / LEGEND_COLUMNS)
-    legend_inches = 0.25 + 0.22 * legend_rows
-    height = 1.4 * rows + legend_inches
-    figure, axes = plt.subplots(rows, len(titles), figsize=(2.2 * len(titles), height), squeeze=False)
-    for row in range(rows):
-        source, target = sources[row], targets[row]
-        translated = translated_root / source.image.relative_to(source.image.parents[1])
-        panels = [
-            read_rgb(source.image),
-            read_rgb(translated.with_suffix(".png")),
-            read_rgb(target.image),
-            colorize(label_ids_to_train_ids(read_label(target.label))),
-            *(colorize(predictions[arm][row]) for arm in arms),
-        ]
+    legend_inches = 0.25 + 0.22 * math.ceil(len(legend_entries()) / LEGEND_COLUMNS)
+    height = 1.4 * len(rows) + legend_inches
+    figure, axes = plt.subplots(len(rows), len(titles), figsize=(panel_inches * len(titles), height), squeeze=False)
+    for row, panels in enumerate(rows):
         for column, panel in enumerate(panels):
             axis = axes[row, column]
             axis.imshow(panel)
             axis.set_axis_off()
             if row == 0:
-                axis.set_title(titles[column], fontsize=8)
+                axis.set_title(titles[column], fontsize=title_size)
     handles = [Patch(facecolor=colour, edgecolor="0.5", label=name) for name, colour in legend_entries()]
     figure.legend(handles=handles, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=7, frameon=False)
     figure.tight_layout(rect=(0, legend_inches / height, 1, 1))
-    path = out / SAMPLES_FIGURE
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
+
+
+def write_sample_grid(out: Path, report: dict, target_root: Path, split: str) -> Path:
+    """samples.png: source / translated / target / ground truth / each arm's prediction, GRID_ROWS rows, and under
+    them the colour of every class (the Cityscapes train-ID palette the label panels use)."""
+    from uda_trt.runtime.datasets import cityscapes_samples, samples_for
+    from uda_trt.runtime.imageio import read_label, read_rgb
+    from uda_trt.runtime.labels import label_ids_to_train_ids
+    from uda_trt.runtime.runners import open_runner
+
+    _, sources = samples_for(Path(report["arms"]["source_only"]["data"]), "gta5")
+    translated_root = Path(report["arms"]["adapted"]["data"])
+    targets = cityscapes_samples(target_root, split)
+    count = min(GRID_ROWS, len(sources), len(targets))
+    arms = list(report["arms"])
+    predictions = {}
+    for arm in arms:
+        with open_runner(Path(report["arms"][arm]["artifact"])) as runner:
+            predictions[arm] = [runner.infer({"images": read_rgb(t.image)[None]})["labels"][0] for t in targets[:count]]
+    titles = ["source", "translated", "target", "ground truth", *(ARM_TITLES[a] for a in arms)]
+    rows = []
+    for row in range(count):
+        source, target = sources[row], targets[row]
+        translated = translated_root / source.image.relative_to(source.image.parents[1])
+        rows.append(
+            [
+                read_rgb(source.image),
+                read_rgb(translated.with_suffix(".png")),
+                read_rgb(target.image),
+                colorize(label_ids_to_train_ids(read_label(target.label))),
+                *(colorize(predictions[arm][row]) for arm in arms),
+            ]
+        )
+    return draw_panel_grid(out / SAMPLES_FIGURE, titles, rows, panel_inches=2.2)
 
 
 def write_training_curves(out: Path, curves: dict) -> Path:

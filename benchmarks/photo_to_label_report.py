@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from uda_trt.benchmarks.figures import LEGEND_COLUMNS, VOID_LABEL, _pyplot, legend_entries
+from uda_trt.benchmarks.figures import VOID_LABEL, draw_panel_grid
 from uda_trt.benchmarks.photo_to_label import ARM_TITLES, PIX2PIX_ARM
 from uda_trt.benchmarks.report import PLUMBING_ONLY, machine_info
 from uda_trt.benchmarks.study_pages import class_figures_markdown, percent, write_arm_figures, write_study_index
@@ -35,14 +35,11 @@ def summarize(arms: dict[str, dict]) -> dict:
 def write_sample_grid(out: Path, report: dict, root: Path, split: str) -> Path:
     """samples.png: for the first GRID_ROWS val images, the photo, pix2pix's colour map as it drew it, the U-Net's
     and DeepLabV3+'s predictions in the palette, and the ground truth; the class colours under the grid."""
-    from matplotlib.patches import Patch
-
     from uda_trt.runtime.datasets import cityscapes_samples
     from uda_trt.runtime.imageio import read_label, read_rgb
     from uda_trt.runtime.labels import colorize, label_ids_to_train_ids
     from uda_trt.runtime.runners import open_runner
 
-    plt = _pyplot()
     samples = cityscapes_samples(root, split)[:GRID_ROWS]
     arms = report["arms"]
     predictions = {}
@@ -51,9 +48,7 @@ def write_sample_grid(out: Path, report: dict, root: Path, split: str) -> Path:
             predictions[arm] = [runner.infer({"images": read_rgb(s.image)[None]})["labels"][0] for s in samples]
     drawn = Path(arms[PIX2PIX_ARM]["predictions"])
     titles = ["photo", *(ARM_TITLES[a] for a in arms), "ground truth"]
-    legend_inches = 0.25 + 0.22 * math.ceil(len(legend_entries()) / LEGEND_COLUMNS)
-    height = 1.4 * len(samples) + legend_inches
-    figure, axes = plt.subplots(len(samples), len(titles), figsize=(2.4 * len(titles), height), squeeze=False)
+    rows = []
     for row, sample in enumerate(samples):
         panels = [read_rgb(sample.image)]
         for arm in arms:
@@ -62,19 +57,8 @@ def write_sample_grid(out: Path, report: dict, root: Path, split: str) -> Path:
             else:
                 panels.append(colorize(predictions[arm][row]))
         panels.append(colorize(label_ids_to_train_ids(read_label(sample.label))))
-        for column, panel in enumerate(panels):
-            axis = axes[row, column]
-            axis.imshow(panel)
-            axis.set_axis_off()
-            if row == 0:
-                axis.set_title(titles[column], fontsize=8)
-    handles = [Patch(facecolor=colour, edgecolor="0.5", label=name) for name, colour in legend_entries()]
-    figure.legend(handles=handles, loc="lower center", ncol=LEGEND_COLUMNS, fontsize=7, frameon=False)
-    figure.tight_layout(rect=(0, legend_inches / height, 1, 1))
-    path = out / SAMPLES_FIGURE
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+        rows.append(panels)
+    return draw_panel_grid(out / SAMPLES_FIGURE, titles, rows, panel_inches=2.4)
 
 
 def _verdict(summary: dict) -> str:

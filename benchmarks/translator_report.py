@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 
 from uda_trt.benchmarks.curves import cyclegan_losses, segmenter_curve
-from uda_trt.benchmarks.figures import VOID_LABEL, legend_entries
+from uda_trt.benchmarks.figures import VOID_LABEL, draw_panel_grid
 from uda_trt.benchmarks.report import (
     NA_SCORE,
     PLUMBING_ONLY,
@@ -86,48 +86,33 @@ def _images(source_root: Path, translations: dict, target_root: Path, split: str
 
 def write_sample_grid(out: Path, report: dict, source_root: Path, target_root: Path, split: str) -> Path:
     """samples.png: source | each translation | target | ground truth | each arm's prediction, with the legend."""
-    from matplotlib.patches import Patch
-
-    from uda_trt.benchmarks.figures import _pyplot
     from uda_trt.runtime.imageio import read_label, read_rgb
     from uda_trt.runtime.labels import colorize, label_ids_to_train_ids
     from uda_trt.runtime.runners import open_runner
 
-    plt = _pyplot()
     sources = gta5_samples(source_root, require_labels=False)
     targets = cityscapes_samples(target_root, split)
-    rows = min(GRID_ROWS, len(sources), len(targets))
+    count = min(GRID_ROWS, len(sources), len(targets))
     arms, translations = list(report["arms"]), report["translations"]
     predictions = {}
     for arm in arms:
         with open_runner(Path(report["arms"][arm]["artifact"])) as runner:
-            predictions[arm] = [runner.infer({"images": read_rgb(t.image)[None]})["labels"][0] for t in targets[:rows]]
+            predictions[arm] = [runner.infer({"images": read_rgb(t.image)[None]})["labels"][0] for t in targets[:count]]
     titles = ["source", *(TITLES[n] for n in translations), "target", "ground truth", *(TITLES[a] for a in arms)]
-    legend_inches = 0.25 + 0.22 * math.ceil(len(legend_entries()) / 10)
-    height = 1.4 * rows + legend_inches
-    figure, axes = plt.subplots(rows, len(titles), figsize=(2.0 * len(titles), height), squeeze=False)
-    for row in range(rows):
+    rows = []
+    for row in range(count):
         source, target = sources[row], targets[row]
         name = source.image.relative_to(source_root / "images").with_suffix(".png")
-        panels = [
-            read_rgb(source.image),
-            *(read_rgb(Path(t["data"]) / "images" / name) for t in translations.values()),
-            read_rgb(target.image),
-            colorize(label_ids_to_train_ids(read_label(target.label))),
-            *(colorize(predictions[arm][row]) for arm in arms),
-        ]
-        for column, panel in enumerate(panels):
-            axes[row, column].imshow(panel)
-            axes[row, column].set_axis_off()
-            if row == 0:
-                axes[row, column].set_title(titles[column], fontsize=7)
-    handles = [Patch(facecolor=colour, edgecolor="0.5", label=label) for label, colour in legend_entries()]
-    figure.legend(handles=handles, loc="lower center", ncol=10, fontsize=7, frameon=False)
-    figure.tight_layout(rect=(0, legend_inches / height, 1, 1))
-    path = out / SAMPLES_FIGURE
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+        rows.append(
+            [
+                read_rgb(source.image),
+                *(read_rgb(Path(t["data"]) / "images" / name) for t in translations.values()),
+                read_rgb(target.image),
+                colorize(label_ids_to_train_ids(read_label(target.label))),
+                *(colorize(predictions[arm][row]) for arm in arms),
+            ]
+        )
+    return draw_panel_grid(out / SAMPLES_FIGURE, titles, rows, panel_inches=2.0, title_size=7)
 
 
 def _headline(report: dict) -> list[str]:

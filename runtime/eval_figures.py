@@ -120,6 +120,6 @@ def _save(path: Path, image: Image.Image) -> Path:
     from io import BytesIO
 
     buffer = BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format="PNG", compress_level=3)  # photo overlays: 2.5x faster than 6, 12 % larger
     atomic_write_bytes(path, buffer.getvalue())
     return path

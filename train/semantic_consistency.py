@@ -35,7 +35,6 @@ from uda_trt.runtime.imageio import LogOnce, read_rgb
 from uda_trt.train.checkpoints import load_segmenter_checkpoint
 from uda_trt.train.image_data import first_readable
 from uda_trt.train.run_folder import holds_run
-from uda_trt.train.segmenters import build_segmenter_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,8 @@ def read_segmenter(path: Path) -> dict[str, Any]:
 
 def frozen_segmenter(checkpoint: dict[str, Any], path: Path) -> nn.Module:
     """The checkpoint's model in eval mode with every parameter frozen (requires_grad False)."""
+    from uda_trt.train.segmenters import build_segmenter_from_checkpoint  # torchvision: only runs that use it pay
+
     try:
         model = build_segmenter_from_checkpoint(checkpoint)
     except (RuntimeError, KeyError, TypeError, ValueError) as error:  # load_state_dict: keys or shapes do not fit

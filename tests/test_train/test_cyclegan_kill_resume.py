@@ -1,7 +1,7 @@
 """train-cyclegan (train.cyclegan) under fault injection: SIGKILL at startup and at seeded random iterations, check what
 a reader sees, rerun the same command with --resume, and compare with an uninterrupted run.
 
-The trainer is killed when its train.log shows a seeded random iteration (5 points, ascending, in the first two thirds
+The trainer is killed when its train.log shows a seeded random iteration (3 points, ascending, in the first two thirds
 of the run); state is saved every 3 iterations, so most kills lose iterations that the rerun redoes from the last save.
 The whole process group is killed, as a scheduler or the OOM killer would end a job and its workers. After every kill,
 nothing a reader picks up is partial: every visible .pt/.pth loads with torch.load(weights_only=True), every .onnx
@@ -53,7 +53,7 @@ def test_train_cyclegan_killed_at_seeded_iterations_resumes_byte_identical(cycle
     assert {"latest_net_G_A.pth", "15_net_G_A.pth", "latest_train_state.pt", "previous_train_state.pt"} <= set(expected)
 
     log = tmp_path / "stderr.log"
-    points = kill_points(1, 2 * CYCLEGAN_ITERATIONS // 3, 5, SEED)
+    points = kill_points(1, 2 * CYCLEGAN_ITERATIONS // 3, 3, SEED)
     triggers = [
         (f"iteration {n}", lambda n=n: lambda p=LogProgress(out / "train.log", r"cyclegan: iteration (\d+):"): p() >= n)
         for n in points

@@ -1,7 +1,7 @@
 """train-segmenter (train.segmenter) under fault injection: SIGKILL at seeded random iterations, check what a reader
 sees, rerun the same command with --resume, and compare with an uninterrupted run.
 
-The trainer is killed when its train.log shows a seeded random iteration (5 points, ascending, in the first two thirds
+The trainer is killed when its train.log shows a seeded random iteration (3 points, ascending, in the first two thirds
 of the run); state is saved every 3 iterations and at every held-out score, so most kills lose iterations that the rerun
 redoes from the last save. The whole process group is killed, as a scheduler or the OOM killer would end a job and its
 workers. After every kill, nothing a reader picks up is partial: every visible .pt/.pth loads with
@@ -89,7 +89,7 @@ def test_train_segmenter_killed_at_seeded_iterations_resumes_byte_identical(smal
     out.rename(tmp_path / "reference")
 
     log = tmp_path / "stderr.log"
-    points = kill_points(1, 2 * SEGMENTER_ITERATIONS // 3, 5, SEED + 1)
+    points = kill_points(1, 2 * SEGMENTER_ITERATIONS // 3, 3, SEED + 1)
     triggers = [
         (f"iteration {n}", lambda n=n: lambda p=LogProgress(out / "train.log", r"iteration (\d+):"): p() >= n)
         for n in points
