@@ -9,9 +9,13 @@ target images and the rest source images, chosen by the seed):
   one GTA5-layout dataset, OUT/mix_F), with F_T's architecture, optimizer, learning rate and poly schedule, working
   scale and crop, and as many iterations of CycleGAN's batch size (per iteration the joint F_T sees, on average,
   that many labelled images of the same mix when both domains have N images); no held-out split (it would shrink
-  the fixed dataset) and no precise-BN re-estimation (F_T gets none either), so the last weights are scored.
-Both arms are scored by frequency-weighted IoU (the study's metric) and mIoU on target val. report.json and report.md
-hold every number; fractions.png plots both metrics of both arms against f.
+  the fixed dataset), so the last weights are scored.
+Both arms get precise BN with the same batch count (the preset's `precise_bn_batches`: train-segmenter's
+precise_bn_batches for the baseline, --segmenter-precise-bn-batches for F_T) before their checkpoint is written, so
+both are scored with BatchNorm statistics re-estimated on their own training inputs. Both arms are scored by
+frequency-weighted IoU (the study's metric) and mIoU on target val. report.json and report.md hold every number;
+fractions.png plots both metrics of both arms against f; per_class_iou.png and confusion_ARM_F.png show every arm's
+per-class IoU and confusion matrix, and index.html shows it all.
 
 Resume as the translation study: rerun the same command; trainers resume or return at once, exports are kept when
 their sidecar records the checkpoint's sha256, the mix folders are rewritten only when their record changed,
@@ -26,9 +30,11 @@ import math
 from dataclasses import asdict
 from pathlib import Path
 
+from uda_trt.benchmarks.html_index import html_table
 from uda_trt.benchmarks.presets import Preset, SyntheticData, with_budget
 from uda_trt.benchmarks.progress import logged_eta
 from uda_trt.benchmarks.report import PLUMBING_ONLY, machine_info
+from uda_trt.benchmarks.study_pages import class_figures_markdown, write_arm_figures, write_study_index
 from uda_trt.benchmarks.uda import StudyConfig, export_once, make_data
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.files import atomic_write_text, write_json
@@ -38,18 +44,15 @@ from uda_trt.train.stopping import StopRequest
 log = logging.getLogger(__name__)
 
 ARMS = ("joint", "baseline")
-# Said in every report until it is fixed (docs/joint-training.md, "Known defect").
-KNOWN_DEFECT = (
-    "> **Known defect (open):** the joint segmenter's stored BatchNorm statistics are worse than the baseline's "
-    "(scored with batch statistics the two score alike at fraction 1), so rows where most labelled images are "
-    "target images understate the joint arm: they do not compare the methods yet."
-)
 FIGURE = "fractions.png"
+PRECISE_BN_BATCHES = 8  # train-segmenter's and train-cyclegan --joint-segmenter's default
 
-# cyclegan: train.joint_training.JointConfig's CycleGAN fields; segmenter: F_T's architecture and optimizer, which
-# the baseline shares. The iteration count is CycleGAN's, and both arms train that many iterations.
+# cyclegan: train.joint_training.JointConfig's CycleGAN fields; segmenter: F_T's architecture and optimizer, and the
+# precise-BN batch count, which the baseline shares. The iteration count is CycleGAN's, and both arms train that many
+# iterations.
 PRESETS: dict[str, Preset] = {
-    # 4 fractions x (joint + baseline): 17.8 CPU-min measured on a busy 2-core machine, ~12-18 min on 2 idle cores.
+    # 4 fractions x (joint + baseline), both with precise BN: 18.0 CPU-min (22 min 14 s wall) measured on a busy
+    # 2-core machine with one thread; an estimated 12-18 min on 2 idle cores.
     "demo": Preset(
         name="demo",
         synthetic=SyntheticData(gta5_count=300, cityscapes_train=300, cityscapes_val=100, preset="demo"),
@@ -67,7 +70,12 @@ PRESETS: dict[str, Preset] = {
             "log_every": 20,
             "num_workers": 0,
         },
-        segmenter={"architecture": "lraspp_mobilenet_v3_large", "optimizer": "adamw", "lr": 1e-2},
+        segmenter={
+            "architecture": "lraspp_mobilenet_v3_large",
+            "optimizer": "adamw",
+            "lr": 1e-2,
+            "precise_bn_batches": PRECISE_BN_BATCHES,
+        },
     ),
     # Seconds, for tests of the harness: the numbers mean nothing.
     "smoke": Preset(
@@ -87,7 +95,12 @@ PRESETS: dict[str, Preset] = {
             "log_every": 1,
             "num_workers": 0,
         },
-        segmenter={"architecture": "lraspp_mobilenet_v3_large", "optimizer": "adamw", "lr": 1e-3},
+        segmenter={
+            "architecture": "lraspp_mobilenet_v3_large",
+            "optimizer": "adamw",
+            "lr": 1e-3,
+            "precise_bn_batches": 2,  # the code path, cheaply
+        },
     ),
 }
 
@@ -150,7 +163,8 @@ def run_label_fraction_study(config: StudyConfig) -> dict:
     timer = StageTimer(announce=log.info)
     with timer.stage("data"):
         source_root, target_root = make_data(config, preset)
-    rows = []
+    precise_bn = segmenter.get("precise_bn_batches", PRECISE_BN_BATCHES)
+    rows, arm_metrics = [], {}
     for fraction in config.fractions:
         name = fraction_name(fraction)
         joint_config = JointConfig(
@@ -162,6 +176,7 @@ def run_label_fraction_study(config: StudyConfig) -> dict:
             target_label_fraction=fraction,
             segmenter_optimizer=segmenter["optimizer"],
             segmenter_lr=segmenter["lr"],
+            segmenter_precise_bn_batches=precise_bn,
             **cyclegan,
         )
         stage = f"train_joint_{name}"
@@ -185,7 +200,7 @@ def run_label_fraction_study(config: StudyConfig) -> dict:
             optimizer=segmenter["optimizer"],
             lr=segmenter["lr"],
             val_fraction=0.0,
-            precise_bn_batches=0,
+            precise_bn_batches=precise_bn,
             log_every=cyclegan["log_every"],
             num_workers=cyclegan["num_workers"],
             seed=config.seed,
@@ -206,6 +221,7 @@ def run_label_fraction_study(config: StudyConfig) -> dict:
                     artifact, target_root, split=config.cityscapes_val_split, output=out / "eval" / f"{arm}_{name}"
                 )
             arms[arm] = {"checkpoint": str(checkpoint), "artifact": str(artifact), "scores": _scores(metrics)}
+            arm_metrics[arm_name(arm, fraction)] = {"metrics": metrics}
         record = dataset.mix.record()
         rows.append(
             {
@@ -224,10 +240,30 @@ def run_label_fraction_study(config: StudyConfig) -> dict:
         "stage_seconds": {stage: round(seconds, 2) for stage, seconds in timer.seconds.items()},
         "machine": machine_info(),
     }
-    report["figures"] = [write_fraction_figure(out, rows).name]
+    titles = {arm_name(arm, row["fraction"]): arm_title(arm, row["fraction"]) for row in rows for arm in ARMS}
+    report["arms"] = arm_metrics
+    report["figures"] = [write_fraction_figure(out, rows).name, *write_arm_figures(out, arm_metrics, titles)]
     write_json(out / "report.json", report)
-    write_markdown(out, report)
+    write_markdown(out, report, titles)
+    write_study_index(
+        out,
+        f"Label-fraction study: {config.preset} preset, seed {config.seed}",
+        arm_metrics,
+        titles,
+        report["figures"],
+        {FIGURE: "FWIoU and mIoU of both arms against the share of labelled target images"},
+        [("Joint vs baseline per fraction", html_table(TABLE_HEADER, table_rows(report)))],
+    )
     return report
+
+
+def arm_name(arm: str, fraction: float) -> str:
+    """`joint_0.5`: an arm at a fraction, as report.json's `arms` and the figure files name it."""
+    return f"{arm}_{fraction_name(fraction)}"
+
+
+def arm_title(arm: str, fraction: float) -> str:
+    return f"{arm} at {fraction_name(fraction)}"
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -285,8 +321,37 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
 
 
-def write_markdown(out: Path, report: dict) -> None:
-    """report.md: what was compared, the table per fraction, the plot, budget, stage times."""
+TABLE_HEADER = (
+    "fraction",
+    "labelled source / target",
+    "joint FWIoU",
+    "baseline FWIoU",
+    "joint - baseline",
+    "joint mIoU",
+    "baseline mIoU",
+)
+
+
+def table_rows(report: dict) -> list[list[str]]:
+    """One row per fraction, TABLE_HEADER's columns, scores in %."""
+    rows = []
+    for row in report["fractions"]:
+        joint, base = row["arms"]["joint"]["scores"], row["arms"]["baseline"]["scores"]
+        labelled = row["labelled"]
+        gain = report["summary"]["joint_minus_baseline_fwiou"][fraction_name(row["fraction"])]
+        rows.append(
+            [
+                fraction_name(row["fraction"]),
+                f"{labelled['source_labelled']} / {labelled['target_labelled']}",
+                *(_pct(value) for value in (joint["fw_iou"], base["fw_iou"], gain)),
+                *(_pct(value) for value in (joint["mean_iou"], base["mean_iou"])),
+            ]
+        )
+    return rows
+
+
+def write_markdown(out: Path, report: dict, titles: dict[str, str]) -> None:
+    """report.md: what was compared, the table per fraction, the plots, budget, stage times."""
     study, preset = report["study"], report["preset"]
     cyclegan, segmenter = preset["cyclegan"], preset["segmenter"]
     caveat = PLUMBING_ONLY.get(study["preset"])
@@ -295,27 +360,16 @@ def write_markdown(out: Path, report: dict) -> None:
         f"# Label-fraction study: {study['preset']} preset, seed {study['seed']}",
         "",
         *([caveat, ""] if caveat else []),
-        KNOWN_DEFECT,
-        "",
         f"Data: {data}. For each share of labelled target images (dataset size fixed: N labelled images in all), "
         "**joint** is the segmenter F_T trained jointly with CycleGAN (train-cyclegan --joint-segmenter), "
         "**baseline** the same segmenter trained by train-segmenter on the same labelled images without style "
         "transfer. Both are scored on target val, every number from the real code paths (export to ONNX, "
         "evaluate-seg).",
         "",
-        "| fraction | labelled source / target | joint FWIoU | baseline FWIoU | joint - baseline | joint mIoU | "
-        "baseline mIoU |",
-        "|---|---|---|---|---|---|---|",
+        "| " + " | ".join(TABLE_HEADER) + " |",
+        "|---" * len(TABLE_HEADER) + "|",
+        *["| " + " | ".join(cells) + " |" for cells in table_rows(report)],
     ]
-    for row in report["fractions"]:
-        joint, base = row["arms"]["joint"]["scores"], row["arms"]["baseline"]["scores"]
-        labelled = row["labelled"]
-        gain = report["summary"]["joint_minus_baseline_fwiou"][fraction_name(row["fraction"])]
-        lines.append(
-            f"| {fraction_name(row['fraction'])} | {labelled['source_labelled']} / {labelled['target_labelled']} | "
-            f"{_pct(joint['fw_iou'])} | {_pct(base['fw_iou'])} | {_pct(gain)} | {_pct(joint['mean_iou'])} | "
-            f"{_pct(base['mean_iou'])} |"
-        )
     first = report["fractions"][0]["arms"]["joint"]["scores"]
     lines += [
         "",
@@ -325,6 +379,9 @@ def write_markdown(out: Path, report: dict) -> None:
         "",
         f"![FWIoU and mIoU against the fraction]({FIGURE})",
         "",
+        "## Per-class IoU",
+        "",
+        *class_figures_markdown(report["arms"], titles),
         "## Budget",
         "",
         f"Both arms: {segmenter['architecture']}, {segmenter['optimizer']} lr {segmenter['lr']} with poly decay, "
@@ -332,7 +389,9 @@ def write_markdown(out: Path, report: dict) -> None:
         f"images scaled to width {cyclegan['load_width']}. The joint arm's CycleGAN: ResNet generator ngf "
         f"{cyclegan['ngf']} with {cyclegan['n_blocks']} block(s), batch {cyclegan['batch_size']} per domain, "
         f"{cyclegan['decay_iterations']} decaying iterations; the baseline: batch {cyclegan['batch_size']}, no "
-        "held-out split, the last weights scored. Loss weights: every segmentation term 1 (the study's sum).",
+        "held-out split, the last weights scored. Both arms' BatchNorm statistics are re-estimated (precise BN) over "
+        f"{segmenter.get('precise_bn_batches', PRECISE_BN_BATCHES)} batches of their own training inputs before "
+        "their checkpoint is written. Loss weights: every segmentation term 1 (the study's sum).",
         "",
         "## Stage times (s)",
         "",

@@ -155,6 +155,28 @@ class JointImages(Dataset):
         return read_rgb(sample.image, self.log_once), None
 
 
+def labelled_crops(dataset: JointImages, count: int, rng: random.Random) -> dict[str, list[torch.Tensor]]:
+    """`count` crops of the labelled mix's images for F_T's precise BN (train.joint_training): samples drawn
+    uniformly with replacement from the labelled source and target images together, each scaled, cropped and flipped
+    as a training item is, every draw from `rng` (never a global RNG or the training items' own). {"A": source crops,
+    "B": target crops} in [-1, 1]; an unreadable image is replaced by the next readable labelled one of its domain."""
+    pools = {domain: sorted((s for s in samples if s.key in dataset.labelled[domain]), key=lambda s: s.key)
+             for domain, samples in (("A", dataset.samples_a), ("B", dataset.samples_b))}  # fmt: skip
+    drawn = [(domain, index) for domain in ("A", "B") for index in range(len(pools[domain]))]
+    crops: dict[str, list[torch.Tensor]] = {"A": [], "B": []}
+
+    def read(sample: Sample) -> np.ndarray:
+        return read_rgb(sample.image, dataset.log_once)
+
+    for _ in range(count):
+        domain, index = drawn[rng.randrange(len(drawn))]
+        _, image = first_readable(
+            pools[domain], index, read, dataset.log_once, f"domain {domain}: no readable labelled images"
+        )
+        crops[domain].append(to_tensor(scale_and_crop(image, None, dataset.load_width, dataset.crop, rng)[0]))
+    return crops
+
+
 def joint_dataset(
     source: Path, target: Path, fraction: float, load_width: int, crop: tuple[int, int], seed: int
 ) -> JointImages:

@@ -21,6 +21,8 @@ JOINT_FIXED = {
     "target_label_fraction": "--target-label-fraction",
     "segmenter_optimizer": "--segmenter-optimizer",
     "segmenter_lr": "--segmenter-lr",
+    # Fixed although training does not depend on it: config.json then describes every F_T file of the folder.
+    "segmenter_precise_bn_batches": "--segmenter-precise-bn-batches",
 }
 
 

@@ -25,14 +25,28 @@ Outputs: CycleGAN's (latest_net_{G_A,G_B,D_A,D_B}.pth, numbered copies, config.j
 samples/), plus `latest_segmenter.pt` (and `{iteration}_segmenter.pt` with the numbered networks) in train-segmenter's
 checkpoint format. The training state (its own format) adds F_T, its optimizer and its poly schedule, so resume is
 bit-identical on the CPU as for plain CycleGAN.
+
+Precise BN (--segmenter-precise-bn-batches N, default 8 as train-segmenter's --precise-bn-batches; 0: off): F_T's
+default architecture keeps BatchNorm momentum 0.01, so after a short run its running statistics still mostly hold
+their initial values and eval-mode predictions (what export-trt and evaluate-seg run) collapse. Before every save,
+a deep copy of F_T gets its statistics re-estimated as plain averages over N batches (train.segmenter's
+recalibrate_batchnorm) and that copy is written; the live F_T, every optimizer and every RNG stream are untouched, so
+training goes on as without it. A batch holds what F_T learns from, 2 x --batch-size images (the most one step feeds
+it, and at least the 2 that ASPP image pooling needs): crops of labelled images drawn uniformly from the labelled mix
+(train.joint_data.labelled_crops), the source ones stylised by the current G_A as segF_src sees them, then
+normalised as segmenter_input does. G_A runs under no_grad in its training mode; its instance norm keeps no
+statistics and it has no dropout, so nothing of it changes. The draws come from their own RNG, seeded by (seed,
+iteration), so a resumed run writes the bytes of an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import functools
 import logging
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,10 +62,11 @@ from uda_trt.train import cyclegan
 from uda_trt.train.checkpoints import save_segmenter_checkpoint
 from uda_trt.train.cyclegan import NET_NAMES, CycleGANConfig, generator_spec, resolve_config
 from uda_trt.train.gan_training import GanRun, GanTrainer, set_requires_grad, train_gan
-from uda_trt.train.joint_data import JointImages, joint_dataset
+from uda_trt.train.joint_data import JointImages, joint_dataset, labelled_crops
 from uda_trt.train.joint_settings import JOINT_FINISHED, JOINT_FIXED, JOINT_TRAIN_STATE_FORMAT, SEGMENTER_OPTIMIZERS
+from uda_trt.train.resume import derived_seed
 from uda_trt.train.run_folder import refuse_rerun
-from uda_trt.train.segmenter import poly_schedule
+from uda_trt.train.segmenter import poly_schedule, recalibrate_batchnorm
 from uda_trt.train.segmenters import IMAGE_POOLING_ARCHITECTURES, NORMALIZATION, SEGMENTER_ARCHITECTURES
 from uda_trt.train.segmenters import build_segmenter as build_segmenter_model
 from uda_trt.train.semantic_consistency import native_width
@@ -69,7 +84,8 @@ SEGMENTER_FILE = "latest_segmenter.pt"
 class JointConfig(CycleGANConfig):
     """A CycleGAN run (CycleGANConfig, without --semantic-loss) plus its segmenter F_T: architecture, the share of
     labelled target images, and F_T's optimizer (its learning rate follows train-segmenter's poly schedule over the
-    run's iterations). Defaults are train-segmenter's."""
+    run's iterations), and how many batches re-estimate its BatchNorm statistics before each save (module
+    docstring; 0: off). Defaults are train-segmenter's."""
 
     joint_segmenter: str = "lraspp_mobilenet_v3_large"
     target_label_fraction: float = 0.0
@@ -77,6 +93,7 @@ class JointConfig(CycleGANConfig):
     segmenter_lr: float = 0.01
     segmenter_weight_decay: float = 1e-4
     segmenter_poly_power: float = 0.9
+    segmenter_precise_bn_batches: int = 8
 
     def check(self) -> None:
         """Refuse an impossible joint setting in one line naming its flag."""
@@ -92,6 +109,10 @@ class JointConfig(CycleGANConfig):
             raise UserError(f"--segmenter-optimizer {self.segmenter_optimizer!r}: must be sgd or adamw")
         if not self.segmenter_lr > 0:
             raise UserError(f"--segmenter-lr {self.segmenter_lr}: must be positive")
+        if self.segmenter_precise_bn_batches < 0:
+            raise UserError(
+                f"--segmenter-precise-bn-batches {self.segmenter_precise_bn_batches}: must be zero or positive"
+            )
 
 
 @dataclass
@@ -231,17 +252,46 @@ def segmenter_checkpoint_config(config: JointConfig, scale: float, iteration: in
     }
 
 
-def save_segmenter(scale: float, run: GanRun, output: Path, numbered: bool) -> None:
-    """latest_segmenter.pt (and ITER_segmenter.pt with the numbered networks) in the segmenter checkpoint format."""
+def precise_bn_batches(run: GanRun, dataset: JointImages, device: torch.device) -> Iterator[tuple[torch.Tensor]]:
+    """Endless batches of F_T's inputs for precise BN (module docstring), drawn from an RNG of (seed, iteration)."""
+    rng = random.Random(derived_seed(run.config.seed, "precise-bn", run.iteration))
+    while True:
+        crops = labelled_crops(dataset, 2 * run.config.batch_size, rng)
+        parts = []
+        if crops["A"]:
+            parts.append(run.models.G_A(torch.stack(crops["A"]).to(device)))
+        if crops["B"]:
+            parts.append(torch.stack(crops["B"]).to(device))
+        yield (segmenter_input(torch.cat(parts)),)
+
+
+@torch.no_grad()
+def recalibrated_segmenter(run: GanRun, dataset: JointImages) -> nn.Module:
+    """A deep copy of F_T with BatchNorm statistics re-estimated over --segmenter-precise-bn-batches batches."""
+    device = next(run.models.F_T.parameters()).device
+    model = copy.deepcopy(run.models.F_T)
+    batches = precise_bn_batches(run, dataset, device)
+    recalibrate_batchnorm(model, batches, run.config.segmenter_precise_bn_batches, device)
+    return model
+
+
+def save_segmenter(scale: float, dataset: JointImages | None, run: GanRun, output: Path, numbered: bool) -> None:
+    """latest_segmenter.pt (and ITER_segmenter.pt with the numbered networks) in the segmenter checkpoint format:
+    F_T after precise BN on `dataset`'s labelled mix (module docstring), or as trained when that is off or there is
+    no dataset."""
     config = segmenter_checkpoint_config(run.config, scale, run.iteration)
-    state = run.models.F_T.state_dict()
+    model = run.models.F_T
+    if dataset is not None and run.config.segmenter_precise_bn_batches > 0:
+        model = recalibrated_segmenter(run, dataset)
+    state = model.state_dict()
     save_segmenter_checkpoint(output / SEGMENTER_FILE, config, state)
     if numbered:
         save_segmenter_checkpoint(output / f"{run.iteration}_segmenter.pt", config, state)
 
 
-def joint_trainer(scale: float) -> GanTrainer:
-    """CycleGAN's trainer with F_T: its step, losses, state format, optimizer and checkpoint files."""
+def joint_trainer(scale: float, dataset: JointImages | None = None) -> GanTrainer:
+    """CycleGAN's trainer with F_T: its step, losses, state format, optimizer and checkpoint files (F_T's after
+    precise BN on `dataset`'s labelled mix, save_segmenter)."""
     return dataclasses.replace(
         cyclegan.CYCLEGAN,
         title="Joint CycleGAN",
@@ -254,7 +304,7 @@ def joint_trainer(scale: float) -> GanTrainer:
         loss_names=JOINT_LOSS_NAMES,
         extra_optimizers=segmenter_optimizer,
         file_networks=NET_NAMES,
-        save_extra=functools.partial(save_segmenter, scale),
+        save_extra=functools.partial(save_segmenter, scale, dataset),
     )
 
 
@@ -279,9 +329,14 @@ def train_joint(
         "generator": generator_spec(config),
         "images": {"A": len(dataset.samples_a), "B": len(dataset.samples_b)},
         "joint": {
-            "segmenter": {"architecture": config.joint_segmenter, "scale": scale, "file": SEGMENTER_FILE},
+            "segmenter": {
+                "architecture": config.joint_segmenter,
+                "scale": scale,
+                "file": SEGMENTER_FILE,
+                "precise_bn_batches": config.segmenter_precise_bn_batches,
+            },
             "weights": dict.fromkeys((*GENERATOR_TERMS, *SEGMENTER_TERMS), 1.0),
             "labelled": dataset.mix.record(),
         },
     }
-    return train_gan(joint_trainer(scale), config, dataset, summary, resume, keep_train_state, stop)
+    return train_gan(joint_trainer(scale, dataset), config, dataset, summary, resume, keep_train_state, stop)

@@ -1,7 +1,7 @@
 """run-uda --study label-fraction through the real CLI on the smoke preset (synthetic data, a few iterations): per
-fraction a joint CycleGAN + F_T run and a train-segmenter baseline on the same labelled images, both exported and
-scored on target val; the report, the mix folders and the figure say what happened; a rerun keeps what is done and
-gives the same numbers; options the study cannot honour are refused in one line."""
+fraction a joint CycleGAN + F_T run and a train-segmenter baseline on the same labelled images, both with precise BN,
+exported and scored on target val; the report, the mix folders, the figures and index.html say what happened; a
+rerun keeps what is done and gives the same numbers; options the study cannot honour are refused in one line."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from helpers import run_cli, run_once
+from helpers import assert_study_pages, run_cli, run_once
 from uda_trt.runtime.datasets import gta5_samples
 
 FRACTIONS = ("0", "0.5", "1")
@@ -81,14 +81,29 @@ def test_the_labelled_mix_holds_the_dataset_size_and_the_baseline_learns_from_it
     assert "segG_tgt" not in no_target.replace("segG_tgt 0.0000", "")  # never a non-zero target term at 0
 
 
-def test_the_report_and_figure_are_written(study) -> None:
+def test_both_arms_get_the_same_precise_bn(study) -> None:
+    out, report, _ = study
+    for row in report["fractions"]:
+        assert row["baseline_config"]["precise_bn_batches"] == row["joint_config"]["segmenter_precise_bn_batches"] == 2
+        name = f"{row['fraction']:g}"
+        joint = json.loads((out / f"joint_{name}" / "config.json").read_text())
+        assert joint["joint"]["segmenter"]["precise_bn_batches"] == 2
+
+
+def test_the_report_figures_and_index_are_written(study) -> None:
     out, report, _ = study
     text = (out / "report.md").read_text()
     assert "Smoke preset" in text and "| fraction | labelled source / target |" in text
     assert all(f"| {f} |" in text for f in FRACTIONS)
+    assert "defect" not in text.lower() and "precise BN" in text
     with Image.open(out / "fractions.png") as figure:
         assert figure.width > 500
-    assert report["figures"] == ["fractions.png"]
+    arms = [f"{arm}_{f}" for f in FRACTIONS for arm in ("joint", "baseline")]
+    assert list(report["arms"]) == arms
+    assert report["figures"][0] == "fractions.png"
+    assert_study_pages(out, report["figures"], arms)
+    assert all(f"(confusion_{arm}.png)" in text for arm in arms) and "(per_class_iou.png)" in text
+    assert "Joint vs baseline per fraction" in (out / "index.html").read_text()
 
 
 @pytest.mark.slow

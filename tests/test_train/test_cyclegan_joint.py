@@ -1,13 +1,15 @@
 """Joint CycleGAN + segmenter training (train-cyclegan --joint-segmenter), on tiny real files and tiny networks: the
 labelled mix is a pure function of (seed, fraction, dataset); items carry their own crop of the label; each loss term
 reaches the networks it should and no other; with no labelled target image the target terms are exactly absent; a
-resumed run ends with the bytes of an uninterrupted one; the command's refusals are one line; F_T's checkpoint goes
-through export-trt and evaluate-seg unchanged."""
+resumed run ends with the bytes of an uninterrupted one; the saved F_T gets precise BN on a copy, leaving the run alone;
+the command's refusals are one line; F_T's checkpoint goes through export-trt and evaluate-seg unchanged."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import random
 import re
 from pathlib import Path
 
@@ -29,10 +31,13 @@ from uda_trt.train.joint_training import (
     JointConfig,
     joint_step,
     joint_trainer,
+    precise_bn_batches,
+    save_segmenter,
     segmenter_input,
     statistics_frozen,
     train_joint,
 )
+from uda_trt.train.segmenter import recalibrate_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -252,6 +257,7 @@ def test_resumed_joint_run_ends_with_the_uninterrupted_bytes(
     labelled = recorded["joint"]["labelled"]
     assert (labelled["budget"], labelled["source_labelled"], labelled["target_labelled"]) == (3, 1, 2)
     assert recorded["config"]["target_label_fraction"] == 0.5
+    assert recorded["config"]["segmenter_precise_bn_batches"] == 8
     assert recorded["joint"]["segmenter"]["scale"] == 40 / 64
     checkpoint = torch.load(config.output / SEGMENTER_FILE, weights_only=True)
     assert checkpoint["format"] == "uda-trt-segmenter" and checkpoint["config"]["scale"] == 40 / 64
@@ -260,9 +266,68 @@ def test_resumed_joint_run_ends_with_the_uninterrupted_bytes(
     for changed, message in (
         ({"target_label_fraction": 0.25}, "used --target-label-fraction 0.5, this one 0.25;"),
         ({"joint_segmenter": "unet"}, "used --joint-segmenter lraspp_mobilenet_v3_large, this one unet;"),
+        ({"segmenter_precise_bn_batches": 2}, "used --segmenter-precise-bn-batches 8, this one 2;"),
     ):
         with pytest.raises(UserError, match=re.escape(message)):
             train_joint(dataclasses.replace(config, **changed, iterations=8), resume=True)
+
+
+def saved_state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_the_saved_segmenter_gets_precise_bn_on_a_copy_and_the_run_goes_on_untouched(
+    tiny_gta5: Path, labelled_cityscapes: Path, tmp_path: Path
+) -> None:
+    config = tiny_config(tiny_gta5, labelled_cityscapes, tmp_path / "run")
+    dataset = joint_dataset(tiny_gta5, labelled_cityscapes, 0.5, config.load_width, config.crop_size, config.seed)
+    run, cpu = fresh_run(config), torch.device("cpu")
+    for flags in (([True, False], [True, True]), ([True, True], [False, True])):
+        joint_step(run, fixed_batch(*flags), cpu)
+    run.iteration = 2
+    live = copy.deepcopy(run.models.F_T.state_dict())
+    optimizer = copy.deepcopy(run.extra["F"][0].state_dict()["state"])
+    rng = (torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy())
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        save_segmenter(1.0, dataset, run, tmp_path / folder, numbered=True)
+    now = run.models.F_T.state_dict()
+    assert all(torch.equal(now[k], live[k]) for k in live)  # the live F_T: weights and statistics as trained
+    after = run.extra["F"][0].state_dict()["state"]
+    assert all(torch.equal(after[i][k], optimizer[i][k]) for i in optimizer for k in optimizer[i])
+    assert torch.equal(torch.get_rng_state(), rng[0]) and random.getstate() == rng[1]
+    assert np.array_equal(np.random.get_state()[1], rng[2])
+
+    saved = saved_state(tmp_path / "a" / SEGMENTER_FILE)
+    assert (tmp_path / "a" / SEGMENTER_FILE).read_bytes() == (tmp_path / "b" / SEGMENTER_FILE).read_bytes()
+    assert all(torch.equal(saved[k], v) for k, v in saved_state(tmp_path / "a" / "2_segmenter.pt").items())
+    statistics = [k for k in saved if k.endswith(("running_mean", "running_var"))]
+    assert statistics and all(not torch.equal(saved[k], live[k]) for k in statistics)
+    assert all(torch.equal(saved[k], live[k]) for k in saved if not k.endswith(("running_mean", "running_var",
+               "num_batches_tracked")))  # fmt: skip
+
+    # They are precise BN's re-estimate over batches drawn from (seed, iteration), whoever draws them ...
+    expected = copy.deepcopy(run.models.F_T)
+    recalibrate_batchnorm(expected, precise_bn_batches(run, dataset, cpu), 8, cpu)
+    assert all(torch.equal(saved[k], v) for k, v in expected.state_dict().items())
+    # ... and describe the data: the first BatchNorm's mean is its input's mean on fresh crops of the same kind.
+    run.iteration = 99
+    inputs = next(precise_bn_batches(run, dataset, cpu))[0]
+    name, first = next((n, m) for n, m in expected.named_modules() if isinstance(m, torch.nn.BatchNorm2d))
+    seen = []
+    first.register_forward_hook(lambda module, args, output: seen.append(args[0].mean(dim=(0, 2, 3))))
+    with torch.no_grad():
+        expected.eval()(inputs)
+    data_mean = seen[0]
+    saved_gap = (saved[f"{name}.running_mean"] - data_mean).norm()
+    live_gap = (live[f"{name}.running_mean"] - data_mean).norm()
+    assert saved_gap < 0.25 * live_gap, (saved_gap, live_gap)
+
+    run.config = dataclasses.replace(config, segmenter_precise_bn_batches=0)  # off: F_T saved as trained
+    (tmp_path / "off").mkdir()
+    save_segmenter(1.0, dataset, run, tmp_path / "off", numbered=False)
+    assert all(torch.equal(v, live[k]) for k, v in saved_state(tmp_path / "off" / SEGMENTER_FILE).items())
 
 
 @pytest.mark.slow

@@ -130,6 +130,14 @@ Example (demo-sized):
     show_default=False,
     help="With --joint-segmenter: F_T's learning rate (poly decay over --iterations). Default 0.01.",
 )
+@click.option(
+    "--segmenter-precise-bn-batches",
+    type=click.IntRange(min=0),
+    default=None,
+    show_default=False,
+    help="With --joint-segmenter: batches of F_T's training inputs that re-estimate its BatchNorm statistics, on a "
+    "copy, before each save of F_T (as train-segmenter's --precise-bn-batches; 0 = off). Default 8.",
+)
 @gan_run_options
 def main(**options) -> None:
     """Train a CycleGAN with the reference implementation's networks, losses and defaults.
@@ -145,7 +153,12 @@ def main(**options) -> None:
     run_gan_command(options, CYCLEGAN_FINISHED, CYCLEGAN_FIXED, _train, _written)
 
 
-JOINT_DEFAULTS = {"target_label_fraction": 0.0, "segmenter_optimizer": "sgd", "segmenter_lr": 0.01}
+JOINT_DEFAULTS = {
+    "target_label_fraction": 0.0,
+    "segmenter_optimizer": "sgd",
+    "segmenter_lr": 0.01,
+    "segmenter_precise_bn_batches": 8,
+}
 
 
 def _joint_options(options: dict) -> bool:
