@@ -32,6 +32,7 @@ from uda_trt.runtime.eval_figures import OVERLAY_ROWS, write_eval_figures
 from uda_trt.runtime.imageio import LogOnce, read_label, read_rgb, write_label
 from uda_trt.runtime.jobs.files import remove_partials
 from uda_trt.runtime.jobs.progress import Progress
+from uda_trt.runtime.jobs.shards import Shard
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.labels import (
     IGNORE,
@@ -146,9 +147,10 @@ def score_predictions(
     strict: bool = False,
     workers: int | None = None,
     examples: bool = True,
+    shard: Shard | None = None,
 ) -> EvalOutcome:
     """Score prediction PNGs (any tool's) against gtFine/{split} labelIds, as the official evaluator does; with
-    `examples`, keep the first few with their photos for the overlays."""
+    `examples`, keep the first few with their photos for the overlays; with `shard`, only that shard's images."""
     pred_dir = Path(pred_dir)
     if id_type not in ID_TYPES:
         raise UserError(f"--id-type {id_type!r}: use one of {', '.join(ID_TYPES)}")
@@ -163,6 +165,9 @@ def score_predictions(
         )
     if unmatched:
         log.info("%d PNG file(s) under %s match no ground truth of split %s; ignored", unmatched, pred_dir, split)
+    split_images = len(ground_truth)
+    if shard is not None:
+        ground_truth = shard.select(ground_truth)
 
     outcome = EvalOutcome()
     missing = [gt_path for stem, gt_path in ground_truth if stem not in predictions]
@@ -215,8 +220,10 @@ def score_predictions(
         "id_type": id_type,
         "cityscapes": str(cityscapes_root),
         "split": split,
-        "ground_truth_images": len(ground_truth),
+        "ground_truth_images": split_images,
     }
+    if shard is not None:
+        outcome.info["shard"] = shard.record(len(ground_truth))
     return outcome
 
 
@@ -289,10 +296,12 @@ def score_engine(
     backend: str = "auto",
     save_dir: Path | None = None,
     workers: int | None = None,
+    shard: Shard | None = None,
 ) -> EvalOutcome:
     """Run a segmenter artifact over leftImg8bit/{split} at full resolution and score it against gtFine labelIds.
 
-    With `save_dir`, also writes official-evaluator predictions `save_dir/{city}/{stem}_pred_labelIds.png`.
+    With `save_dir`, also writes official-evaluator predictions `save_dir/{city}/{stem}_pred_labelIds.png`; with
+    `shard`, runs only that shard's images (in units of `batch_size`, the batches an unsharded run makes).
     """
     import click
 
@@ -304,6 +313,9 @@ def score_engine(
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: must be at least 1")
     samples = cityscapes_samples(cityscapes_root, split, require_labels=True)
+    split_images = len(samples)
+    if shard is not None:
+        samples = shard.select(samples, batch_size)
     outcome = EvalOutcome()
     log_once = LogOnce()
 
@@ -381,7 +393,8 @@ def score_engine(
             "batch_size": batch_size,
             "cityscapes": str(cityscapes_root),
             "split": split,
-            "ground_truth_images": len(samples),
+            "ground_truth_images": split_images,
+            **({"shard": shard.record(len(samples))} if shard is not None else {}),
         }
     elapsed = time.perf_counter() - started
     outcome.info["elapsed_s"] = round(elapsed, 3)
@@ -416,12 +429,13 @@ def evaluate_predictions(
     strict: bool = False,
     workers: int | None = None,
     figures: bool = True,
+    shard: Shard | None = None,
 ) -> dict:
     """`score_predictions`, then write OUT/metrics.json + metrics.md (and the pictures with `figures`); returns the
     metrics.json dict."""
     _clean(Path(output))
     outcome = score_predictions(
-        pred_dir, cityscapes_root, split, id_type, strict=strict, workers=workers, examples=figures
+        pred_dir, cityscapes_root, split, id_type, strict=strict, workers=workers, examples=figures, shard=shard
     )
     return _write(outcome, output, figures)
 
@@ -437,6 +451,7 @@ def evaluate_engine(
     save_predictions: bool = False,
     workers: int | None = None,
     figures: bool = True,
+    shard: Shard | None = None,
 ) -> dict:
     """`score_engine` (predictions saved under OUT/predictions when asked), then write OUT/metrics.{json,md} (and
     the pictures with `figures`).
@@ -453,5 +468,6 @@ def evaluate_engine(
         backend=backend,
         save_dir=output / "predictions" if save_predictions else None,
         workers=workers,
+        shard=shard,
     )
     return _write(outcome, output, figures)

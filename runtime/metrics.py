@@ -150,7 +150,24 @@ def _what_was_scored(result: dict) -> list[str]:
             f"Ground truth: Cityscapes `{result.get('cityscapes')}`, split {result['split']} "
             f"({result.get('ground_truth_images')} images), scored at full resolution on the 19 classes."
         )
+    lines += _shards_scored(result)
     return [*lines, ""] if lines else []
+
+
+def _shards_scored(result: dict) -> list[str]:
+    """A line saying which shard (`evaluate-seg --shard`) or which merged shards (`merge-metrics`) these are."""
+    shard, merged = result.get("shard"), result.get("merged")
+    if shard:
+        return [
+            f"Shard {shard['index']}/{shard['count']}: {shard['images']} of these images (merge-metrics sums shards)."
+        ]
+    if merged:
+        missing = ", ".join(f"{index}/{merged['count']}" for index in merged["missing"])
+        return [
+            f"Merged from {len(merged['shards'])} of {merged['count']} shards"
+            + (f"; missing shards {missing}, whose images are not scored." if missing else ".")
+        ]
+    return []
 
 
 def metrics_markdown(result: dict) -> str:

@@ -18,8 +18,9 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import click
 import numpy as np
@@ -33,7 +34,8 @@ from uda_trt.runtime.jobs.files import atomic_write_bytes, write_json
 from uda_trt.runtime.jobs.interrupts import JobInterrupted, exit_code_of
 from uda_trt.runtime.jobs.logs import log_file
 from uda_trt.runtime.jobs.progress import Progress
-from uda_trt.runtime.jobs.state import REPORT_NAME, InputStamp, JobState, input_stamps
+from uda_trt.runtime.jobs.shards import Shard
+from uda_trt.runtime.jobs.state import InputStamp, JobState, input_stamps
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.pipeline import EngineFeed, batched, prefetch
 from uda_trt.runtime.runners import open_runner
@@ -90,6 +92,7 @@ class TranslateJob:
     fda_target: Path | None = None  # FDA instead of an artifact: the amplitude donors' root (runtime.fda_translator)
     fda_beta: float = 0.01
     fda_seed: int = 0
+    shard: Shard | None = None  # --shard I/N: only this shard's samples, with its own bookkeeping (runtime.jobs.shards)
 
 
 @dataclass
@@ -112,6 +115,8 @@ class _Inputs:
     samples: list[Sample]
     labels: bool
     warnings: list[str]
+    shard: Shard | None = None
+    listed: frozenset[str] | None = None  # with a shard: the key of every sample of the input, not only the shard's
 
 
 def _find_inputs(job: TranslateJob) -> _Inputs:
@@ -139,7 +144,19 @@ def _describe(inputs: _Inputs) -> str:
     if inputs.split is not None:
         parts.append(f"split {inputs.split}")
     parts.append("labels carried" if inputs.labels else "no labels")
+    if inputs.shard is not None:
+        parts.append(f"shard {inputs.shard}: {len(inputs.samples)} of {len(inputs.listed)} images")
     return ", ".join(parts)
+
+
+def _shard_of(job: TranslateJob, inputs: _Inputs, runner) -> _Inputs:
+    """The inputs of shard `job.shard` (all of them without one). Its unit is an engine batch, so each image meets
+    the engine with the neighbours it has in an unsharded run; FDA translates each image alone."""
+    if job.shard is None:
+        return inputs
+    unit = 1 if isinstance(runner, FdaTranslator) else job.batch_size
+    listed = frozenset(sample.key for sample in inputs.samples)
+    return replace(inputs, samples=job.shard.select(inputs.samples, unit), shard=job.shard, listed=listed)
 
 
 def _stamps(sample: Sample, root: Path) -> list[InputStamp]:
@@ -310,15 +327,38 @@ def _open_translator(job: TranslateJob):
     return runner, working_size
 
 
-def batch_translate(job: TranslateJob) -> dict:
+class Execution(Protocol):
+    """Another way to run the translation itself (runtime.ray_jobs: a Ray cluster); the job's bookkeeping (inputs,
+    manifest, journal, resume, report) stays here and is the same."""
+
+    def describe(self, runner) -> dict:
+        """Keys added to the manifest and the report (what ran the job)."""
+
+    def run(
+        self,
+        job: TranslateJob,
+        runner,
+        todo: list[Sample],
+        finished: set[str],
+        stamps: dict[str, list[InputStamp]],
+        working_size: tuple[int, int] | None,
+        stats: _Stats,
+        state: JobState,
+        total: int,
+    ) -> None:
+        """What `_run` does: translate `todo` (whole batches of `batch_plan`), journal each sample written."""
+
+
+def batch_translate(job: TranslateJob, execution: Execution | None = None) -> dict:
     """Translate every image of `job.input_root`; return the report (also written to OUT/report.json).
 
     A failed write stops the job in one line (exit 1); on a full disk the line says how many images are complete,
-    and the same command, rerun after freeing space, finishes the job.
+    and the same command, rerun after freeing space, finishes the job. `execution`: run the translation elsewhere
+    (runtime.ray_jobs); default, in this process.
     """
     stats = _Stats()
     try:
-        return _batch_translate(job, stats)
+        return _batch_translate(job, stats, execution)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM inside runtime.jobs.interrupts.stop_on_signals()
         raise JobInterrupted(
             f"{stats.done + stats.already_done} images are complete and kept in {job.output_root}; "
@@ -334,14 +374,19 @@ def batch_translate(job: TranslateJob) -> dict:
         raise click.ClickException(f"{exc.filename or job.output_root}: {exc.strerror or exc}") from None
 
 
-def _batch_translate(job: TranslateJob, stats: _Stats) -> dict:
+def _batch_translate(job: TranslateJob, stats: _Stats, execution: Execution | None = None) -> dict:
     inputs = _find_inputs(job)
     layout, samples = inputs.layout, inputs.samples
     runner, working_size = _open_translator(job)
     with runner:  # `runner.backend` is now what runs (auto may have fallen back), recorded with its providers
+        inputs = _shard_of(job, inputs, runner)
+        samples = inputs.samples
         identity = _identity(job, layout, working_size, runner)
-        state = JobState(job.output_root, "batch-translate", identity, RESUME_FLAGS, overwrite=job.overwrite)
+        state = JobState(
+            job.output_root, "batch-translate", identity, RESUME_FLAGS, overwrite=job.overwrite, shard=job.shard
+        )
         fda = {"fda": runner.settings()} if isinstance(runner, FdaTranslator) else {}
+        executed = execution.describe(runner) if execution is not None else {}
         try:
             state.open(
                 {
@@ -351,12 +396,13 @@ def _batch_translate(job: TranslateJob, stats: _Stats) -> dict:
                     **fda,
                     "backend": runner.backend,
                     "providers": runner.active_providers,
+                    **executed,
                     "total": len(samples),
                     "progress": {"total": len(samples), "done": 0, "skipped": 0},
                 }
             )
-            with log_file(job.output_root / LOG_NAME):
-                report = _translate_all(job, runner, inputs, working_size, state, stats)
+            with log_file(job.output_root / state.own_name(LOG_NAME)):
+                report = _translate_all(job, runner, inputs, working_size, state, stats, execution, executed)
             state.close("complete", stats.counts(len(samples)))
         finally:
             state.close()  # releases the journal and lock when the job stopped early; a no-op after completion
@@ -364,22 +410,29 @@ def _batch_translate(job: TranslateJob, stats: _Stats) -> dict:
 
 
 def _translate_all(
-    job: TranslateJob, runner, inputs: _Inputs, working_size: tuple[int, int] | None, state: JobState, stats: _Stats
+    job: TranslateJob,
+    runner,
+    inputs: _Inputs,
+    working_size: tuple[int, int] | None,
+    state: JobState,
+    stats: _Stats,
+    execution: Execution | None = None,
+    executed: dict | None = None,
 ) -> dict:
     """Translate what is not done yet (after removing outputs of inputs that are gone); write the report."""
     samples = inputs.samples
     log.info("batch-translate %s -> %s (%s)", job.input_root, job.output_root, _describe(inputs))
     for warning in inputs.warnings:
         log.warning("%s", warning)
-    state.forget_except({s.key for s in samples})
+    keys = {s.key for s in samples}
+    state.forget_except(keys if inputs.listed is None else set(inputs.listed), owned=keys)
     stamps = {s.key: _stamps(s, job.input_root) for s in samples}
     finished = {s.key for s in samples if state.finished(s.key, stamps[s.key])}
     stats.already_done = len(finished)
-    # whole fixed batches, so a resumed image meets the engine with the same neighbours as the first time
-    chunks = [samples[i : i + job.batch_size] for i in range(0, len(samples), job.batch_size)]
-    todo = [s for chunk in chunks if any(s.key not in finished for s in chunk) for s in chunk]
+    todo = [s for chunk in batch_plan(samples, finished, job.batch_size) for s in chunk]
     started = time.perf_counter()
-    _run(job, runner, todo, finished, stamps, working_size, stats, state, len(samples))
+    run = execution.run if execution is not None else _run
+    run(job, runner, todo, finished, stamps, working_size, stats, state, len(samples))
     wall = time.perf_counter() - started
     report = {
         "command": "batch-translate",
@@ -401,10 +454,21 @@ def _translate_all(
         "backend": runner.backend,
         "providers": runner.active_providers,
         **({"fda": runner.settings()} if isinstance(runner, FdaTranslator) else {}),
+        **(executed or {}),
     }
-    write_json(job.output_root / REPORT_NAME, report)
+    if inputs.shard is not None:
+        report["shard"] = inputs.shard.record(len(samples))
+    write_json(state.report_path, report)
     log.info("%s", summary_line(report, job.output_root))
     return report
+
+
+def batch_plan(samples: list[Sample], finished: set[str], batch_size: int) -> list[list[Sample]]:
+    """The engine batches still to run: fixed `batch_size` slices of the sorted sample list (the last may be
+    shorter), kept whole when any of their samples is unfinished, so a resumed image meets the engine with the
+    same neighbours as the first time. A pure function of the job: every way of running it uses this plan."""
+    chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+    return [chunk for chunk in chunks if any(sample.key not in finished for sample in chunk)]
 
 
 def summary_line(report: dict, output_root: Path) -> str:

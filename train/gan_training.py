@@ -14,14 +14,19 @@ them by `finished.json` (train.run_folder) unless asked to keep them. Resume is 
 networks, optimizers, schedulers, image pools, iteration and RNG states, and the data order is a pure function of
 (seed, epoch), so a run killed anywhere and resumed from its last save ends with the same bytes as an uninterrupted
 one, given the same command and thread count.
+
+Under torchrun the same driver trains data-parallel (train.distributed): each process its share of every epoch, the
+networks wrapped in DistributedDataParallel, rank 0 alone writing files and logs, every process waiting at each save.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import random
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,6 +43,7 @@ from uda_trt.runtime.imageio import write_image
 from uda_trt.runtime.jobs.files import remove_partials, write_json
 from uda_trt.runtime.jobs.workers import default_compute_threads
 from uda_trt.train.checkpoints import cpu_state_dict, save_generator
+from uda_trt.train.distributed import Distributed, current, unwrap
 from uda_trt.train.networks import count_parameters
 from uda_trt.train.resume import (
     EpochBatches,
@@ -149,8 +155,9 @@ def plain_config(config: GanSettings) -> dict[str, Any]:
 def resolve_common(config: Settings, dataset_size: int) -> Settings:
     """The checks and `None` defaults both trainers share, with errors naming the command-line flag: the crop must
     leave the discriminator a map; counts at least 1; iterations -> 200 epochs' worth (dataset_size / batch_size per
-    epoch, the reference's 100 constant + 100 decaying), decay_iterations -> half of them, threads -> the cores this
-    process may use, device auto -> cuda when available."""
+    epoch, the reference's 100 constant + 100 decaying; under torchrun each process's share of the dataset,
+    train.distributed), decay_iterations -> half of them, threads -> the cores this process may use, device auto ->
+    cuda when available."""
     crop_w, crop_h = config.crop_size
     if min(patch_map_side(crop_w, config.n_layers_d), patch_map_side(crop_h, config.n_layers_d)) < 1:
         raise UserError(f"--crop-size {crop_w}x{crop_h} is too small for a {config.n_layers_d}-layer discriminator")
@@ -164,7 +171,10 @@ def resolve_common(config: Settings, dataset_size: int) -> Settings:
     for flag, value in positive.items():
         if value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
-    iterations = config.iterations or 200 * math.ceil(dataset_size / config.batch_size)
+    processes = current().world_size
+    if dataset_size < processes:
+        raise UserError(f"{dataset_size} training images cannot be shared by {processes} processes (torchrun)")
+    iterations = config.iterations or 200 * math.ceil(dataset_size // processes / config.batch_size)
     decay = iterations // 2 if config.decay_iterations is None else config.decay_iterations
     if iterations < 1:
         raise UserError(f"--iterations must be at least 1, got {iterations}")
@@ -252,12 +262,15 @@ class GanRun:
         return [p for name, net in self.models.items() if name.startswith(group) for p in net.parameters()]
 
     def state(self) -> dict[str, Any]:
+        """Everything a resume needs (rank 0's pools and RNG states under torchrun, with the process count)."""
+        processes = current().world_size
         return {
+            **({"processes": processes} if processes > 1 else {}),
             "format": self.trainer.state_format,
             "version": 1,
             "iteration": self.iteration,
             "config": plain_config(self.config),
-            "models": {name: cpu_state_dict(net) for name, net in self.models.items()},
+            "models": {name: cpu_state_dict(unwrap(net)) for name, net in self.models.items()},
             "optimizers": {
                 "G": self.opt_G.state_dict(),
                 "D": self.opt_D.state_dict(),
@@ -288,6 +301,7 @@ class GanRun:
             pool.images = [t.to(device) for t in state["pools"][name]]
         self.iteration = int(state["iteration"])
         set_rng_state(state["rng"])
+        current().note_resumed_from(int(state.get("processes", 1)), path)
 
     def save(self, output: Path, numbered: bool, state: bool = True) -> None:
         """Network files first, the training state last: a kill in between resumes from the older state and
@@ -296,27 +310,33 @@ class GanRun:
         for name, net in self.models.items():
             if files is not None and name not in files:
                 continue
-            save_generator(output / f"latest_net_{name}.pth", net)
+            save_generator(output / f"latest_net_{name}.pth", unwrap(net))
             if numbered:
-                save_generator(output / f"{self.iteration}_net_{name}.pth", net)
+                save_generator(output / f"{self.iteration}_net_{name}.pth", unwrap(net))
         if self.trainer.save_extra is not None:
             self.trainer.save_extra(self, output, numbered)
         if state:
             save_train_state(self.state(), output)
 
 
-def _start(trainer: GanTrainer, config: GanSettings, resume: bool, device: torch.device) -> GanRun:
-    """A new run, or the run in the output folder continued from its training state (with `resume`)."""
+def _start(trainer: GanTrainer, config: GanSettings, resume: bool, device: torch.device, dist: Distributed) -> GanRun:
+    """A new run, or the run in the output folder continued from its training state (with `resume`). Under torchrun
+    every process loads the state, rank 0 first (it may set a damaged latest state aside), and all must have found
+    the same iteration; then each trains its DDP-wrapped networks with its own random streams (train.distributed)."""
     output = Path(config.output)
     run = GanRun(trainer, config, device)
-    if not resume:
-        return run
-    state = load_train_state(output, trainer.state_format, STATE_KEYS)
-    if state is None:
-        trainer.log.info("no training state in %s yet; starting a new run", output)
-        return run
-    run.restore(state, output / LATEST_STATE, device)
-    trainer.log.info("resuming %s at iteration %d of %d", output, run.iteration, config.iterations)
+    if resume:
+        with dist.main_first():  # rank 0 settles which state file is usable
+            state = load_train_state(output, trainer.state_format, STATE_KEYS)
+        if state is None:
+            trainer.log.info("no training state in %s yet; starting a new run", output)
+        else:
+            run.restore(state, output / LATEST_STATE, device)
+            trainer.log.info("resuming %s at iteration %d of %d", output, run.iteration, config.iterations)
+        dist.refuse_unshared_state(output, run.iteration)
+    if dist.active:
+        run.models = dataclasses.replace(run.models, **{name: dist.wrap(net) for name, net in run.models.items()})
+        dist.reseed(config.seed, run.iteration)
     return run
 
 
@@ -350,38 +370,53 @@ def train_gan(
     torch.set_num_threads(config.threads)
     device = torch.device(config.device)
     seed_everything(config.seed)
-    run = _start(trainer, config, resume, device)
+    dist = current()
+    run = _start(trainer, config, resume, device, dist)
 
-    output.mkdir(parents=True, exist_ok=True)
-    remove_partials(output)  # temporaries of a killed run's writes
-    (output / "samples").mkdir(exist_ok=True)
-    write_json(
-        output / "config.json",
-        {
-            "config": plain_config(config),
-            **summary,
-            "parameters": {name: count_parameters(net) for name, net in run.models.items()},
-            "torch_version": torch.__version__,
-        },
-    )
-    with train_log(output, append=resume):
-        _loop(run, dataset, device, keep_train_state, stop)
-        write_finished(output, trainer.finished_format, run.iteration, plain_config(config))
-        if not keep_train_state:
-            remove_train_states(output)
+    if dist.main:  # rank 0 alone writes (train.distributed)
+        output.mkdir(parents=True, exist_ok=True)
+        remove_partials(output)  # temporaries of a killed run's writes
+        (output / "samples").mkdir(exist_ok=True)
+        distributed = {"distributed": {"processes": dist.world_size}} if dist.active else {}
+        write_json(
+            output / "config.json",
+            {
+                "config": plain_config(config),
+                **summary,
+                "parameters": {name: count_parameters(unwrap(net)) for name, net in run.models.items()},
+                "torch_version": torch.__version__,
+                **distributed,
+            },
+        )
+    with train_log(output, append=resume) if dist.main else contextlib.nullcontext():
+        _loop(run, dataset, device, keep_train_state, stop, dist)
+        if dist.main:
+            write_finished(output, trainer.finished_format, run.iteration, plain_config(config))
+            if not keep_train_state:
+                remove_train_states(output)
+        dist.barrier()
         trainer.log.info("%s trained to iteration %d in %s", trainer.title, run.iteration, output)
     return output
 
 
 def _loop(
-    run: GanRun, dataset: Dataset, device: torch.device, keep_train_state: bool, stop: StopRequest | None
+    run: GanRun,
+    dataset: Dataset,
+    device: torch.device,
+    keep_train_state: bool,
+    stop: StopRequest | None,
+    dist: Distributed,
 ) -> None:
-    """Train `run` to config.iterations: log lines, sample grids and saves on their schedules."""
+    """Train `run` to config.iterations: log lines, sample grids and saves on their schedules (rank 0's, under
+    torchrun; the others wait for each save)."""
     trainer, config, output = run.trainer, run.config, Path(run.config.output)
     # Endless batches from the run's position: epoch iteration // per_epoch, its earlier batches skipped unloaded.
+    sampler = EpochBatches(
+        len(dataset), config.batch_size, config.seed, start=run.iteration, rank=dist.rank, world_size=dist.world_size
+    )
     loader = DataLoader(
         dataset,
-        batch_sampler=EpochBatches(len(dataset), config.batch_size, config.seed, start=run.iteration),
+        batch_sampler=sampler,
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
         generator=loader_generator(config.seed),
@@ -392,7 +427,7 @@ def _loop(
     start_iteration = run.iteration
     trainer.log.info("start at iteration %d of %d (settings in config.json)", run.iteration, config.iterations)
     shown = trainer.bar_losses or trainer.loss_names
-    with progress_bar(config.iterations, run.iteration, trainer.title.lower()) as bar:
+    with progress_bar(config.iterations, run.iteration, trainer.title.lower(), show=dist.main) as bar:
         while run.iteration < config.iterations:
             batch = next(batches)
             lr = run.opt_G.param_groups[0]["lr"]
@@ -411,13 +446,20 @@ def _loop(
                 per_it = (time.perf_counter() - started) / (it - start_iteration)
                 text = " ".join(f"{k} {losses[k]:.4f}" for k in trainer.loss_names)
                 trainer.log.info("iteration %d: lr %.6g %s, %.3f s/it", it, lr, text, per_it)
-            if it % config.sample_every == 0 or last:
+            if (it % config.sample_every == 0 or last) and dist.main:
                 write_image(output / "samples" / f"iter_{it:06d}.png", grid())
             saved = it % config.save_every == 0 or last
             if saved:
-                run.save(output, numbered=it % config.save_every == 0, state=keep_train_state or not last)
-            if stop is not None and stop.requested and not last:
-                trainer.log.info("%s at iteration %d: saving the training state", stop.signal_name, it)
+                dist.check_weights(run.models.items(), it)
+                if dist.main:
+                    run.save(output, numbered=it % config.save_every == 0, state=keep_train_state or not last)
+                dist.barrier()  # no process runs ahead of a checkpoint
+            # under torchrun a signal may reach some processes only, or at different iterations: all stop together
+            if dist.any_of(stop is not None and stop.requested) and not last:
+                signum = stop.signum if stop is not None and stop.requested else signal.SIGTERM
+                trainer.log.info("%s at iteration %d: saving the training state", signal.Signals(signum).name, it)
                 if not saved:
-                    run.save(output, numbered=False)
-                raise TrainingStopped(stop.signum, it, output / LATEST_STATE)
+                    if dist.main:
+                        run.save(output, numbered=False)
+                    dist.barrier()
+                raise TrainingStopped(signum, it, output / LATEST_STATE)

@@ -64,6 +64,7 @@ from uda_trt.train.cyclegan import NET_NAMES, CycleGANConfig, generator_spec, re
 from uda_trt.train.gan_training import GanRun, GanTrainer, set_requires_grad, train_gan
 from uda_trt.train.joint_data import JointImages, joint_dataset, labelled_crops
 from uda_trt.train.joint_settings import JOINT_FINISHED, JOINT_FIXED, JOINT_TRAIN_STATE_FORMAT, SEGMENTER_OPTIMIZERS
+from uda_trt.train.launch_env import refuse_under_torchrun
 from uda_trt.train.resume import derived_seed
 from uda_trt.train.run_folder import refuse_rerun
 from uda_trt.train.segmenter import poly_schedule, recalibrate_batchnorm
@@ -316,7 +317,9 @@ def train_joint(
     stop: StopRequest | None = None,
 ) -> Path:
     """Train CycleGAN and F_T together (module docstring) and return the output folder; `resume`,
-    `keep_train_state` and `stop` as train.cyclegan.train_cyclegan."""
+    `keep_train_state` and `stop` as train.cyclegan.train_cyclegan. One process only: under torchrun it is refused
+    (F_T's batches, precise BN and saves are not shared between processes)."""
+    refuse_under_torchrun("--joint-segmenter")
     if not resume:
         refuse_rerun(Path(config.output))
     config.check()

@@ -26,9 +26,9 @@ import os
 import random
 import sys
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 DAMAGED_SUFFIX = ".damaged"
 
 ItemKey = tuple[int, int]  # (epoch, index into the dataset)
+T = TypeVar("T")
 
 
 def derived_seed(*parts: int | str) -> int:
@@ -60,38 +61,68 @@ def item_key(key: ItemKey | int) -> ItemKey:
     return 0, int(key)
 
 
+def shard(order: Sequence[T], rank: int, world_size: int) -> list[T]:
+    """Rank `rank`'s share of `order` among `world_size` processes (train.distributed): positions rank,
+    rank + world_size, ... of its first len(order) - len(order) % world_size items. The remainder is dropped so that
+    every process gets as many; no item goes to two processes. With world_size 1: all of `order`."""
+    usable = len(order) - len(order) % world_size
+    return list(order[rank:usable:world_size])
+
+
 class EpochBatches(Sampler[list[ItemKey]]):
     """Endless batches of (epoch, index) keys, starting at global batch `start`.
 
-    Epoch e is `torch.randperm(size)` under a generator seeded by (seed, e), cut into `batch_size` slices (the last,
-    shorter one dropped when `drop_last`). Used as a DataLoader's `batch_sampler`; training is bounded by
-    iterations, so the stream never ends.
+    Epoch e is `torch.randperm(size)` under a generator seeded by (seed, e); with `world_size` processes
+    (train.distributed) this one takes its `shard` of it (size // world_size items); then it is cut into
+    `batch_size` slices (the last, shorter one dropped when `drop_last`). Used as a DataLoader's `batch_sampler`;
+    training is bounded by iterations, so the stream never ends. With several processes, each logs its share of
+    every epoch at DEBUG level (`rank R of W, epoch E: items [...]`).
     """
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int,
+        start: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if size < 1 or batch_size < 1 or start < 0:
             raise ValueError(
                 f"EpochBatches: size {size}, batch_size {batch_size}, start {start} (need 1, 1, 0 or more)"
             )
-        if drop_last and size < batch_size:
-            raise ValueError(f"drop_last with {size} items and batch size {batch_size} leaves no batch")
+        if not 0 <= rank < world_size or size < world_size:
+            raise ValueError(f"EpochBatches: {size} items cannot be shared by rank {rank} of {world_size} processes")
+        if drop_last and size // world_size < batch_size:
+            raise ValueError(f"drop_last with {size // world_size} items and batch size {batch_size} leaves no batch")
         self.size, self.batch_size, self.seed, self.start, self.drop_last = size, batch_size, seed, start, drop_last
+        self.rank, self.world_size = rank, world_size
 
     @property
     def per_epoch(self) -> int:
-        """Batches in one epoch."""
-        full, rest = divmod(self.size, self.batch_size)
+        """Batches in one epoch (of this process's share)."""
+        full, rest = divmod(self.size // self.world_size, self.batch_size)
         return full + (1 if rest and not self.drop_last else 0)
 
     def epoch_order(self, epoch: int) -> list[int]:
-        """The dataset indices of epoch `epoch`, in the order they are served."""
+        """The dataset indices of epoch `epoch`, in the order they are served (all processes' together)."""
         generator = torch.Generator().manual_seed(derived_seed(self.seed, "epoch", epoch))
         return torch.randperm(self.size, generator=generator).tolist()
+
+    def rank_order(self, epoch: int) -> list[int]:
+        """This process's share of epoch `epoch`, in the order it serves them (`epoch_order` in a plain run)."""
+        if self.world_size == 1:
+            return self.epoch_order(epoch)
+        share = shard(self.epoch_order(epoch), self.rank, self.world_size)
+        log.debug("rank %d of %d, epoch %d: items %s", self.rank, self.world_size, epoch, share)
+        return share
 
     def __iter__(self) -> Iterator[list[ItemKey]]:
         epoch, skip = divmod(self.start, self.per_epoch)
         while True:
-            order = self.epoch_order(epoch)
+            order = self.rank_order(epoch)
             for b in range(skip, self.per_epoch):
                 yield [(epoch, i) for i in order[b * self.batch_size : (b + 1) * self.batch_size]]
             epoch, skip = epoch + 1, 0

@@ -18,15 +18,20 @@ Resume is bit-identical on CPU: batches (training and precise-BN ones, one strea
 pure function of (seed, epoch) (train.resume), the state records how many were drawn, and best.pt, last.pt and
 history.json are rewritten from the restored history, so a run killed anywhere and resumed (redoing the iterations
 since its last save) writes the same best.pt and last.pt bytes as an uninterrupted one.
+
+Under torchrun it trains data-parallel (train.distributed): each process its share of every epoch, the model wrapped in
+DistributedDataParallel (SyncBatchNorm on GPUs), rank 0 alone scoring the held-out part and writing files and logs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import platform
 import random
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,6 +54,7 @@ from uda_trt.runtime.jobs.workers import default_compute_threads
 from uda_trt.runtime.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, colorize
 from uda_trt.runtime.metrics import ConfusionMatrix
 from uda_trt.train.checkpoints import SEGMENTER_TRAIN_STATE_FORMAT, save_segmenter_checkpoint
+from uda_trt.train.distributed import Distributed, current
 from uda_trt.train.resume import (
     EpochBatches,
     load_train_state,
@@ -201,13 +207,17 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, batches: Iterator, count: int, device: torch.device) -> None:
+def recalibrate_batchnorm(
+    model: nn.Module, batches: Iterator, count: int, device: torch.device, dist: Distributed | None = None
+) -> None:
     """Re-estimate BatchNorm running statistics as plain averages over `count` training batches ("precise BN").
 
     torchvision's MobileNetV3 keeps BatchNorm momentum 0.01, so after a short from-scratch run the running
     statistics still mostly hold their initial values and eval-mode predictions collapse far below train-mode
     ones (figures in the README). Averaging fresh statistics under the current weights, as pycls and
-    Detectron2 do, fixes that; the weights are untouched. Checkpoints are saved right after this.
+    Detectron2 do, fixes that; the weights are untouched. Checkpoints are saved right after this. Under torchrun
+    (`dist`) every process draws its own batches and uses a batch only when all of them can (SyncBatchNorm forwards
+    are collective).
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms or count <= 0:
@@ -220,7 +230,10 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterator, count: int, devic
     model.train()  # batch statistics feed the running averages
     for _ in range(count):
         batch = next(batches)
-        if batch is not None and batch[0].shape[0] > 1:
+        usable = batch is not None and batch[0].shape[0] > 1
+        if dist is not None:
+            usable = dist.all_of(usable)
+        if usable:
             model(batch[0].to(device))
     for norm, momentum in zip(norms, momenta, strict=True):
         norm.momentum = momentum
@@ -294,11 +307,19 @@ def _split(config: SegmenterConfig, layout_samples: list) -> tuple[list, list]:
     return train_samples, held_out
 
 
-def _train_batches(config: SegmenterConfig, train_samples: list, drawn: int) -> _Batches:
+def _train_batches(config: SegmenterConfig, train_samples: list, drawn: int, dist: Distributed) -> _Batches:
     """Shuffled batches (the last short one of an epoch dropped when there is more than one batch), starting at
-    batch `drawn` of the run's fixed order (train.resume.EpochBatches)."""
-    drop_last = len(train_samples) > config.batch_size
-    sampler = EpochBatches(len(train_samples), config.batch_size, config.seed, start=drawn, drop_last=drop_last)
+    batch `drawn` of the run's fixed order (train.resume.EpochBatches); under torchrun, of this process's share."""
+    drop_last = len(train_samples) // dist.world_size > config.batch_size
+    sampler = EpochBatches(
+        len(train_samples),
+        config.batch_size,
+        config.seed,
+        start=drawn,
+        drop_last=drop_last,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
     loader = DataLoader(
         TrainSegmentationDataset(train_samples, config.scale, config.crop_size, seed=config.seed),
         batch_sampler=sampler,
@@ -350,9 +371,11 @@ def train_segmenter(
         if done is not None:
             log.info("%s: already trained to iteration %d; nothing to do", out, done)
             return out / "best.pt"
-    out.mkdir(parents=True, exist_ok=True)
-    with train_log(out, append=resume):
-        return _train(config, out, resume, keep_train_state, stop)
+    dist = current()
+    if dist.main:  # under torchrun rank 0 alone writes (train.distributed)
+        out.mkdir(parents=True, exist_ok=True)
+    with train_log(out, append=resume) if dist.main else contextlib.nullcontext():
+        return _train(config, out, resume, keep_train_state, stop, dist)
 
 
 @dataclass
@@ -370,6 +393,7 @@ class _Run:
     seconds_before: float = 0.0  # wall time of the earlier processes of this run
     validation_seconds: float = 0.0
     started: float = dataclasses.field(default_factory=time.perf_counter)
+    net: nn.Module | None = None  # `model` as it trains under torchrun (DDP-wrapped); None: `model` itself
 
     def elapsed(self) -> float:
         return self.seconds_before + time.perf_counter() - self.started
@@ -410,6 +434,7 @@ class _Run:
         self.seconds_before = float(progress["seconds"])
         self.validation_seconds = float(progress["validation_seconds"])
         set_rng_state(state["rng"])  # last: building the model drew from the global torch RNG
+        current().note_resumed_from(int(state["config"].get("distributed", {}).get("processes", 1)), path)
 
 
 STATE_KEYS = ("iteration", "batches_drawn", "config", "model", "optimizer", "scheduler", "rng", "history", "progress")
@@ -432,7 +457,14 @@ def _dataset(config: SegmenterConfig) -> tuple[str, list]:
     return samples_for(root, layout, config.split, require_labels=True)
 
 
-def _train(config: SegmenterConfig, out: Path, resume: bool, keep_train_state: bool, stop: StopRequest | None) -> Path:
+def _train(
+    config: SegmenterConfig,
+    out: Path,
+    resume: bool,
+    keep_train_state: bool,
+    stop: StopRequest | None,
+    dist: Distributed,
+) -> Path:
     layout, samples = _dataset(config)
     device = _device(config.device)
     # Set, not inherited: torch's default follows OMP_NUM_THREADS or whatever an earlier stage of the same process
@@ -441,7 +473,12 @@ def _train(config: SegmenterConfig, out: Path, resume: bool, keep_train_state: b
     torch.set_num_threads(threads)
     _seed_everything(config.seed)
     train_samples, held_out = _split(config, samples)
-    held_loader = _heldout_loader(config, held_out)
+    if len(train_samples) < dist.world_size:
+        raise UserError(
+            f"{config.data_root}: {len(train_samples)} training samples cannot be shared by {dist.world_size} "
+            "processes (torchrun)"
+        )
+    held_loader = _heldout_loader(config, held_out) if dist.main else None  # rank 0 alone scores
     val_every = config.resolved_val_every()
     resolved = {
         **config.as_dict(),
@@ -457,16 +494,29 @@ def _train(config: SegmenterConfig, out: Path, resume: bool, keep_train_state: b
             "torchvision": torchvision.__version__,
         },
     }
-    write_json(out / "config.json", resolved)
+    if dist.active:
+        resolved["distributed"] = {"processes": dist.world_size}
+    if dist.main:
+        write_json(out / "config.json", resolved)
     model = build_segmenter(config.architecture, NUM_CLASSES, config.pretrained_backbone).to(device).train()
     optimizer = make_optimizer(model, config)
     history: dict[str, Any] = {"validations": [], "best_iteration": None, "best_heldout_miou": None}
     run = _Run(model, optimizer, poly_schedule(optimizer, config.iterations, config.poly_power), history)
-    drawn = _resume(run, config, out) if resume else 0
-    remove_partials(out)  # temporaries of a killed run's writes
+    drawn = 0
+    if resume:
+        with dist.main_first():  # rank 0 settles which state file is usable
+            drawn = _resume(run, config, out)
+        dist.refuse_unshared_state(out, run.iteration)
+    if dist.active:
+        run.net = dist.wrap(model)
+        dist.reseed(config.seed, run.iteration)
+    if dist.main:
+        remove_partials(out)  # temporaries of a killed run's writes
     if run.iteration >= config.iterations:  # a finished run that kept its training state
         log.info("%s: already trained to iteration %d; nothing to do", out, run.iteration)
-        _record_finished(out, run.iteration, resolved, keep_train_state)
+        if dist.main:
+            _record_finished(out, run.iteration, resolved, keep_train_state)
+        dist.barrier()
         return out / "best.pt"
     log.info(
         "training %s on %d %s samples (%d held out) on %s, from iteration %d",
@@ -485,10 +535,10 @@ def _train(config: SegmenterConfig, out: Path, resume: bool, keep_train_state: b
         "class_names": list(CLASS_NAMES),
         "training": resolved,
     }
-    batches = _train_batches(config, train_samples, drawn)
-    with progress_bar(config.iterations, run.iteration, "train-segmenter") as progress:
+    batches = _train_batches(config, train_samples, drawn, dist)
+    with progress_bar(config.iterations, run.iteration, "train-segmenter", show=dist.main) as progress:
         for iteration in range(run.iteration + 1, config.iterations + 1):
-            loss = _step(run, config, next(batches), device, iteration, progress)
+            loss = _step(run, config, next(batches), device, iteration, progress, dist)
             run.iteration, last = iteration, iteration == config.iterations
             progress.update(1)
             if iteration % config.log_every == 0:
@@ -496,18 +546,28 @@ def _train(config: SegmenterConfig, out: Path, resume: bool, keep_train_state: b
                 log.info("iteration %d: loss %s (this batch), lr %.3g", iteration, shown, _lr(run))
             validating = iteration % val_every == 0 or last
             if validating:
-                miou = _validate(run, config, batches, held_loader, device, out, checkpoint_config)
-            if last:
+                miou = _validate(run, config, batches, held_loader, device, out, checkpoint_config, dist)
+            if last and dist.main:
                 _finish(run, out, checkpoint_config, miou)
             saved = validating or iteration % config.save_every == 0
+            if saved:
+                dist.check_weights([("model", run.model)], iteration)
             if saved and (keep_train_state or not last):
-                save_train_state(run.state(resolved, batches.drawn), out)
-            if stop is not None and stop.requested and not last:
-                log.info("%s at iteration %d: saving the training state", stop.signal_name, iteration)
-                if not saved:
+                if dist.main:
                     save_train_state(run.state(resolved, batches.drawn), out)
-                raise TrainingStopped(stop.signum, iteration, out / LATEST_STATE)
-    _record_finished(out, run.iteration, resolved, keep_train_state)
+                dist.barrier()  # no process runs ahead of a checkpoint
+            # under torchrun a signal may reach some processes only, or at different iterations: all stop together
+            if dist.any_of(stop is not None and stop.requested) and not last:
+                signum = stop.signum if stop is not None and stop.requested else signal.SIGTERM
+                log.info("%s at iteration %d: saving the training state", signal.Signals(signum).name, iteration)
+                if not saved:
+                    if dist.main:
+                        save_train_state(run.state(resolved, batches.drawn), out)
+                    dist.barrier()
+                raise TrainingStopped(signum, iteration, out / LATEST_STATE)
+    if dist.main:
+        _record_finished(out, run.iteration, resolved, keep_train_state)
+    dist.barrier()
     log.info(
         "best held-out mIoU %s at iteration %s -> %s",
         run.history["best_heldout_miou"],
@@ -540,22 +600,33 @@ def _lr(run: _Run) -> float:
 
 
 def _step(
-    run: _Run, config: SegmenterConfig, batch, device: torch.device, iteration: int, progress: tqdm
+    run: _Run,
+    config: SegmenterConfig,
+    batch,
+    device: torch.device,
+    iteration: int,
+    progress: tqdm,
+    dist: Distributed,
 ) -> float | None:
-    """One iteration: a training step on the batch (unless nothing in it can be learnt from), then the schedule.
-    Returns the loss, or None when the batch was skipped."""
+    """One iteration: a training step on the batch (unless nothing in it can be learnt from; under torchrun, unless
+    that holds for any process's batch), then the schedule. Returns the loss, or None when the batch was skipped."""
     loss = None
+    usable = False
     if batch is not None:
         images, labels, n_skipped = batch
         run.skipped += n_skipped
         # Skip a batch with nothing to learn (all ignore), or one BatchNorm in ASPP pooling cannot take.
-        if (labels != IGNORE).any() and (images.shape[0] > 1 or config.architecture not in IMAGE_POOLING_ARCHITECTURES):
-            loss = train_step(run.model, run.optimizer, images.to(device), labels.to(device))
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss} at iteration {iteration}; try a lower --lr")
-            run.losses.append(loss)
-            run.images_seen += images.shape[0]
-            progress.set_postfix(loss=f"{loss:.3f}", lr=f"{_lr(run):.2e}")
+        usable = bool((labels != IGNORE).any()) and (
+            images.shape[0] > 1 or config.architecture not in IMAGE_POOLING_ARCHITECTURES
+        )
+    if dist.all_of(usable):  # every process takes the step (DDP's backward is collective) or none
+        net = run.model if run.net is None else run.net
+        loss = train_step(net, run.optimizer, images.to(device), labels.to(device))
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss} at iteration {iteration}; try a lower --lr")
+        run.losses.append(loss)
+        run.images_seen += images.shape[0]
+        progress.set_postfix(loss=f"{loss:.3f}", lr=f"{_lr(run):.2e}")
     run.scheduler.step()
     return loss
 
@@ -568,11 +639,17 @@ def _validate(
     device: torch.device,
     out: Path,
     checkpoint_config: dict[str, Any],
+    dist: Distributed,
 ) -> float:
-    """Precise BN, the held-out score, history.json, and best.pt when the score is the best so far; returns mIoU."""
+    """Precise BN, the held-out score, history.json, and best.pt when the score is the best so far; returns mIoU.
+    Under torchrun every process re-estimates BatchNorm statistics; rank 0 alone scores and writes (the others
+    return NaN)."""
     started = time.perf_counter()
     iteration, history = run.iteration, run.history
-    recalibrate_batchnorm(run.model, batches, config.precise_bn_batches, device)
+    recalibrate_batchnorm(run.model, batches, config.precise_bn_batches, device, dist if dist.active else None)
+    if not dist.main:
+        run.losses = []
+        return float("nan")
     picture = out / "samples" / f"iter_{iteration:06d}.png"
     held = evaluate_heldout(run.model, held_loader, device, picture) if held_loader else None
     miou = held["mean_iou"] if held else float("nan")

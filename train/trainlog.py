@@ -41,6 +41,7 @@ def train_log(folder: Path, append: bool) -> Iterator[Path]:
         handler.close()
 
 
-def progress_bar(total: int, initial: int, desc: str) -> tqdm:
-    """A tqdm bar over a run's iterations, drawn on a terminal only (module docstring)."""
-    return tqdm(total=total, initial=initial, desc=desc, unit="it", dynamic_ncols=True, disable=None)
+def progress_bar(total: int, initial: int, desc: str, show: bool = True) -> tqdm:
+    """A tqdm bar over a run's iterations, drawn on a terminal only (module docstring), and never when not `show`
+    (the processes other than rank 0 of a torchrun job)."""
+    return tqdm(total=total, initial=initial, desc=desc, unit="it", dynamic_ncols=True, disable=None if show else True)

@@ -8,6 +8,7 @@ import click
 
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import SIZE, setup_logging
+from uda_trt.runtime.jobs.shards import SHARD, SHARD_HELP
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.runners import BACKENDS
 
@@ -116,10 +117,27 @@ DEFAULT_BATCH_SIZE = 4  # images per inference call; the CPU splits each batch b
     help="Stop at the first unreadable or inconsistent sample instead of skipping it.",
 )
 @click.option(
+    "--shard",
+    type=SHARD,
+    default=None,
+    help=SHARD_HELP + " Shards write one --output together, each with its own manifest.shard-I-of-N.json, journal, "
+    "lock and report, and each resumes on its own.",
+)
+@click.option(
     "--overwrite",
     is_flag=True,
     help="Redo every image, even when --output holds a run made with other options or another artifact "
     "(without it such a run is refused; the same command resumes).",
+)
+@click.option(
+    "--ray",
+    "ray_target",
+    default=None,
+    metavar="auto|local|ADDRESS",
+    help="Run on a Ray cluster (pip install 'uda-trt[ray]'): local starts one on this machine, auto joins the "
+    "one this machine belongs to (ray start, RAY_ADDRESS), or give its address (host:port, ray://host:port). Same "
+    "files, byte for byte; a run killed with or without --ray resumes with or without it. Every node must see "
+    "--input, --output and --engine at the same paths.",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(
@@ -140,7 +158,9 @@ def main(
     workers: int,
     backend: str,
     strict: bool,
+    shard,
     overwrite: bool,
+    ray_target: str | None,
     verbose: bool,
 ) -> None:
     """Translate every image under --input with a translator artifact (--engine) or by FDA (--fda TARGET_ROOT)
@@ -191,6 +211,12 @@ def main(
         fda_target=fda_target,
         fda_beta=0.01 if beta is None else beta,
         fda_seed=0 if seed is None else seed,
+        shard=shard,
     )
+    if ray_target is not None:
+        from uda_trt.runtime.ray_jobs import batch_translate_on_ray
+
+        batch_translate_on_ray(job, ray_target)  # logs its summary line last
+        return
     with stop_on_signals():
         batch_translate(job)  # logs its summary line last

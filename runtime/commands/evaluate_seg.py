@@ -14,6 +14,7 @@ import click
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import setup_logging
 from uda_trt.runtime.jobs.logs import log_file
+from uda_trt.runtime.jobs.shards import SHARD, SHARD_HELP
 from uda_trt.runtime.runners import BACKENDS
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,22 @@ LOG_NAME = "evaluate-seg.log"
     "root has the photos).",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Decoding threads (default: up to 4).")
+@click.option(
+    "--shard",
+    type=SHARD,
+    default=None,
+    help=SHARD_HELP + " Give each shard its own --output; its metrics.json carries the confusion matrix, and "
+    "merge-metrics sums the shards' into the metrics of the whole split.",
+)
+@click.option(
+    "--ray",
+    "ray_target",
+    default=None,
+    metavar="auto|local|ADDRESS",
+    help="With --engine: run on a Ray cluster (pip install 'uda-trt[ray]'): local starts one on this machine, auto "
+    "joins the one this machine belongs to (ray start, RAY_ADDRESS), or give its address (host:port, "
+    "ray://host:port). Same metrics; every node must see --cityscapes, --engine and --output at the same paths.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(
     artifact: Path | None,
@@ -100,6 +117,8 @@ def main(
     strict: bool,
     figures: bool,
     workers: int | None,
+    shard,
+    ray_target: str | None,
     verbose: bool,
 ) -> None:
     """Score semantic segmentation on Cityscapes-layout data (19 classes, official-evaluator rules).
@@ -116,11 +135,29 @@ def main(
         raise UserError("give exactly one of --engine ARTIFACT or --predictions DIR")
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"{output_dir}: exists and is not a folder (--output)")
+    if ray_target is not None and artifact is None:
+        raise UserError("--ray: runs --engine artifacts; --predictions are scored in one process, without --ray")
+    if shard is not None and ray_target is not None:
+        raise UserError("--shard: give it without --ray (separate runs share the job; Ray shares it by itself)")
     if save_predictions and artifact is None:
         log.warning("--save-predictions only applies with --engine; ignored")
     with log_file(output_dir / LOG_NAME) as job_log:
         try:
-            if artifact is not None:
+            if ray_target is not None:
+                from uda_trt.runtime.ray_jobs import evaluate_engine_on_ray
+
+                result = evaluate_engine_on_ray(
+                    artifact,
+                    cityscapes_root,
+                    split,
+                    output=output_dir,
+                    target=ray_target,
+                    batch_size=batch_size,
+                    backend=backend,
+                    save_predictions=save_predictions,
+                    figures=figures,
+                )
+            elif artifact is not None:
                 result = evaluate_engine(
                     artifact,
                     cityscapes_root,
@@ -131,6 +168,7 @@ def main(
                     save_predictions=save_predictions,
                     workers=workers,
                     figures=figures,
+                    shard=shard,
                 )
             else:
                 result = evaluate_predictions(
@@ -142,6 +180,7 @@ def main(
                     strict=strict,
                     workers=workers,
                     figures=figures,
+                    shard=shard,
                 )
         except OSError as exc:  # writing outputs failed (disk full, permissions): the job failed
             raise click.ClickException(f"{exc.filename or output_dir}: {exc.strerror or exc}") from exc

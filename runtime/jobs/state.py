@@ -13,6 +13,11 @@ The journal is also how a job cleans up after itself, and only after itself: out
 in the input, and with `overwrite` everything an earlier run recorded, are deleted (a file is deleted only when it
 is still the regular file of the size that run wrote; anything else in the folder is never touched). A changed
 identity is refused unless the user asks to overwrite; an exclusive lock keeps two runs from writing one folder.
+
+A shard (`--shard I/N`, runtime.jobs.shards) keeps the same bookkeeping under its own names (`manifest.shard-0-of-4
+.json`, ...) in the folder its sibling shards write too: it holds its own lock exclusively and the folder's `.lock`
+shared (so shards run together, never beside an unsharded run), must agree with the other shards' manifests, and
+removes left-over temporaries only when no other run is writing the folder.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.files import remove_partials, write_json
 from uda_trt.runtime.jobs.folders import claim_output_folder, refuse_changed
+from uda_trt.runtime.jobs.shards import SHARD_FLAGS, Shard, check_siblings, sibling_marker
 from uda_trt.runtime.safepaths import is_inside
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,7 @@ MANIFEST_NAME = "manifest.json"
 REPORT_NAME = "report.json"
 JOURNAL_NAME = ".progress.jsonl"
 LOCK_NAME = ".lock"
+SHARDS_LOCK_NAME = ".lock.shards"  # held for the moment a shard opens: shards check their siblings one at a time
 MANIFEST_VERSION = 2
 
 InputStamp = tuple[str, int, int]  # (path relative to the input root, size, mtime_ns) of one input file
@@ -79,7 +86,8 @@ class JobState:
     """The manifest, progress journal and lock of one job writing to `output_root`.
 
     `identity` holds what must match for a rerun to resume (JSON-plain values); `flags` names the command-line
-    option behind each identity key, for the one-line refusal.
+    option behind each identity key, for the one-line refusal. With `shard`, the bookkeeping is that shard's own
+    (see the module's docstring) and the identity records the shard.
     """
 
     def __init__(
@@ -90,31 +98,69 @@ class JobState:
         flags: dict[str, str],
         overwrite: bool = False,
         progress_interval_s: float = 2.0,
+        shard: Shard | None = None,
     ) -> None:
         self.root = Path(output_root)
         self.command = command
+        self.shard = shard
+        identity = {**identity, **(shard.identity() if shard else {})}
         self.identity = json.loads(json.dumps(identity))  # as it reads back from the manifest
-        self.flags = flags
+        self.flags = {**flags, **SHARD_FLAGS}
+        self.manifest_path = self.root / self.own_name(MANIFEST_NAME)
+        self.report_path = self.root / self.own_name(REPORT_NAME)
         self.overwrite = overwrite
         self.interval = progress_interval_s
         self.manifest: dict[str, Any] = {}
         self._done: dict[str, _Entry] = {}
         self._journal_fd: int | None = None
         self._lock_fd: int | None = None
+        self._shard_lock_fd: int | None = None
         self._last_progress = 0.0
+
+    def own_name(self, name: str) -> str:
+        """`name` (a bookkeeping file: manifest, journal, report, log) as this job names it: a shard's own."""
+        return self.shard.file_name(name) if self.shard else name
 
     # -------------------------------------------------------------------------------------------- start
 
     def open(self, manifest: dict[str, Any]) -> None:
         """Lock the folder, check a previous run's manifest, clean its temporaries, and write ours (status running)."""
-        claim_output_folder(self.root, marker=MANIFEST_NAME, command=self.command, overwrite=self.overwrite)
-        self._lock()
+        if self.shard is not None:  # shards claim the folder one at a time (`_opening`), whose lock lives in it
+            with contextlib.suppress(OSError):  # claim_output_folder says what is wrong
+                self.root.mkdir(parents=True, exist_ok=True)
+        with self._opening():
+            marker = sibling_marker(self.root, self.manifest_path.name)
+            claim_output_folder(self.root, marker=marker, command=self.command, overwrite=self.overwrite)
+            self._open(manifest)
+
+    @contextlib.contextmanager
+    def _opening(self):
+        """A shard claims and opens the folder while holding its shards lock (blocking, for milliseconds), so two
+        shards starting together see each other's manifest; an unsharded run needs none (it locks the folder
+        whole)."""
+        if self.shard is None or not self.root.is_dir():
+            yield
+            return
+        fd = os.open(self.root / SHARDS_LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _open(self, manifest: dict[str, Any]) -> None:
+        alone = self._lock()
         previous = self._previous_manifest()
         if previous is not None:
             self._check_same(previous)
-        remove_partials(self.root)
-        (self.root / REPORT_NAME).unlink(missing_ok=True)  # present only once a run has finished
-        journal = self.root / JOURNAL_NAME
+        if not self.overwrite:
+            check_siblings(self.root, self.command, self.manifest_path.name, self.identity, self.flags)
+        if alone:  # with other shards writing, their temporaries are not left-overs
+            remove_partials(self.root)
+        if self.shard is not None:
+            self._share_lock()
+        self.report_path.unlink(missing_ok=True)  # present only once a run has finished
+        journal = self.root / self.own_name(JOURNAL_NAME)
         self._done = self._read_journal(journal)
         if self.overwrite or previous is None or previous.get("identity") is None:
             self._remove_outputs(self._done)
@@ -128,19 +174,44 @@ class JobState:
             "identity": self.identity,
             "status": "running",
         }
-        write_json(self.root / MANIFEST_NAME, self.manifest)
+        write_json(self.manifest_path, self.manifest)
 
-    def _lock(self) -> None:
+    def _lock(self) -> bool:
+        """Take the locks; returns whether no other run writes the folder. Unsharded: `.lock`, exclusively. A
+        shard: its own lock exclusively, then `.lock` exclusively when it can (alone: `_share_lock` shares it once
+        the temporaries are cleaned), else shared (other shards are running)."""
+        busy = f"--output: {self.root} is being written by another {self.command} run"
+        if self.shard is not None:
+            own = os.open(self.root / self.own_name(LOCK_NAME), os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(own, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(own)
+                raise UserError(f"--shard {self.shard}: another run of this shard is writing {self.root}") from None
+            self._shard_lock_fd = own
         fd = os.open(self.root / LOCK_NAME, os.O_WRONLY | os.O_CREAT, 0o644)
+        self._lock_fd = fd
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
         except BlockingIOError:
-            os.close(fd)
+            if self.shard is not None:
+                with contextlib.suppress(BlockingIOError):
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    return False
+            self.close()
+            raise UserError(busy) from None
+
+    def _share_lock(self) -> None:
+        """A shard holds `.lock` shared while it runs, so its siblings can run too."""
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # an unsharded run took the folder in the moment the lock changed hands
+            self.close()
             raise UserError(f"--output: {self.root} is being written by another {self.command} run") from None
-        self._lock_fd = fd
 
     def _previous_manifest(self) -> dict | None:
-        path = self.root / MANIFEST_NAME
+        path = self.manifest_path
         if not path.exists():
             return None
         try:
@@ -159,10 +230,10 @@ class JobState:
         before = previous.get("identity")
         if self.overwrite or before is None:  # overwriting, or a manifest too old to say: nothing is trusted
             if before is None and not self.overwrite:
-                log.info("%s predates resumable runs; every sample is done again", self.root / MANIFEST_NAME)
+                log.info("%s predates resumable runs; every sample is done again", self.manifest_path)
             return
         refuse_changed(
-            self.root / MANIFEST_NAME,
+            self.manifest_path,
             before,
             self.identity,
             self.flags,
@@ -204,15 +275,19 @@ class JobState:
         if removed:
             log.info("removed %d file(s) an earlier run wrote to %s", removed, self.root)
 
-    def forget_except(self, keys: set[str]) -> None:
+    def forget_except(self, keys: set[str], owned: set[str] | None = None) -> None:
         """Delete the recorded outputs of samples not in `keys` (inputs removed since an earlier run), so the
-        output folder holds exactly the current input's samples."""
+        output folder holds exactly the current input's samples. A shard passes every key of the input as `keys`
+        and its own as `owned`: samples that another shard now has (the input changed) are forgotten here, and
+        their files left to that shard."""
         stale = {key: entry for key, entry in self._done.items() if key not in keys}
         if stale:
             log.info("%d sample(s) recorded here are no longer in the input; their outputs are removed", len(stale))
             self._remove_outputs(stale)
             for key in stale:
                 del self._done[key]
+        for key in [key for key in self._done if owned is not None and key not in owned]:
+            del self._done[key]
 
     # -------------------------------------------------------------------------------------------- during
 
@@ -238,7 +313,7 @@ class JobState:
         if force or now - self._last_progress >= self.interval:
             self._last_progress = now
             self.manifest["progress"] = dict(counts)
-            write_json(self.root / MANIFEST_NAME, self.manifest)
+            write_json(self.manifest_path, self.manifest)
 
     # -------------------------------------------------------------------------------------------- end
 
@@ -248,8 +323,8 @@ class JobState:
             self.manifest["status"] = status
             if counts is not None:
                 self.manifest["progress"] = dict(counts)
-            write_json(self.root / MANIFEST_NAME, self.manifest)
-        for fd in (self._journal_fd, self._lock_fd):
+            write_json(self.manifest_path, self.manifest)
+        for fd in (self._journal_fd, self._lock_fd, self._shard_lock_fd):
             if fd is not None:
                 os.close(fd)
-        self._journal_fd = self._lock_fd = None
+        self._journal_fd = self._lock_fd = self._shard_lock_fd = None

@@ -6,6 +6,7 @@ which is more deterministic on a loaded machine than a timer.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -39,19 +40,41 @@ def run_until(
 ) -> int:
     """Start `argv` (stderr appended to `log`); send it `signum` (SIGKILL) the moment `trigger()` is true. Returns
     the exit status (-9 when killed). `group`: start it in its own process group and signal the whole group, as a
-    scheduler or the OOM killer ends a job and its workers."""
+    scheduler or the OOM killer ends a job and its workers, and the group of each of its child processes too
+    (torchrun starts every worker in a session of its own, and a scheduler ends those with the job)."""
     with open(log, "ab") as stderr:
         process = subprocess.Popen(_command(argv), stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=group)
         deadline = time.monotonic() + timeout
         while process.poll() is None and time.monotonic() < deadline:
             if trigger():
                 if group:
+                    for child in child_pids(process.pid):
+                        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                            os.killpg(child, signum)
                     os.killpg(process.pid, signum)
                 else:
                     process.send_signal(signum)
                 break
             time.sleep(KILL_POLL_S)
         return process.wait(timeout=timeout)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The process ids of the children of process `pid` (Linux /proc), those that lead a group of their own."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile
+            continue
+    return [child for child in children if _leads_group(child)]
+
+
+def _leads_group(pid: int) -> bool:
+    try:
+        return os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return False
 
 
 def kill_points(low: int, high: int, count: int, seed: int) -> list[int]:

@@ -100,6 +100,20 @@ def test_base_install_runs_batch_translate_and_evaluate_seg(base_venv, tmp_path,
 
 
 @pytest.mark.slow
+def test_base_install_refuses_ray_in_one_line_naming_the_extra(base_venv, tmp_path, invert_translator):
+    """Ray is an extra (runtime/ray_jobs.py): without it, `--ray` says what to install, exit 2, nothing written."""
+    from helpers import write_gta5
+
+    source, out = write_gta5(tmp_path / "gta5", count=1), tmp_path / "out"
+    args = ["--engine", invert_translator, "--input", source, "--output", out, "--ray", "local"]
+    result = subprocess.run([str(base_venv / "batch-translate"), *map(str, args)], capture_output=True, text=True)
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr
+    assert "pip install 'uda-trt[ray]'" in errors[0] and "Traceback" not in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.slow
 def test_regular_install_puts_everything_under_one_namespace(base_venv, tmp_path):
     """Outside the repository, the installed code is uda_trt.*; no generic top-level package is installed."""
     code = (

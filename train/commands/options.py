@@ -10,6 +10,7 @@ different values is refused rather than one silently winning.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import sys
@@ -21,6 +22,7 @@ import click
 
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import fold_renamed, renamed_option, setup_logging
+from uda_trt.train.launch_env import launch_env, quiet_other_ranks
 from uda_trt.train.run_folder import finished_iteration, refuse_rerun
 from uda_trt.train.stopping import StopRequest, TrainingStopped
 
@@ -83,20 +85,24 @@ def finished_already(
 
 
 def continue_command() -> str:
-    """This command line as the user typed it, plus --resume (unless already there): how to go on after a stop."""
+    """This command line as the user typed it, plus --resume (unless already there): how to go on after a stop
+    (under torchrun, started by the same torchrun command)."""
     args = sys.argv[1:]
     if "--resume" not in args:
         args = [*args, "--resume"]
-    return f"{click.get_current_context().command_path} {shlex.join(args)}"
+    command = f"{click.get_current_context().command_path} {shlex.join(args)}"
+    return f"torchrun (as before) {command}" if launch_env().distributed else command
 
 
 def exit_stopped(stopped: TrainingStopped) -> None:
-    """One line on stderr (the state saved, how to continue), then exit with 128 + the signal number."""
-    click.echo(
-        f"interrupted: {stopped.signal_name}: training state saved at iteration {stopped.iteration} in "
-        f"{stopped.state}; continue with: {continue_command()}",
-        err=True,
-    )
+    """One line on stderr (the state saved, how to continue; under torchrun from rank 0 only), then exit with 128 +
+    the signal number."""
+    if launch_env().main:
+        click.echo(
+            f"interrupted: {stopped.signal_name}: training state saved at iteration {stopped.iteration} in "
+            f"{stopped.state}; continue with: {continue_command()}",
+            err=True,
+        )
     click.get_current_context().exit(stopped.exit_code)
 
 
@@ -110,6 +116,13 @@ last saved state (every --save-every iterations, or the one saved on the signal)
 and on the CPU ends with the same bytes as an uninterrupted run. A damaged latest state falls back to the previous
 one (one warning line). --resume of a finished run returns at once. Without --resume an --output that holds a run
 is refused, so a run is never overwritten by accident.
+"""
+
+
+DISTRIBUTED_EPILOG = """\b
+Several GPUs or machines: start the command with torchrun, e.g. torchrun --nproc_per_node 4 --standalone
+.venv/bin/COMMAND ...: one process per GPU, each with its share of every epoch, --batch-size per process,
+rank 0 alone writing files and logging (README, "Several GPUs or machines").
 """
 
 
@@ -194,6 +207,16 @@ def gan_run_options(func: F) -> F:
     return _stacked(func, decorators)
 
 
+def distributed_session(device: str) -> contextlib.AbstractContextManager:
+    """Under torchrun, the run's process group (train.distributed.process_group, which loads torch); else nothing,
+    so a plain run imports torch only where its trainer does (train-pix2pix checks its pairs first)."""
+    if not launch_env().distributed:
+        return contextlib.nullcontext()
+    from uda_trt.train.distributed import process_group
+
+    return process_group(device)
+
+
 def run_gan_command(
     options: dict[str, Any],
     finished_format: str,
@@ -203,14 +226,18 @@ def run_gan_command(
 ) -> None:
     """The body of a GAN trainer command, given its click `options`: log setup, the output folder checks before
     torch, then `train(options, resume=, keep_train_state=, stop=)` (which imports torch and returns the output
-    folder) under a StopRequest. Prints `written(output)` at the end; a failed run (NaN losses) is one line and exit
-    1, a stopped one exits 128 + the signal (`exit_stopped`)."""
-    setup_logging(options.pop("verbose"))
+    folder) under a StopRequest, in the process group of a torchrun job when there is one (train.distributed).
+    Prints `written(output)` at the end (rank 0); a failed run (NaN losses) is one line and exit 1, a stopped one
+    exits 128 + the signal (`exit_stopped`)."""
+    verbose = options.pop("verbose")
+    setup_logging(verbose)
+    quiet_other_ranks(verbose)
     resume, keep_train_state = options.pop("resume"), options.pop("keep_train_state")
     resolve_workers(options)
     output = options["output"]
     if finished_already(output, resume, finished_format, options, fixed):
-        click.echo(written(output))
+        if launch_env().main:
+            click.echo(written(output))
         return
     if options["device"] == "cuda":
         import torch
@@ -218,7 +245,7 @@ def run_gan_command(
         if not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA GPU is available to PyTorch on this machine")
     try:
-        with StopRequest() as stop:
+        with StopRequest() as stop, distributed_session(options["device"]):
             output = train(options, resume=resume, keep_train_state=keep_train_state, stop=stop)
     except TrainingStopped as stopped:
         exit_stopped(stopped)
@@ -229,4 +256,5 @@ def run_gan_command(
         if isinstance(exc, TrainingFailed):
             raise click.ClickException(str(exc)) from None
         raise
-    click.echo(written(output))
+    if launch_env().main:
+        click.echo(written(output))

@@ -9,9 +9,16 @@ import click
 
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import SIZE
-from uda_trt.train.commands.options import GAN_RESUME_EPILOG, gan_output_options, gan_run_options, run_gan_command
+from uda_trt.train.commands.options import (
+    DISTRIBUTED_EPILOG,
+    GAN_RESUME_EPILOG,
+    gan_output_options,
+    gan_run_options,
+    run_gan_command,
+)
 from uda_trt.train.commands.train_segmenter import ARCHITECTURES
 from uda_trt.train.joint_settings import JOINT_FINISHED, JOINT_FIXED, SEGMENTER_OPTIMIZERS, refuse_other_mode
+from uda_trt.train.launch_env import refuse_under_torchrun
 from uda_trt.train.run_folder import CYCLEGAN_FINISHED, CYCLEGAN_FIXED
 
 # CyCADA's weight: its release adds both semantic terms to the generators' loss unweighted (kept torch-free here;
@@ -29,13 +36,15 @@ size of the four networks); when it finishes they are removed (--keep-train-stat
 finished.json records the finished run.
 """
     + GAN_RESUME_EPILOG
+    + DISTRIBUTED_EPILOG
     + """\b
 With --joint-segmenter ARCH a segmenter F_T trains with the translators (docs/joint-training.md): the
 generators also minimise CE(F_T(G_A(x_s)), y_s) and CE(F_T(G_A(G_B(x_t))), y_t), F_T learns from the
 stylised source images and the labelled target images (every term weight 1). --target-label-fraction F sets
 which images are labelled, dataset size fixed: of N = min(source, target train) images, round(F * N) target
 and the rest source, chosen by --seed (config.json lists them). F_T is written as latest_segmenter.pt in
-train-segmenter's checkpoint format: export-trt and evaluate-seg take it as they take best.pt.
+train-segmenter's checkpoint format: export-trt and evaluate-seg take it as they take best.pt. A joint run
+trains in one process: under torchrun it is refused.
 \b
 Example (demo-sized):
   train-cyclegan --source data/gta5 --target data/cityscapes --output runs/cyclegan \\
@@ -148,6 +157,7 @@ def main(**options) -> None:
     """
     _check_semantic_options(options)
     if _joint_options(options):
+        refuse_under_torchrun("--joint-segmenter")
         run_gan_command(options, JOINT_FINISHED, JOINT_FIXED, _train_joint, _written_joint)
         return
     run_gan_command(options, CYCLEGAN_FINISHED, CYCLEGAN_FIXED, _train, _written)

@@ -7,7 +7,13 @@ from pathlib import Path
 import click
 
 from uda_trt.runtime.jobs.cli import SIZE
-from uda_trt.train.commands.options import GAN_RESUME_EPILOG, gan_output_options, gan_run_options, run_gan_command
+from uda_trt.train.commands.options import (
+    DISTRIBUTED_EPILOG,
+    GAN_RESUME_EPILOG,
+    gan_output_options,
+    gan_run_options,
+    run_gan_command,
+)
 from uda_trt.train.paired_files import find_pairs
 from uda_trt.train.run_folder import PIX2PIX_FINISHED, PIX2PIX_FIXED
 
@@ -31,6 +37,7 @@ implementation's keys (unet_256: 54,413,955 generator parameters), which the ref
 --resume); when it finishes they are removed (--keep-train-state keeps them) and finished.json records the run.
 """
     + GAN_RESUME_EPILOG
+    + DISTRIBUTED_EPILOG
     + """\b
 Examples:
   train-pix2pix --data datasets/facades --direction BtoA --output runs/facades

@@ -14,6 +14,8 @@ from uda_trt.runtime.datasets import detect_layout, samples_for
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import SIZE, setup_logging
 from uda_trt.train.commands.options import (
+    DISTRIBUTED_EPILOG,
+    distributed_session,
     exit_stopped,
     finished_already,
     keep_train_state_option,
@@ -21,6 +23,7 @@ from uda_trt.train.commands.options import (
     threads_option,
     workers_options,
 )
+from uda_trt.train.launch_env import launch_env, quiet_other_ranks
 from uda_trt.train.run_folder import SEGMENTER_FINISHED, SEGMENTER_FIXED
 from uda_trt.train.stopping import StopRequest, TrainingStopped
 
@@ -57,7 +60,9 @@ training state, prints the command that continues the run and exits 130 / 143; a
 without saving. A killed or interrupted run is continued by the same command plus --resume: it restarts from the
 last saved state, redoes the iterations since, and on the CPU writes the same best.pt and last.pt bytes as an
 uninterrupted run. A damaged latest state falls back to the previous one (one warning line). --resume of a
-finished run returns at once. Without --resume an --output that holds a run is refused."""
+finished run returns at once. Without --resume an --output that holds a run is refused.
+"""
+EPILOG += DISTRIBUTED_EPILOG
 
 
 class CropSize(click.ParamType):
@@ -219,22 +224,25 @@ def main(verbose: bool, **options) -> None:
     that scores best (mIoU) on a held-out part of the training data is kept as best.pt.
     """
     setup_logging(verbose)
+    quiet_other_ranks(verbose)
     resolve_workers(options)
     resume, keep_train_state = options.pop("resume"), options.pop("keep_train_state")
     check_dataset(options["data_root"], options["layout"], options["split"])
     output = options["output_dir"]
     if finished_already(output, resume, SEGMENTER_FINISHED, options, SEGMENTER_FIXED):
-        click.echo(str(output / "best.pt"))
+        if launch_env().main:
+            click.echo(str(output / "best.pt"))
         return
     # torch is imported here, after the cheap checks, so --help, user errors and finished runs answer at once.
     from uda_trt.train.segmenter import SegmenterConfig, TrainingDiverged, train_segmenter
 
     config = SegmenterConfig(**options)
     try:
-        with StopRequest() as stop:
+        with StopRequest() as stop, distributed_session(config.device):
             best = train_segmenter(config, resume=resume, keep_train_state=keep_train_state, stop=stop)
     except TrainingDiverged as error:
         raise click.ClickException(str(error)) from error
     except TrainingStopped as stopped:
         exit_stopped(stopped)
-    click.echo(str(best))
+    if launch_env().main:
+        click.echo(str(best))
