@@ -95,6 +95,7 @@ class FdaTranslator:
     """Translates batches of (source, donor amplitudes) pairs by FDA; the runner contract of runtime.runners."""
 
     backend = "fda"
+    default_batch_size = 4  # images per batch when the job does not say; FDA's bytes do not depend on it
 
     def __init__(self, donors: Donors, beta: float, seed: int = 0, threads: int = 1) -> None:
         check_beta(beta)

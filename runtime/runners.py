@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 # "onnxruntime" = ONNX Runtime on the best providers this machine has; the suffixed names force one provider set
 BACKENDS = ("auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
 _CPU_RUNS_IN_FLIGHT = 2
+# Images per batch on a GPU backend when a job does not say: not yet measured on a GPU (README, "Status").
+GPU_BATCH_SIZE = 4
 _ORT_PROVIDERS = {
     "onnxruntime-cpu": ["CPUExecutionProvider"],
     "onnxruntime-cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -91,6 +93,11 @@ class Runner:
         self.batch_size: int | None = None  # what the job feeds, when it said so (expect_inputs)
         self.image_size: tuple[int, int] | None = None
         self.active_providers: list[str] = []  # what actually runs the model, once entered (job outputs record it)
+
+    @property
+    def default_batch_size(self) -> int:
+        """Images per batch for a job that does not choose (batch-translate without --batch-size)."""
+        return GPU_BATCH_SIZE
 
     def expect_inputs(self, batch_size: int, image_size: tuple[int, int] | None = None) -> None:
         """Say, before `with`, the largest batch and (for a fixed-size job) the image size (w, h) the job feeds.
@@ -220,6 +227,13 @@ class OnnxRuntimeRunner(Runner):
         Each run holds one batch's activations (large for ResNet-9 at 1024x512), hence the cap."""
         return min(self.threads, _CPU_RUNS_IN_FLIGHT) if self.providers == ["CPUExecutionProvider"] else 1
 
+    @property
+    def default_batch_size(self) -> int:
+        """On the CPU, one image per run in flight (2 with two threads or more): `make bench` measured a batch of 2
+        as fast as 4 in a long job and faster in a short one, where the first batch's runs pay for fresh memory
+        (README, "Benchmarks": A6). GPU providers: GPU_BATCH_SIZE."""
+        return self.runs_in_flight if self.providers == ["CPUExecutionProvider"] else GPU_BATCH_SIZE
+
     def _open_session(self, threads: int):
         import onnxruntime as ort
 
@@ -330,6 +344,12 @@ class TensorRTRunner(Runner):
 
         self._native = NativeTensorRT(self.path, self.sidecar)
         self.active_providers = ["TensorRT"]
+
+    @property
+    def default_batch_size(self) -> int:
+        """The batch the engine's profile was optimised for, else GPU_BATCH_SIZE."""
+        profile = (self.sidecar.engine or {}).get("profile")
+        return int(profile["opt"][0]) if profile else GPU_BATCH_SIZE
 
     def expect_inputs(self, batch_size: int, image_size: tuple[int, int] | None = None) -> None:
         """As Runner's, and refuses now a batch size or image size outside the engine's profile."""

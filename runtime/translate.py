@@ -84,7 +84,7 @@ class TranslateJob:
     image_format: str = "png"
     png_compression: int = 1
     jpeg_quality: int = 95
-    batch_size: int = 4
+    batch_size: int | None = None  # None: the backend's default (Runner.default_batch_size), resolved on opening
     workers: int = field(default_factory=default_workers)
     backend: str = "auto"
     strict: bool = False
@@ -253,7 +253,7 @@ def _validate_common(job: TranslateJob) -> None:
         raise UserError(f"--format: {job.image_format!r} is not one of {', '.join(IMAGE_FORMATS)}")
     if job.output_size not in OUTPUT_SIZES:
         raise UserError(f"--output-size: {job.output_size!r} is not one of {', '.join(OUTPUT_SIZES)}")
-    if job.batch_size < 1:
+    if job.batch_size is not None and job.batch_size < 1:
         raise UserError("--batch-size: must be at least 1")
     output, source = job.output_root.resolve(), job.input_root.resolve()
     if output == source:
@@ -309,8 +309,9 @@ def _identity(job: TranslateJob, layout: str, working_size: tuple[int, int] | No
 
 
 def _open_translator(job: TranslateJob):
-    """(translator, working size): an artifact's runner (not yet entered) at its working size, or FDA's translator
-    at --size (None: each image at its own size, no resizing)."""
+    """(translator, working size, job): an artifact's runner (not yet entered) at its working size, or FDA's
+    translator at --size (None: each image at its own size, no resizing), and the job with its batch size resolved
+    (the translator's default when it gave none; from then on the batch plan is a pure function of the job)."""
     if job.fda_target is not None:
         if job.artifact is not None:
             raise UserError("--fda: give either --engine or --fda, not both")
@@ -318,13 +319,18 @@ def _open_translator(job: TranslateJob):
             raise UserError(f"--backend: {job.backend} runs artifacts; --fda runs on the CPU with numpy")
         _validate_common(job)
         translator = FdaTranslator(list_donors(job.fda_target), job.fda_beta, job.fda_seed, threads=job.workers)
-        return translator, job.size
+        return translator, job.size, _with_batch_size(job, translator)
     if job.artifact is None:
         raise UserError("--engine: give a translator artifact (--engine ART) or --fda TARGET_ROOT")
     runner = open_runner(job.artifact, backend=job.backend)  # reads the sidecar; the session opens with `with`
     working_size = _validate(job, runner.sidecar)
+    job = _with_batch_size(job, runner)
     runner.expect_inputs(job.batch_size, working_size)
-    return runner, working_size
+    return runner, working_size, job
+
+
+def _with_batch_size(job: TranslateJob, translator) -> TranslateJob:
+    return job if job.batch_size is not None else replace(job, batch_size=translator.default_batch_size)
 
 
 class Execution(Protocol):
@@ -377,7 +383,7 @@ def batch_translate(job: TranslateJob, execution: Execution | None = None) -> di
 def _batch_translate(job: TranslateJob, stats: _Stats, execution: Execution | None = None) -> dict:
     inputs = _find_inputs(job)
     layout, samples = inputs.layout, inputs.samples
-    runner, working_size = _open_translator(job)
+    runner, working_size, job = _open_translator(job)
     with runner:  # `runner.backend` is now what runs (auto may have fallen back), recorded with its providers
         inputs = _shard_of(job, inputs, runner)
         samples = inputs.samples
@@ -443,6 +449,7 @@ def _translate_all(
         "warnings": inputs.warnings,
         "working_size": list(working_size) if working_size else None,
         "output_size": job.output_size,
+        "batch_size": job.batch_size,
         "images_total": len(samples),
         "images_translated": stats.done,
         "images_already_done": stats.already_done,

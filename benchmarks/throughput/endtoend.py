@@ -28,7 +28,7 @@ def run_batch_translate(
     input_root: Path,
     output_root: Path,
     size: tuple[int, int],
-    batch_size: int,
+    batch_size: int | None,
     peak: PeakRss,
     image_format: str = "png",
     png_compression: int = 6,
@@ -69,7 +69,7 @@ def run_batch_translate(
         "images_per_second": rate(images, wall),
         "stage_seconds": dict(report["stage_seconds"]),
         "job_report": {key: report[key] for key in JOB_REPORT_KEYS},
-        "batch_size": batch_size,
+        "batch_size": report["batch_size"],  # resolved: None runs at the backend's default
         "png_compression": png_compression if image_format == "png" else None,
         "image_format": image_format,
         "output_kib_per_image": output_kib_per_image(output_root),

@@ -75,7 +75,6 @@ from uda_trt.benchmarks.throughput.results import (
     SuiteThreads,
 )
 from uda_trt.benchmarks.throughput.sweep import SweepTarget, sample_frames, sweep
-from uda_trt.runtime.commands.batch_translate import DEFAULT_BATCH_SIZE
 from uda_trt.runtime.imageio import read_rgb, resize_rgb
 from uda_trt.runtime.jobs.timing import StageTimer
 from uda_trt.runtime.jobs.workers import default_workers
@@ -333,9 +332,7 @@ def compute_bound(
         )
         small.append(
             TranslateRun(
-                **run_batch_translate(
-                    model.onnx, small_root, runs / "small", size, DEFAULT_BATCH_SIZE, peak, png_compression=png
-                )
+                **run_batch_translate(model.onnx, small_root, runs / "small", size, None, peak, png_compression=png)
             )
         )
         small_reference.append(

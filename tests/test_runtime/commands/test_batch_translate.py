@@ -13,6 +13,7 @@ from PIL import Image
 
 from helpers import write_cityscapes, write_gta5
 from uda_trt.runtime.imageio import read_rgb, resize_rgb
+from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.labels import PALETTE, TRAIN_ID_TO_LABEL_ID
 
 ODD_SIZE = (41, 23)  # GTA5 images in these tests: odd sizes, like real data
@@ -61,6 +62,27 @@ def test_gta5_at_working_size(tmp_path, cli, invert_translator):
     assert rerun.returncode == 0, rerun.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["images_already_done"] == 3 and report["images_translated"] == 0
+
+
+def test_default_batch_size_is_the_backends_and_is_recorded(tmp_path, cli, invert_translator):
+    """Without --batch-size the CPU runs one image per run in flight (two with two cores or more); the manifest
+    records the resolved size, so the same job given it explicitly is the same job (it resumes, nothing redone),
+    and another size is refused by name."""
+    source = write_gta5(tmp_path / "gta5", count=5, size=ODD_SIZE)
+    out = tmp_path / "out"
+    args = ["--engine", invert_translator, "--input", source, "--output", out, "--backend", "onnxruntime-cpu"]
+    first = cli("batch-translate", *args)
+    assert first.returncode == 0, first.stderr
+    expected = min(default_workers(), 2)
+    report = json.loads((out / "report.json").read_text())
+    assert report["batch_size"] == expected
+    assert json.loads((out / "manifest.json").read_text())["identity"]["batch_size"] == expected
+
+    same = cli("batch-translate", *args, "--batch-size", expected)
+    assert same.returncode == 0, same.stderr
+    assert json.loads((out / "report.json").read_text())["images_already_done"] == 5
+    other = cli("batch-translate", *args, "--batch-size", expected + 1)
+    assert other.returncode == 2 and f"--batch-size {expected}, this one {expected + 1}" in other.stderr
 
 
 def test_by_default_the_output_has_the_source_geometry(tmp_path, cli, invert_translator):
