@@ -1,9 +1,9 @@
 """One runner contract for every backend: `with open_runner(path) as r: out = r.infer({"images": batch})`.
 
 Numpy uint8 in, numpy uint8 out; the sidecar says what the tensors are called and what sizes are legal. The
-backend follows the artifact's suffix and what the machine has: `.onnx` / `.fp16.onnx` run on ONNX Runtime (its
-TensorRT or CUDA execution provider only when an NVIDIA GPU is present, so a CPU box never logs provider errors),
-`.engine` runs on native TensorRT (imported lazily: a deployment box without it still imports this module).
+backend follows the artifact's suffix and what the machine has: `.onnx` / `.fp16.onnx` / `.int8.onnx` run on ONNX
+Runtime (its TensorRT or CUDA execution provider only when an NVIDIA GPU is present, so a CPU box never logs provider
+errors), `.engine` runs on native TensorRT (imported lazily: a deployment box without it still imports this module).
 ONNX Runtime does not fail when a requested provider cannot start: it logs a line and runs on what it could start.
 So every session's active providers are checked: an explicit `--backend` is refused in one line when its provider
 is not active; `auto` runs on what started, with a warning, and records that.
@@ -491,7 +491,7 @@ def choose_backend(path: Path, backend: str = "auto") -> str:
             raise UserError(f"{path}: a .engine file runs only on the tensorrt backend, not {backend}")
         return "tensorrt"
     if not path.name.endswith(".onnx"):
-        raise UserError(f"{path}: not a model artifact; expected a .onnx, .fp16.onnx or .engine file")
+        raise UserError(f"{path}: not a model artifact; expected a .onnx, .fp16.onnx, .int8.onnx or .engine file")
     if backend == "tensorrt":
         raise UserError(f"{path}: the native tensorrt backend runs .engine files; use onnxruntime-tensorrt")
     if backend in ("auto", "onnxruntime"):

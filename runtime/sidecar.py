@@ -1,8 +1,8 @@
 """The artifact sidecar `STEM.json`: the one description of an exported model that `runtime` trusts.
 
-`export` writes it next to `STEM.onnx` / `STEM.fp16.onnx` / `STEM.engine`; every runner reads it through
-`load_sidecar`, which validates every field (schema v1, docs/contracts.md "Sidecar") and checks the artifact's sha256,
-so nothing about a model (tensor names, sizes, class table) is guessed at run time and a stale or hand-edited
+`export` writes it next to `STEM.onnx` / `STEM.fp16.onnx` / `STEM.int8.onnx` / `STEM.engine`; every runner reads it
+through `load_sidecar`, which validates every field (schema v1, docs/contracts.md "Sidecar") and checks the artifact's
+sha256, so nothing about a model (tensor names, sizes, class table) is guessed at run time and a stale or hand-edited
 artifact is refused in one line instead of producing wrong images.
 """
 
@@ -20,7 +20,8 @@ from uda_trt.runtime.jobs.files import write_json
 SCHEMA_VERSION = 1
 TASKS = ("translate", "segment")
 # artifacts key by file suffix; the longest suffix is tried first so STEM.fp16.onnx is not taken for STEM.onnx
-ARTIFACT_SUFFIXES = {".fp16.onnx": "fp16_onnx", ".onnx": "onnx", ".engine": "engine"}
+ARTIFACT_SUFFIXES = {".fp16.onnx": "fp16_onnx", ".int8.onnx": "int8_onnx", ".onnx": "onnx", ".engine": "engine"}
+_EXPECTED = "expected a .onnx, .fp16.onnx, .int8.onnx or .engine file"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Sidecar:
     inputs: list[dict[str, str]]  # [{name, dtype, layout}], e.g. {"images", "uint8", "NHWC"}
     outputs: list[dict[str, str]]
     size_divisor: int  # input H and W must be multiples (translators); 1 for segmenters
-    artifacts: dict[str, dict[str, str]]  # "onnx" / "fp16_onnx" / "engine" -> {file, sha256}
+    artifacts: dict[str, dict[str, str]]  # "onnx" / "fp16_onnx" / "int8_onnx" / "engine" -> {file, sha256}
     source_checkpoint: dict[str, str]  # {file, sha256}
     opset: int
     ir_version: int
@@ -49,6 +50,7 @@ class Sidecar:
     palette: list[list[int]] | None = None  # segmenters: RGB per train ID
     fp16_policy: dict[str, Any] | None = None  # {"fp32_op_types": [...]} once a FP16 ONNX exists
     engine: dict[str, Any] | None = None  # {tensorrt_version, gpu_name, compute_capability, profile}
+    int8_policy: dict[str, Any] | None = None  # what STEM.int8.onnx quantized and how it was calibrated
     validation: dict[str, Any] | None = None  # measured parity figures per artifact key
     schema_version: int = SCHEMA_VERSION
 
@@ -76,22 +78,22 @@ class Sidecar:
 
 
 def sidecar_path(artifact: Path) -> Path:
-    """STEM.onnx / STEM.fp16.onnx / STEM.engine (or STEM.json itself) -> STEM.json."""
+    """STEM.onnx / STEM.fp16.onnx / STEM.int8.onnx / STEM.engine (or STEM.json itself) -> STEM.json."""
     artifact = Path(artifact)
     if artifact.name.endswith(".json"):
         return artifact
     for suffix in ARTIFACT_SUFFIXES:
         if artifact.name.endswith(suffix) and len(artifact.name) > len(suffix):
             return artifact.with_name(artifact.name[: -len(suffix)] + ".json")
-    raise UserError(f"{artifact}: not a model artifact; expected a .onnx, .fp16.onnx or .engine file")
+    raise UserError(f"{artifact}: not a model artifact; {_EXPECTED}")
 
 
 def artifact_key(artifact: Path) -> str:
-    """The sidecar's `artifacts` key for a file: "onnx", "fp16_onnx" or "engine"."""
+    """The sidecar's `artifacts` key for a file: "onnx", "fp16_onnx", "int8_onnx" or "engine"."""
     for suffix, key in ARTIFACT_SUFFIXES.items():
         if Path(artifact).name.endswith(suffix):
             return key
-    raise UserError(f"{artifact}: not a model artifact; expected a .onnx, .fp16.onnx or .engine file")
+    raise UserError(f"{artifact}: not a model artifact; {_EXPECTED}")
 
 
 def file_sha256(path: Path) -> str:
@@ -242,7 +244,7 @@ def _validate(data: Any, source: str) -> Sidecar:
         raise _fail(source, "artifacts", "must list at least one artifact")
     for key, entry in artifacts.items():
         if key not in ARTIFACT_SUFFIXES.values():
-            raise _fail(source, f"artifacts.{key}", "is not one of onnx, fp16_onnx, engine")
+            raise _fail(source, f"artifacts.{key}", f"is not one of {', '.join(ARTIFACT_SUFFIXES.values())}")
         _string_map(entry, ("file", "sha256"), source, f"artifacts.{key}")
     _string_map(data["source_checkpoint"], ("file", "sha256"), source, "source_checkpoint")
     for name in ("opset", "ir_version"):
@@ -271,7 +273,7 @@ def _validate(data: Any, source: str) -> Sidecar:
     for name in ("class_names", "train_id_to_label_id", "palette"):
         if data.get(name) is not None:
             _check(data[name], list, source, name)
-    for name in ("fp16_policy", "engine", "validation"):
+    for name in ("fp16_policy", "int8_policy", "engine", "validation"):
         if data.get(name) is not None:
             _check(data[name], dict, source, name)
     if data.get("engine") is not None:

@@ -1,0 +1,177 @@
+"""INT8 ONNX (export-trt --int8): calibrated on a dataset of the artifact's domain, gated against STEM.onnx on
+held-out images, run through the runtime's own runner; a harmful setting fails the gate and writes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto
+
+from helpers import as_process, process_record, run_cli, run_once, write_cityscapes, write_gta5
+from uda_trt.export.int8 import GATES, METHODS, calibration_set, gate, image_loader
+from uda_trt.runtime.imageio import read_rgb
+from uda_trt.runtime.runners import open_runner
+from uda_trt.runtime.sidecar import file_sha256, load_sidecar
+from uda_trt.train.checkpoints import save_segmenter_checkpoint
+from uda_trt.train.networks import ResnetGenerator
+from uda_trt.train.segmenters import NORMALIZATION, build_segmenter
+
+SIZE = "64x32"
+STEM = "latest_net_G_A"
+
+
+def _generator(folder: Path, train_on: Path | None = None) -> Path:
+    """A tiny ResNet generator; with `train_on` (a GTA5 root), 30 Adam steps towards the identity on its images.
+
+    Random weights make a generator whose InstanceNorms amplify noise: quantized, its outputs were within 3 grey
+    levels on only 25 % of pixels, however many layers stayed float. Barely trained, it behaves like a translator:
+    smooth outputs that INT8 reproduces once the most sensitive layers stay float.
+    """
+    torch.manual_seed(1)
+    generator = ResnetGenerator(ngf=4, n_blocks=2)
+    if train_on is not None:
+        images = np.stack([read_rgb(p)[:32, :64] for p in sorted((train_on / "images").glob("*.png"))])
+        x = torch.from_numpy(images).float().permute(0, 3, 1, 2) / 127.5 - 1
+        optimizer = torch.optim.Adam(generator.parameters(), 2e-3)
+        for _ in range(30):
+            loss = (generator(x) - x).abs().mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    path = folder / f"{STEM}.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(generator.state_dict(), path)
+    return path
+
+
+def _export(folder: Path, *args: object) -> dict:
+    """export-trt with --int8 on a barely trained generator, calibrated on a 12-image GTA5-layout root: 3 images
+    held out, the next 8 (or fewer) calibrate."""
+    gta5 = write_gta5(folder / "gta5", count=12, size=(80, 40))
+    checkpoint = _generator(folder / "run", gta5)
+    run = run_cli("export-trt", checkpoint, "--size", SIZE, "--no-fp16", "--int8", "--calibration", gta5, *args)
+    return process_record(run)
+
+
+@pytest.fixture(scope="module")
+def translator(tmp_path_factory) -> tuple[Path, object]:
+    folder, record = run_once(tmp_path_factory, "int8-translator", lambda out: _export(out, "--calibration-images", 8))
+    return folder / "run", as_process(record)
+
+
+@pytest.mark.slow
+def test_int8_translator_passes_its_gates_and_records_them(translator):
+    run_dir, result = translator
+    assert result.returncode == 0, result.stderr
+    int8_path = run_dir / f"{STEM}.int8.onnx"
+    assert f"wrote {int8_path}" in result.stdout and "PSNR" in result.stdout
+    sidecar = json.loads((run_dir / f"{STEM}.json").read_text())
+    assert sidecar["artifacts"]["int8_onnx"] == {"file": int8_path.name, "sha256": file_sha256(int8_path)}
+    policy = sidecar["int8_policy"]
+    assert policy["format"] == "QDQ" and policy["keep_float"] == "measured"
+    assert set(policy["quantized_op_types"]) == {"Conv", "ConvTranspose"} and policy["quantized_nodes"]
+    # measured: the sensitivity pass ranked all 10 layers and the worst went back to float, the rest stayed INT8
+    ranked = [entry["node"] for entry in policy["sensitivity"]]
+    assert len(ranked) == 10 and policy["float_nodes"] == ranked[: len(policy["float_nodes"])]
+    assert 1 <= len(policy["float_nodes"]) <= 5 and len(policy["quantized_nodes"]) == 10 - len(policy["float_nodes"])
+    calibration = policy["calibration"]
+    assert calibration["method"] in METHODS and set(calibration["method_trials"]) == set(METHODS)
+    assert calibration["images"] == 8 and calibration["held_out_images"] == 3 and calibration["seed"] == 0
+    assert calibration["source"] == "gta5 layout" and len(calibration["list_sha256"]) == 64
+    drawn = calibration_set(run_dir.parent / "gta5", 8)
+    assert not set(drawn.calibration) & set(drawn.held_out)  # the gates judge on images calibration never saw
+    figures = sidecar["validation"]["int8_onnx"]
+    bounds = GATES["translate"]
+    assert figures["passed"] and figures["reference"] == "onnx" and figures["images"] == 3
+    assert figures["tolerance"] == bounds["tolerance"] and figures["fraction"] >= bounds["required"]
+    assert figures["psnr_db"] is None or figures["psnr_db"] >= bounds["psnr_db"]
+    assert load_sidecar(int8_path).int8_policy == policy  # the runtime reads and verifies the INT8 artifact
+
+
+@pytest.mark.slow
+def test_int8_graph_is_int8_where_measured_and_float_elsewhere(translator):
+    run_dir, _ = translator
+    model = onnx.load(run_dir / f"{STEM}.int8.onnx")
+    nodes = model.graph.node
+    producer = {name: node for node in nodes for name in node.output}
+    quantize = [node for node in nodes if node.op_type == "QuantizeLinear"]
+    zero_points = {init.name: init for init in model.graph.initializer}
+    assert quantize and all(zero_points[node.input[2]].data_type == TensorProto.INT8 for node in quantize)
+    # InstanceNorm computes in float: nothing quantizes its output; the uint8 edges are untouched
+    quantized_sources = {producer[node.input[0]].op_type for node in quantize if node.input[0] in producer}
+    assert "InstanceNormalization" not in quantized_sources
+    assert nodes[-1].op_type == "Cast" and producer[nodes[-1].input[0]].op_type != "DequantizeLinear"
+
+
+@pytest.mark.slow
+def test_int8_runs_through_open_runner_close_to_fp32(translator):
+    """The runtime's runner, fed the held-out images as one batch, reproduces the gate the export measured."""
+    run_dir, _ = translator
+    held_out = calibration_set(run_dir.parent / "gta5", 8).held_out
+    images = np.stack([image_loader("translate", (64, 32))(path) for path in held_out])
+    with open_runner(run_dir / f"{STEM}.onnx") as fp32, open_runner(run_dir / f"{STEM}.int8.onnx") as int8:
+        assert int8.backend == "onnxruntime-cpu"
+        reference, candidate = fp32.infer({"images": images}), int8.infer({"images": images})
+    assert candidate["translated"].dtype == np.uint8 and candidate["translated"].shape == (3, 32, 64, 3)
+    report = gate("translate", list(reference["translated"]), list(candidate["translated"]))
+    assert report.passed, report.summary()
+    recorded = json.loads((run_dir / f"{STEM}.json").read_text())["validation"]["int8_onnx"]
+    assert report.agreement.fraction == pytest.approx(recorded["fraction"])
+
+
+@pytest.mark.slow
+def test_harmful_quantization_fails_the_gate_and_writes_no_int8_file(tmp_path):
+    """Everything the quantizer can quantize (InstanceNorm and the output layers too), MinMax on two images."""
+    args = ("--int8-keep-float", "none", "--calibration-method", "minmax", "--calibration-images", 2)
+    result = as_process(_export(tmp_path, *args))
+    assert result.returncode == 1, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1 and "INT8 gate failed" in errors[0] and " under " in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+    run_dir = tmp_path / "run"
+    assert sorted(p.name for p in run_dir.iterdir()) == [f"{STEM}.json", f"{STEM}.onnx", f"{STEM}.pth"]
+    sidecar = json.loads((run_dir / f"{STEM}.json").read_text())
+    assert set(sidecar["artifacts"]) == {"onnx"} and sidecar["int8_policy"] is None
+
+
+@pytest.mark.slow
+def test_int8_segmenter_calibrates_on_a_cityscapes_split(tmp_path, cli):
+    """The segmenter path: Cityscapes layout and split, label gate, every Conv quantized. An untrained segmenter
+    predicts nearly one class everywhere, so this checks the plumbing; the gate's teeth are the translator tests'."""
+    torch.manual_seed(0)
+    config = {"architecture": "lraspp_mobilenet_v3_large", "num_classes": 19, "scale": 0.5}
+    checkpoint = tmp_path / "seg" / "best.pt"
+    model = build_segmenter(config["architecture"], num_classes=19)
+    save_segmenter_checkpoint(checkpoint, {**config, "normalization": NORMALIZATION}, model.state_dict())
+    root = tmp_path / "cityscapes"
+    write_cityscapes(root, {"aachen": 5, "bremen": 5}, size=(64, 32), split="val")
+    args = ("--parity-images", root / "leftImg8bit", "--calibration-split", "val", "--calibration-images", 6)
+    result = cli("export-trt", checkpoint, "--no-fp16", "--int8", "--calibration", root, *args)
+    assert result.returncode == 0, result.stderr
+    sidecar = load_sidecar(tmp_path / "seg" / "best.int8.onnx")
+    assert sidecar.int8_policy["calibration"]["source"] == "cityscapes layout, split val"
+    assert sidecar.int8_policy["quantized_op_types"] == ["Conv"] and sidecar.int8_policy["quantized_nodes"]
+    figures = sidecar.validation["int8_onnx"]
+    assert figures["passed"] and figures["task"] == "segment" and figures["fraction"] >= GATES["segment"]["required"]
+
+
+def test_int8_refuses_bad_calibration_input_before_exporting(tmp_path, user_error):
+    checkpoint = _generator(tmp_path / "run")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "one" / "images").mkdir(parents=True)
+    write_gta5(tmp_path / "one", count=1)
+    cases = [
+        ("--int8", "--calibration", tmp_path / "missing"),
+        ("--int8", "--calibration", tmp_path / "empty"),
+        ("--int8", "--calibration", tmp_path / "one"),
+        ("--int8",),
+        ("--calibration", tmp_path / "empty"),
+    ]
+    for args in cases:
+        user_error(run_cli("export-trt", checkpoint, "--size", SIZE, *args), names="--calibration")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [f"{STEM}.pth"]  # nothing exported
