@@ -49,8 +49,8 @@ test-gpu: setup
 	  print(os.path.dirname(s.origin) if s and s.origin else '')"); \
 	LD_LIBRARY_PATH=$$TRT_LIBS$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH} $(BIN)/pytest -q -m gpu
 
-# Throughput benchmark report in bench-results/ (report.md, report.json, figures): 27-45 min on 2 idle CPU cores
-# (26 min 41 s and 44 min 46 s measured on two machines; see README, "Benchmarks").
+# Throughput benchmark report in bench-results/ (report.md, report.json, figures): about 29-47 min on 2 idle CPU cores
+# (26 min 30 s here on 2026-12-01, 44 min 46 s on a slower machine; the Ray stage added since costs about 2 min).
 bench: setup
 	$(BIN)/bench-throughput --suite standard --output bench-results
 

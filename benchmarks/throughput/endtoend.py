@@ -1,12 +1,13 @@
 """End-to-end runs of the real job (runtime.translate.batch_translate) and comparison of what two ways wrote.
 
 The end-to-end rate is images / wall seconds of the whole `batch_translate` call: opening the session, listing the
-dataset, decoding, inference, encoding, writing and journalling. The job's own report (which times from the first
-image) is kept beside it.
+dataset, decoding, inference, encoding, writing and journalling; on Ray (`batch-translate --ray`) also starting and
+stopping the cluster. The job's own report (which times from the first image) is kept beside it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import time
 from collections.abc import Sequence
@@ -36,8 +37,13 @@ def run_batch_translate(
     workers: int | None = None,
     backend: str = "onnxruntime-cpu",
     layout: str = "gta5",
+    ray: str | None = None,
 ) -> dict:
-    """One fresh batch-translate run (outputs at the working size, ONNX Runtime CPU unless told); its figures."""
+    """One fresh batch-translate run (outputs at the working size, ONNX Runtime CPU unless told); its figures.
+
+    With `ray` ("local", "auto" or an address) it runs as `batch-translate --ray RAY` runs it
+    (`batch_translate_on_ray`): the wall time then includes starting the cluster and its actors, and stopping them.
+    """
     from uda_trt.runtime.translate import TranslateJob, batch_translate
 
     shutil.rmtree(output_root, ignore_errors=True)  # a fresh run, never a resume
@@ -57,7 +63,12 @@ def run_batch_translate(
     )
     peak.reset()
     started = time.perf_counter()
-    report = batch_translate(job)
+    if ray is None:
+        report = batch_translate(job)
+    else:
+        from uda_trt.runtime.ray_jobs import batch_translate_on_ray
+
+        report = batch_translate_on_ray(job, ray)
     wall = time.perf_counter() - started
     images = report["images_translated"]
     return {
@@ -68,7 +79,7 @@ def run_batch_translate(
         "wall_seconds": wall,
         "images_per_second": rate(images, wall),
         "stage_seconds": dict(report["stage_seconds"]),
-        "job_report": {key: report[key] for key in JOB_REPORT_KEYS},
+        "job_report": {key: report[key] for key in (*JOB_REPORT_KEYS, "ray") if key in report},
         "batch_size": report["batch_size"],  # resolved: None runs at the backend's default
         "png_compression": png_compression if image_format == "png" else None,
         "image_format": image_format,
@@ -112,3 +123,28 @@ def compare_outputs(first: Path, second: Path, stems: Sequence[str]) -> dict:
         "mean_abs_diff": diff_sum / total if total else 0.0,
         "fraction_within_1": within_one / total if total else 1.0,
     }
+
+
+def compare_files(first: Path, second: Path) -> dict:
+    """Whether two runs wrote the same output files (everything under FIRST/images and FIRST/labels, the GTA5
+    layout, against SECOND's), byte for byte; a file only one run wrote counts as differing."""
+    first, second = Path(first), Path(second)
+    names: set[str] = set()
+    for root in (first, second):
+        for kind in ("images", "labels"):
+            if (root / kind).is_dir():
+                names |= {f"{kind}/{path.name}" for path in (root / kind).iterdir() if path.is_file()}
+    differing = [
+        name
+        for name in sorted(names)
+        if not ((first / name).is_file() and (second / name).is_file())
+        or (first / name).read_bytes() != (second / name).read_bytes()
+    ]
+    return {"files": len(names), "identical": not differing, "differing": differing}
+
+
+def ray_unavailable_reason() -> str | None:
+    """None when `batch-translate --ray` can run here (Ray with Ray Data's dependencies), else one line."""
+    if importlib.util.find_spec("ray") is None or importlib.util.find_spec("pyarrow") is None:
+        return "Ray not installed (pip install 'uda-trt[ray]')"
+    return None

@@ -24,6 +24,7 @@ from uda_trt.benchmarks.throughput.results import (
     ComputeBound,
     Evaluation,
     Memory,
+    RayLocal,
     Skipped,
     SuiteResult,
     Threads,
@@ -50,6 +51,7 @@ def markdown(result: SuiteResult | ArtifactResult, figures: list[str]) -> str:
             matmul_section(result.matmul),
             compute_section(result.compute_bound, result.sweeps, result.skipped),
             codec_section(result.codec_bound, result.codec, result.sweeps, result.skipped),
+            ray_section(result.ray_local),
             evaluation_section(result.evaluation),
             memory_section(result.memory),
             sweeps_section(result.sweeps),
@@ -303,6 +305,41 @@ def _formats_table(codec: CodecBound, limits: CodecLimits) -> list[str]:
             f"| {_kib(ours)} |"
         )
     return lines
+
+
+def ray_section(ray: RayLocal | None) -> list[str]:
+    """Ray local against one process: both rates, their ratio, Ray's start-up cost, whether the files are identical
+    (none if skipped). Figures, not criteria."""
+    if ray is None:
+        return []
+    single, on_ray, cluster = ray.single_process, ray.ray, ray.cluster
+    cpus = _num(cluster.get("cpus"), 0)
+    comparison = ray.output_comparison
+    identical = "identical" if comparison.identical else f"**not identical** ({len(comparison.differing)} differ)"
+    overheads = ", ".join(_num(seconds, 1) for seconds in ray.startup_overhead_runs)
+    return [
+        f"## Ray local ({cpus} CPUs) against one process",
+        "",
+        f"The codec-bound job ({ray.images} images, {ray.model} at {ray.working_size[0]}x{ray.working_size[1]}, "
+        f"batch {ray.batch_size}, PNG level {single.png_compression}) as `batch-translate` runs it in one process "
+        f"and with `--ray local` ({cluster.get('actors')} runner actor(s); the wall time includes starting and "
+        f"stopping the cluster), median of {ray.repeats} interleaved runs each. A figure, not a criterion.",
+        "",
+        "| way | end-to-end images/s | wall s | vs one process |",
+        "|---|---|---|---|",
+        f"| one process | {_num(single.images_per_second, 3)} | {_num(single.wall_seconds, 2)} | 1.00x |",
+        f"| Ray local | {_num(on_ray.images_per_second, 3)} | {_num(on_ray.wall_seconds, 2)} | "
+        f"{_num(ray.ray_vs_single_process, 3)}x |",
+        "",
+        f"Ray's fixed start-up cost (local cluster and actor start, shutdown): on the first {ray.small_job_images} "
+        f"images alone (one batch), Ray took {_num(ray.startup_overhead_seconds, 1)} s longer than one process "
+        f"(median; per repeat: {overheads} s). Outputs byte for byte: {identical}, {comparison.files} files "
+        "compared.",
+        "",
+        f"On {cpus} cores no speed-up is expected: one process already keeps every core busy, so this figure is "
+        "Ray's overhead on this machine, not a scaling result; Ray pays off with more machines or GPUs.",
+        "",
+    ]
 
 
 def evaluation_section(evaluation: Evaluation | None) -> list[str]:

@@ -149,6 +149,15 @@ class OutputComparison:
 
 
 @dataclass(frozen=True)
+class FileComparison:
+    """Whether two runs wrote the same files, byte for byte (endtoend.compare_files)."""
+
+    files: int  # output files either run wrote
+    identical: bool
+    differing: list[str]  # relative paths that differ or that one run lacks
+
+
+@dataclass(frozen=True)
 class OfficialRun:
     """The official Cityscapes evaluator as a child process (official_eval.run_official)."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from uda_trt.benchmarks.throughput.config import SuiteConfig
 from uda_trt.benchmarks.throughput.criteria import Criterion
@@ -17,6 +18,7 @@ from uda_trt.benchmarks.throughput.models import ModelArtifacts
 from uda_trt.benchmarks.throughput.records import (
     CodecLimit,
     EvaluateSegRun,
+    FileComparison,
     IouComparison,
     Machine,
     MatMulRate,
@@ -112,7 +114,7 @@ class CodecLimits:
     jpg: CodecLimit
 
 
-# ------------------------------------------------------------------------------------ stages 6-9: end to end
+# ----------------------------------------------------------------------------------- stages 6-10: end to end
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,32 @@ class CodecBound:
 
 
 @dataclass(frozen=True)
+class RayLocal:
+    """`batch-translate --ray local` against the same job in one process (the codec-bound job), repeated and
+    interleaved, with the medians and their ratio; and Ray's fixed start-up cost: on the job's first images alone
+    (one batch), Ray's wall time less the single process's, per repeat, and their median. A figure, not a
+    criterion: on a machine whose cores one process already keeps busy, Ray can only add its own costs."""
+
+    model: str
+    working_size: tuple[int, int]
+    images: int
+    batch_size: int
+    repeats: int
+    cluster: dict[str, Any]  # the job report's "ray": target, nodes, cpus, gpus, actors, actor_resources
+    single_process_runs: list[TranslateRun]
+    single_process: TranslateRun
+    ray_runs: list[TranslateRun]
+    ray: TranslateRun
+    ray_vs_single_process: float  # Ray's images/s / the single process's (medians)
+    small_job_images: int
+    small_single_process_runs: list[TranslateRun]
+    small_ray_runs: list[TranslateRun]
+    startup_overhead_runs: list[float]  # seconds: Ray's wall time less the single process's on the small job
+    startup_overhead_seconds: float  # their median
+    output_comparison: FileComparison  # every run's outputs against the single process's of the same repeat
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Criterion C: the same prediction files scored by evaluate-seg, the official evaluator (twice) and the peer."""
 
@@ -204,6 +232,7 @@ class SuiteResult:
     sweeps: list[SweepRow]
     compute_bound: ComputeBound
     codec_bound: CodecBound
+    ray_local: RayLocal | None  # None: skipped (see `skipped`)
     evaluation: Evaluation | None  # None: skipped (see `skipped`)
     memory: Memory
     criteria: list[Criterion]

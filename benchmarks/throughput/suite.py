@@ -30,7 +30,12 @@ from uda_trt.benchmarks.throughput.baselines import eager_batched, reference_way
 from uda_trt.benchmarks.throughput.codec import measure_codec_limit
 from uda_trt.benchmarks.throughput.config import SuiteConfig
 from uda_trt.benchmarks.throughput.criteria import suite_criteria
-from uda_trt.benchmarks.throughput.endtoend import compare_outputs, run_batch_translate
+from uda_trt.benchmarks.throughput.endtoend import (
+    compare_files,
+    compare_outputs,
+    ray_unavailable_reason,
+    run_batch_translate,
+)
 from uda_trt.benchmarks.throughput.matmul import measure_matmul
 from uda_trt.benchmarks.throughput.measure import PeakRss, RunPolicy
 from uda_trt.benchmarks.throughput.memory import peak_rss_run
@@ -47,6 +52,7 @@ from uda_trt.benchmarks.throughput.peer_eval import run_peer
 from uda_trt.benchmarks.throughput.records import (
     CodecLimit,
     EvaluateSegRun,
+    FileComparison,
     IouComparison,
     MatMulRate,
     MemoryRun,
@@ -68,6 +74,7 @@ from uda_trt.benchmarks.throughput.results import (
     Evaluation,
     GeneratorOnnxEntry,
     Memory,
+    RayLocal,
     Skipped,
     SuiteData,
     SuiteModels,
@@ -80,8 +87,9 @@ from uda_trt.runtime.jobs.timing import StageTimer
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.sidecar import file_sha256
 
-STAGE_COUNT = 9
+STAGE_COUNT = 10
 OFFICIAL_EVALUATOR = "official Cityscapes evaluator"
+RAY_LOCAL = "Ray local"
 Run = TypeVar("Run")
 
 
@@ -117,6 +125,8 @@ def run_suite(config: SuiteConfig, output: Path) -> SuiteResult:
         compute = compute_bound(config, models, data, artifacts, runs / "compute", peak, threads)
     with timer.stage("codec-bound end to end (pass-through, small generator, formats)"):
         codec_runs = codec_bound(config, models, data, runs / "codec", peak, threads)
+    with timer.stage("batch-translate --ray local against one process (codec-bound job)"):
+        ray_runs = None if RAY_LOCAL in cannot_run else ray_local(config, models, data, runs / "ray", peak)
     with timer.stage("evaluate-seg vs the official Cityscapes evaluator"):
         scores = None if OFFICIAL_EVALUATOR in cannot_run else evaluation(config, data, runs / "eval")
     with timer.stage("peak memory against dataset size"):
@@ -138,6 +148,7 @@ def run_suite(config: SuiteConfig, output: Path) -> SuiteResult:
         sweeps=sweeps,
         compute_bound=compute,
         codec_bound=codec_runs,
+        ray_local=ray_runs,
         evaluation=scores,
         memory=peaks,
         criteria=suite_criteria(matmul, compute, codec_runs, scores, peaks),
@@ -150,13 +161,14 @@ def run_suite(config: SuiteConfig, output: Path) -> SuiteResult:
 
 
 def unavailable_parts() -> list[Skipped]:
-    """The parts of a suite this machine cannot run (backends, the official evaluator), each printed once.
+    """The parts of a suite this machine cannot run (backends, the official evaluator, Ray), each printed once.
 
     The suite asks this before its first stage and runs only the rest: a missing TensorRT means no engines and no
-    TensorRT sweeps, a missing official evaluator no criterion C.
+    TensorRT sweeps, a missing official evaluator no criterion C, a missing Ray no Ray-against-one-process figure.
     """
     reasons = {backend: unavailable_reason(backend) for backend in BACKEND_NAMES}
     reasons[OFFICIAL_EVALUATOR] = official_unavailable_reason()
+    reasons[RAY_LOCAL] = ray_unavailable_reason()
     skipped = [Skipped(what, reason) for what, reason in reasons.items() if reason is not None]
     for entry in skipped:
         echo(f"skipped {entry.what}: {entry.reason}")
@@ -443,6 +455,67 @@ def codec_bound(
         eager_batched=eager,
         output_comparison=OutputComparison(**compare_outputs(runs / "ours" / "images", runs / "reference", stems)),
         formats=formats,
+    )
+
+
+def ray_local(config: SuiteConfig, models: SuiteModels, data: SuiteData, runs: Path, peak: PeakRss) -> RayLocal:
+    """The codec-bound job with the small generator in one process and with `--ray local`, repeated and
+    interleaved (median run of each counts), then its first images alone both ways: Ray's wall time less the
+    single process's on that one-batch job is its fixed start-up cost (starting the local cluster and the actor,
+    stopping them). Each repeat compares what Ray wrote with what the single process wrote, byte for byte."""
+    model = models.codec
+    size, batch, png = config.working_size, config.codec_batch, config.png_compression
+    small_root = first_images(data.codec, runs / "small_input", config.ray_small_job_images)
+
+    def translate(root: Path, folder: str, ray: str | None = None) -> TranslateRun:
+        return TranslateRun(
+            **run_batch_translate(model.onnx, root, runs / folder, size, batch, peak, png_compression=png, ray=ray)
+        )
+
+    single: list[TranslateRun] = []
+    on_ray: list[TranslateRun] = []
+    small_single: list[TranslateRun] = []
+    small_ray: list[TranslateRun] = []
+    overheads: list[float] = []
+    comparisons: list[tuple[str, dict]] = []
+    for repeat in range(config.ray_repeats):
+        single.append(translate(data.codec, "single"))
+        on_ray.append(translate(data.codec, "ray", ray="local"))
+        small_single.append(translate(small_root, "small_single"))
+        small_ray.append(translate(small_root, "small_ray", ray="local"))
+        overheads.append(small_ray[-1].wall_seconds - small_single[-1].wall_seconds)
+        for label, prefix in (("whole job", ""), ("first images alone", "small_")):
+            compared = compare_files(runs / f"{prefix}single", runs / f"{prefix}ray")
+            comparisons.append((f"repeat {repeat + 1}, {label}", compared))
+        echo(
+            f"  repeat {repeat + 1}/{config.ray_repeats} (images/s): one process {single[-1].images_per_second:.2f}, "
+            f"Ray local {on_ray[-1].images_per_second:.2f}; {config.ray_small_job_images} images alone: Ray "
+            f"{overheads[-1]:.1f} s slower; outputs identical: {all(c['identical'] for _, c in comparisons[-2:])}"
+        )
+    median_single = median(single, lambda run: run.images_per_second)
+    median_ray = median(on_ray, lambda run: run.images_per_second)
+    return RayLocal(
+        model=model.spec.name,
+        working_size=size,
+        images=median_single.images,
+        batch_size=batch,
+        repeats=config.ray_repeats,
+        cluster=median_ray.job_report["ray"],
+        single_process_runs=single,
+        single_process=median_single,
+        ray_runs=on_ray,
+        ray=median_ray,
+        ray_vs_single_process=median_ray.images_per_second / median_single.images_per_second,
+        small_job_images=config.ray_small_job_images,
+        small_single_process_runs=small_single,
+        small_ray_runs=small_ray,
+        startup_overhead_runs=overheads,
+        startup_overhead_seconds=median(overheads, lambda seconds: seconds),
+        output_comparison=FileComparison(
+            files=sum(compared["files"] for _, compared in comparisons),
+            identical=all(compared["identical"] for _, compared in comparisons),
+            differing=[f"{label}: {name}" for label, compared in comparisons for name in compared["differing"]],
+        ),
     )
 
 

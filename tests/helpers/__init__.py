@@ -24,6 +24,7 @@ from helpers.files import (
 )
 from helpers.models import write_invert_translator, write_red_over_14_segmenter
 from helpers.pages import assert_study_pages
+from helpers.processes import processes_left
 from helpers.shared import as_process, process_record, run_once
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "count_visible",
     "kill_and_rerun",
     "process_record",
+    "processes_left",
     "run_once",
     "kill_points",
     "png_digests",

@@ -10,6 +10,8 @@ import dataclasses
 import json
 import math
 import mmap
+import shutil
+import tempfile
 import time
 import types
 import typing
@@ -18,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import processes_left
 from uda_trt.benchmarks.throughput import suite
 from uda_trt.benchmarks.throughput.criteria import THRESHOLDS, ratio_criterion
 from uda_trt.benchmarks.throughput.markdown import NOT_JUDGED, criteria_section
@@ -51,6 +54,7 @@ SECTIONS = (
     "sweeps",
     "compute_bound",
     "codec_bound",
+    "ray_local",
     "evaluation",
     "memory",
     "criteria",
@@ -242,12 +246,15 @@ def test_artifact_sweep(cli, shared_invert_translator, tmp_path):
 def test_suite_records_what_cannot_run_here(monkeypatch):
     monkeypatch.setattr(suite, "unavailable_reason", lambda backend: "no GPU" if backend == "tensorrt" else None)
     monkeypatch.setattr(suite, "official_unavailable_reason", lambda: "not installed")
+    monkeypatch.setattr(suite, "ray_unavailable_reason", lambda: "no Ray")
     assert suite.unavailable_parts() == [
         Skipped("tensorrt", "no GPU"),
         Skipped(suite.OFFICIAL_EVALUATOR, "not installed"),
+        Skipped(suite.RAY_LOCAL, "no Ray"),
     ]
     monkeypatch.setattr(suite, "unavailable_reason", lambda backend: None)
     monkeypatch.setattr(suite, "official_unavailable_reason", lambda: None)
+    monkeypatch.setattr(suite, "ray_unavailable_reason", lambda: None)
     assert suite.unavailable_parts() == []
 
 
@@ -256,10 +263,18 @@ def test_suite_records_what_cannot_run_here(monkeypatch):
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory, cli):
-    """One real `bench-throughput --quick` run: (output folder, report.json, completed process)."""
+    """One real `bench-throughput --quick` run: (output folder, report.json, completed process). Its Ray stage
+    starts a local Ray instance in a private, short RAY_TMPDIR (Ray's socket paths must stay short); every process
+    of it must be gone once the run is."""
     out = tmp_path_factory.mktemp("bench") / "results"
-    result = cli("bench-throughput", "--quick", "--output", out)
+    ray_tmp = tempfile.mkdtemp(prefix="uray", dir="/tmp")
+    try:
+        result = cli("bench-throughput", "--quick", "--output", out, env={"RAY_TMPDIR": ray_tmp})
+        left = processes_left(f"RAY_TMPDIR={ray_tmp}")
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert result.returncode == 0, result.stderr[-4000:]
+    assert not left, f"Ray processes left running: {left}"
     return out, json.loads((out / "report.json").read_text()), result
 
 
@@ -270,7 +285,7 @@ def test_quick_report_has_every_section(quick):
     assert [c["id"] for c in report["criteria"]] == list(CRITERIA)
     assert set(report["machine"]["versions"]) >= {"onnxruntime", "numpy", "torch"}
     assert report["threads"]["onnxruntime_intra_op"] == report["matmul"]["intra_op_threads"]
-    assert "[9/9]" in result.stderr  # progress per stage
+    assert "[10/10]" in result.stderr  # progress per stage
     assert any(entry["what"] == "tensorrt" for entry in report["skipped"]) or any(
         row["backend"] == "tensorrt" for row in report["sweeps"]
     )
@@ -378,6 +393,46 @@ def test_quick_end_to_end_runs_are_consistent(quick):
         for run in runs.values():
             check_run(run, config["codec_images"])
             assert run["image_format"] == ("jpg" if label == "jpg" else "png")
+
+
+def test_quick_ray_local_against_one_process(quick):
+    out, report, _ = quick
+    config, ray = report["config"], report["ray_local"]
+    skipped = {entry["what"]: entry["reason"] for entry in report["skipped"]}
+    markdown = (out / "report.md").read_text()
+    if ray is None:  # Ray not installed: skipped with the reason, as TensorRT is
+        assert "Ray" in skipped[suite.RAY_LOCAL] and f"Skipped {suite.RAY_LOCAL}: " in markdown
+        return
+    assert suite.RAY_LOCAL not in skipped
+    for way in ("single_process", "ray"):
+        runs = ray[f"{way}_runs"]
+        assert len(runs) == config["ray_repeats"] == ray["repeats"] and ray[way] in runs
+        for run in runs:
+            check_run(run, config["codec_images"])
+            assert run["batch_size"] == config["codec_batch"] and run["job_report"]["images_skipped"] == 0
+    for run in ray["small_single_process_runs"] + ray["small_ray_runs"]:
+        check_run(run, config["ray_small_job_images"])
+    assert all("ray" not in run["job_report"] for run in ray["single_process_runs"])
+    assert all(run["job_report"]["ray"]["target"] == "local" for run in ray["ray_runs"] + ray["small_ray_runs"])
+    assert ray["cluster"] == ray["ray"]["job_report"]["ray"] and ray["cluster"]["cpus"] >= 1
+    assert ray["cluster"]["actors"] >= 1
+    assert close(
+        ray["ray_vs_single_process"], ray["ray"]["images_per_second"] / ray["single_process"]["images_per_second"]
+    )
+    overheads = [
+        on_ray["wall_seconds"] - single["wall_seconds"]
+        for single, on_ray in zip(ray["small_single_process_runs"], ray["small_ray_runs"], strict=True)
+    ]
+    assert len(ray["startup_overhead_runs"]) == len(overheads) == config["ray_repeats"]
+    assert all(close(a, b) for a, b in zip(ray["startup_overhead_runs"], overheads, strict=True))
+    assert ray["startup_overhead_seconds"] in ray["startup_overhead_runs"]
+    # every output file, both jobs, every repeat: images and labels
+    comparison = ray["output_comparison"]
+    per_repeat = 2 * (config["codec_images"] + config["ray_small_job_images"])
+    assert comparison == {"files": per_repeat * config["ray_repeats"], "identical": True, "differing": []}
+    assert "## Ray local (" in markdown and "no speed-up is expected" in markdown
+    assert f"| Ray local | {ray['ray']['images_per_second']:.3f} |" in markdown
+    assert "Outputs byte for byte: identical" in markdown
 
 
 def test_quick_evaluation_and_memory(quick):

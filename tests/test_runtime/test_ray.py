@@ -6,35 +6,16 @@ is gone when it ends (its RAY_TMPDIR tells them apart from anything else on the 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import KILLED, run_until, write_cityscapes, write_gta5
+from helpers import KILLED, processes_left, run_until, write_cityscapes, write_gta5
 
 VARYING = ("elapsed_s", "images_per_s", "predictions_saved_to", "ray")  # timings, the folder, how it ran
-
-
-def _ray_processes(marker: str) -> list[int]:
-    """Processes of this user whose environment holds `marker` (RAY_TMPDIR=...): every process a Ray instance
-    started from a test inherits it, whatever its process title became."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            if marker.encode() in (entry / "environ").read_bytes().split(b"\0"):
-                pids.append(int(entry.name))
-        except OSError:  # gone, or not ours
-            continue
-    return pids
 
 
 @pytest.fixture
@@ -46,13 +27,7 @@ def ray_local(monkeypatch):
     marker = f"RAY_TMPDIR={folder}"
     monkeypatch.setenv("RAY_TMPDIR", folder)
     yield marker
-    deadline = time.monotonic() + 20
-    while _ray_processes(marker) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    left = _ray_processes(marker)
-    for pid in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    left = processes_left(marker)
     shutil.rmtree(folder, ignore_errors=True)
     assert not left, f"Ray processes left running: {left}"
 
