@@ -305,13 +305,8 @@ def score_engine(
     """
     import click
 
-    from uda_trt.runtime.runners import open_runner  # lazy: pulls in ONNX Runtime / TensorRT
-
     artifact = Path(artifact)
-    if not artifact.is_file():
-        raise UserError(f"{artifact}: no such file (--engine)")
-    if batch_size < 1:
-        raise UserError(f"--batch-size {batch_size}: must be at least 1")
+    check_engine_args(artifact, batch_size)
     samples = cityscapes_samples(cityscapes_root, split, require_labels=True)
     split_images = len(samples)
     if shard is not None:
@@ -339,10 +334,7 @@ def score_engine(
 
     workers = workers or default_workers(MAX_DEFAULT_WORKERS)
     started = time.perf_counter()
-    runner = open_runner(artifact, backend=backend)  # reads the sidecar; the session opens with `with`
-    if runner.sidecar.task != "segment":
-        raise UserError(f"{artifact}: a {runner.sidecar.task} model; evaluate-seg needs a segmenter artifact")
-    runner.expect_inputs(batch_size)  # images of any size: the segmenter's whole size range
+    runner = open_segmenter(artifact, batch_size, backend)
     with runner:
         with (
             ThreadPoolExecutor(max_workers=workers) as pool,
@@ -383,25 +375,56 @@ def score_engine(
                 where = f" on {feed.oldest_in_flight[0].sample.image}" if feed.oldest_in_flight else ""
                 raise click.ClickException(f"{artifact}: inference failed{where}: {first_line}") from exc
             drain(keep=0)
-        outcome.info = {
-            "mode": "engine",
-            "artifact": str(artifact),
-            "artifact_sha256": file_sha256(artifact),
-            "architecture": runner.sidecar.architecture,
-            "backend": runner.backend,  # what ran: auto may have fallen back (runtime.runners)
-            "providers": runner.active_providers,
-            "batch_size": batch_size,
-            "cityscapes": str(cityscapes_root),
-            "split": split,
-            "ground_truth_images": split_images,
-            **({"shard": shard.record(len(samples))} if shard is not None else {}),
-        }
+        # runner.backend is what ran: auto may have fallen back (runtime.runners)
+        outcome.info = engine_info(artifact, runner, batch_size, cityscapes_root, split, split_images)
+        if shard is not None:
+            outcome.info["shard"] = shard.record(len(samples))
+    finish_info(outcome, started, save_dir)
+    return outcome
+
+
+def check_engine_args(artifact: Path, batch_size: int) -> None:
+    """The checks every engine evaluation makes before listing the split (in one process or on Ray)."""
+    if not artifact.is_file():
+        raise UserError(f"{artifact}: no such file (--engine)")
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: must be at least 1")
+
+
+def open_segmenter(artifact: Path, batch_size: int, backend: str):
+    """A segmenter's runner, not yet entered (the session opens with `with`); any other artifact is refused."""
+    from uda_trt.runtime.runners import open_runner  # lazy: pulls in ONNX Runtime / TensorRT
+
+    runner = open_runner(artifact, backend=backend)  # reads the sidecar
+    if runner.sidecar.task != "segment":
+        raise UserError(f"{artifact}: a {runner.sidecar.task} model; evaluate-seg needs a segmenter artifact")
+    runner.expect_inputs(batch_size)  # images of any size: the segmenter's whole size range
+    return runner
+
+
+def engine_info(artifact: Path, runner, batch_size: int, cityscapes_root: Path, split: str, images: int) -> dict:
+    """What metrics.json records of an engine evaluation: the artifact, what ran it, and the split scored."""
+    return {
+        "mode": "engine",
+        "artifact": str(artifact),
+        "artifact_sha256": file_sha256(artifact),
+        "architecture": runner.sidecar.architecture,
+        "backend": runner.backend,
+        "providers": runner.active_providers,
+        "batch_size": batch_size,
+        "cityscapes": str(cityscapes_root),
+        "split": split,
+        "ground_truth_images": images,
+    }
+
+
+def finish_info(outcome: EvalOutcome, started: float, save_dir: Path | None) -> None:
+    """Add the run's time, rate and predictions folder to `outcome.info`."""
     elapsed = time.perf_counter() - started
     outcome.info["elapsed_s"] = round(elapsed, 3)
     outcome.info["images_per_s"] = round(outcome.scored / elapsed, 3) if elapsed > 0 else None
     if save_dir is not None:
         outcome.info["predictions_saved_to"] = str(save_dir)
-    return outcome
 
 
 def _clean(output: Path) -> None:

@@ -467,23 +467,15 @@ def score_engine_on_ray(
 
     from uda_trt.runtime.datasets import cityscapes_samples
     from uda_trt.runtime.eval_figures import OVERLAY_ROWS
-    from uda_trt.runtime.evaluate import EvalOutcome
-    from uda_trt.runtime.runners import open_runner
-    from uda_trt.runtime.sidecar import file_sha256
+    from uda_trt.runtime.evaluate import EvalOutcome, check_engine_args, engine_info, finish_info, open_segmenter
 
     artifact = Path(artifact)
-    if not artifact.is_file():
-        raise UserError(f"{artifact}: no such file (--engine)")
-    if batch_size < 1:
-        raise UserError(f"--batch-size {batch_size}: must be at least 1")
+    check_engine_args(artifact, batch_size)
     samples = cityscapes_samples(cityscapes_root, split, require_labels=True)
     started = time.perf_counter()
-    runner = open_runner(artifact, backend=backend)  # the backend resolved here is the one every actor runs
-    if runner.sidecar.task != "segment":
-        raise UserError(f"{artifact}: a {runner.sidecar.task} model; evaluate-seg needs a segmenter artifact")
-    runner.expect_inputs(batch_size)
+    runner = open_segmenter(artifact, batch_size, backend)  # the backend resolved here is the one every actor runs
     with runner:
-        resolved, providers = runner.backend, runner.active_providers
+        resolved = runner.backend
     actors, resources = cluster.actors(resolved)
     absolute = [dataclasses.replace(s, image=_absolute(s.image), label=_absolute(s.label)) for s in samples]
     plan = segment_plan(absolute, batch_size)
@@ -524,23 +516,10 @@ def score_engine_on_ray(
         for image, prediction, truth in result["examples"]:
             outcome.keep_examples([image], [prediction], [truth])
     outcome.info = {
-        "mode": "engine",
-        "artifact": str(artifact),
-        "artifact_sha256": file_sha256(artifact),
-        "architecture": runner.sidecar.architecture,
-        "backend": resolved,
-        "providers": providers,
-        "batch_size": batch_size,
-        "cityscapes": str(cityscapes_root),
-        "split": split,
-        "ground_truth_images": len(samples),
+        **engine_info(artifact, runner, batch_size, cityscapes_root, split, len(samples)),
         **cluster.record(resolved),
     }
-    elapsed = time.perf_counter() - started
-    outcome.info["elapsed_s"] = round(elapsed, 3)
-    outcome.info["images_per_s"] = round(outcome.scored / elapsed, 3) if elapsed > 0 else None
-    if save_dir is not None:
-        outcome.info["predictions_saved_to"] = str(save_dir)
+    finish_info(outcome, started, save_dir)
     return outcome
 
 
