@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -260,18 +261,31 @@ def _photos(root: Path, split: str) -> list[Sample]:
 
 
 @dataclass
-class _Loaded:
+class LoadedSample:
+    """One image and its ground truth read for scoring, or the reason it could not be."""
+
     sample: Sample
     image: np.ndarray | None = None
     gt: np.ndarray | None = None
     error: SampleError | None = None
 
 
-def _batches(
-    loaded: Iterable[_Loaded], batch_size: int, on_fault: Callable[[_Loaded], None]
-) -> Iterator[list[_Loaded]]:
+def load_sample(sample: Sample, log_once: Callable[[str, str], None]) -> LoadedSample:
+    """The sample's photo and label IDs, checked to be the same size; a faulty one carries its SampleError."""
+    try:
+        image = read_rgb(sample.image, log_once)
+        gt = read_label(sample.label)  # label IDs
+        _check_same_size(sample.image, image, sample.label, gt)
+    except SampleError as exc:
+        return LoadedSample(sample, error=exc)
+    return LoadedSample(sample, image=image, gt=gt)
+
+
+def same_size_batches(
+    loaded: Iterable[LoadedSample], batch_size: int, on_fault: Callable[[LoadedSample], None]
+) -> Iterator[list[LoadedSample]]:
     """Group consecutive same-size images into batches of at most `batch_size` (different sizes cannot stack)."""
-    batch: list[_Loaded] = []
+    batch: list[LoadedSample] = []
     for item in loaded:
         if item.error is not None:
             on_fault(item)
@@ -284,7 +298,7 @@ def _batches(
         yield batch
 
 
-def _stack_images(batch: list[_Loaded]) -> np.ndarray:
+def _stack_images(batch: list[LoadedSample]) -> np.ndarray:
     return np.stack([item.image for item in batch])
 
 
@@ -314,16 +328,7 @@ def score_engine(
     outcome = EvalOutcome()
     log_once = LogOnce()
 
-    def load(sample: Sample) -> _Loaded:
-        try:
-            image = read_rgb(sample.image, log_once)
-            gt = read_label(sample.label)  # label IDs
-            _check_same_size(sample.image, image, sample.label, gt)
-        except SampleError as exc:
-            return _Loaded(sample, error=exc)
-        return _Loaded(sample, image=image, gt=gt)
-
-    def finish(batch: list[_Loaded], labels: np.ndarray) -> np.ndarray:
+    def finish(batch: list[LoadedSample], labels: np.ndarray) -> np.ndarray:
         """Save the batch's predictions when asked; one confusion matrix (one bincount) for the whole batch."""
         if save_dir is not None:
             for item, item_labels in zip(batch, labels, strict=True):
@@ -348,12 +353,14 @@ def score_engine(
                     outcome.cm.add(future.result())
                     outcome.scored += count
 
-            def on_fault(item: _Loaded) -> None:
+            def on_fault(item: LoadedSample) -> None:
                 outcome.skip(item.error.path, item.error.problem)
                 bar.update(1)
 
-            loaded = (f.result() for f in prefetch(pool, load, samples, depth=max(2 * batch_size, 2 * workers)))
-            feed = EngineFeed(runner, _batches(loaded, batch_size, on_fault), _stack_images)
+            load = partial(load_sample, log_once=log_once)
+            depth = max(2 * batch_size, 2 * workers)
+            loaded = (future.result() for future in prefetch(pool, load, samples, depth=depth))
+            feed = EngineFeed(runner, same_size_batches(loaded, batch_size, on_fault), _stack_images)
             try:
                 for batch, outputs in feed:
                     labels = outputs["labels"]
@@ -427,14 +434,14 @@ def finish_info(outcome: EvalOutcome, started: float, save_dir: Path | None) -> 
         outcome.info["predictions_saved_to"] = str(save_dir)
 
 
-def _clean(output: Path) -> None:
+def clean_output(output: Path) -> None:
     """Remove the hidden temporaries a killed run left in OUT: every output is written to `.NAME.partial` and
     renamed, so readers never see half a file, and a rerun starts from a clean folder."""
     if output.is_dir():
         remove_partials(output)
 
 
-def _write(outcome: EvalOutcome, output: Path, figures: bool = True) -> dict:
+def write_outcome(outcome: EvalOutcome, output: Path, figures: bool = True) -> dict:
     """OUT/metrics.{json,md}, and with `figures` the pictures (OUT/confusion.png, OUT/overlays.png when images were
     scored)."""
     figures = write_eval_figures(Path(output), outcome.cm.matrix, outcome.examples) if figures else []
@@ -456,11 +463,11 @@ def evaluate_predictions(
 ) -> dict:
     """`score_predictions`, then write OUT/metrics.json + metrics.md (and the pictures with `figures`); returns the
     metrics.json dict."""
-    _clean(Path(output))
+    clean_output(Path(output))
     outcome = score_predictions(
         pred_dir, cityscapes_root, split, id_type, strict=strict, workers=workers, examples=figures, shard=shard
     )
-    return _write(outcome, output, figures)
+    return write_outcome(outcome, output, figures)
 
 
 def evaluate_engine(
@@ -482,7 +489,7 @@ def evaluate_engine(
     Returns the metrics.json dict (the one `run-uda` puts in its report).
     """
     output = Path(output)
-    _clean(output)
+    clean_output(output)
     outcome = score_engine(
         artifact,
         cityscapes_root,
@@ -493,4 +500,4 @@ def evaluate_engine(
         workers=workers,
         shard=shard,
     )
-    return _write(outcome, output, figures)
+    return write_outcome(outcome, output, figures)

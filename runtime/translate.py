@@ -96,7 +96,9 @@ class TranslateJob:
 
 
 @dataclass
-class _Decoded:
+class DecodedSample:
+    """One sample read for translation (in one process or a Ray decode task), or the reason it could not be."""
+
     sample: Sample
     image: np.ndarray | None  # at the working size
     original_size: tuple[int, int]
@@ -184,14 +186,14 @@ def _output_paths(job: TranslateJob, sample: Sample) -> tuple[Path, Path | None]
     return image_out, output_path(job.output_root, label_rel, sample.label)
 
 
-def _decode(
+def decode_sample(
     sample: Sample,
     root: Path,
     working_size: tuple[int, int] | None,
     label_size: tuple[int, int] | None,
     log_once: LogOnce,
     donor_of: Callable[[str, tuple[int, int], LogOnce], np.ndarray] | None = None,
-) -> _Decoded:
+) -> DecodedSample:
     """The image at the working size (None: its own), its label checked (and resized to `label_size` unless that
     is None), and with `donor_of` (FDA) what the translator needs of the sample's donor at the image's size."""
     start = time.perf_counter()
@@ -206,9 +208,9 @@ def _decode(
         size = working_size or original_size
         resized = image if original_size == size else resize_rgb(image, size)
         donor = None if donor_of is None else donor_of(sample.key, size, log_once)
-        return _Decoded(sample, resized, original_size, time.perf_counter() - start, label=label, donor=donor)
+        return DecodedSample(sample, resized, original_size, time.perf_counter() - start, label=label, donor=donor)
     except SampleError as exc:
-        return _Decoded(sample, None, (0, 0), time.perf_counter() - start, error=str(exc))
+        return DecodedSample(sample, None, (0, 0), time.perf_counter() - start, error=str(exc))
 
 
 def _carried_label(path: Path, image_size: tuple[int, int], size: tuple[int, int] | None) -> Image.Image | None:
@@ -232,7 +234,7 @@ def _write(path: Path, data: bytes) -> tuple[Path, int, str]:
     return path, len(data), hashlib.sha256(data).hexdigest()
 
 
-def _encode(job: TranslateJob, decoded: _Decoded, translated: np.ndarray) -> tuple[float, list]:
+def encode_sample(job: TranslateJob, decoded: DecodedSample, translated: np.ndarray) -> tuple[float, list]:
     """Write one sample (label first, image last) and return (seconds, [(path, size, sha256), ...])."""
     start = time.perf_counter()
     image_out, label_out = _output_paths(job, decoded.sample)
@@ -334,7 +336,7 @@ def _with_batch_size(job: TranslateJob, translator) -> TranslateJob:
 
 
 class Execution(Protocol):
-    """Another way to run the translation itself (runtime.ray_jobs: a Ray cluster); the job's bookkeeping (inputs,
+    """Another way to run the translation itself (runtime.ray_translate: a Ray cluster); the job's bookkeeping (inputs,
     manifest, journal, resume, report) stays here and is the same."""
 
     def describe(self, runner) -> dict:
@@ -360,7 +362,7 @@ def batch_translate(job: TranslateJob, execution: Execution | None = None) -> di
 
     A failed write stops the job in one line (exit 1); on a full disk the line says how many images are complete,
     and the same command, rerun after freeing space, finishes the job. `execution`: run the translation elsewhere
-    (runtime.ray_jobs); default, in this process.
+    (runtime.ray_translate); default, in this process.
     """
     stats = _Stats()
     try:
@@ -500,7 +502,7 @@ def _run(
     log_once = LogOnce()
     fda = isinstance(runner, FdaTranslator)
     decode = functools.partial(
-        _decode,
+        decode_sample,
         root=job.input_root,
         working_size=working_size,
         label_size=working_size if job.output_size == "working" else None,  # "original": labels copied as they are
@@ -538,7 +540,7 @@ def _run(
                 state.record(item.sample.key, stamps[item.sample.key], future.result()[1])
         state.progress(stats.counts(total), force=True)
 
-    def good_batches(pool: ThreadPoolExecutor, progress: Progress) -> Iterator[list[_Decoded]]:
+    def good_batches(pool: ThreadPoolExecutor, progress: Progress) -> Iterator[list[DecodedSample]]:
         """Decoded batches without their faulty samples (each logged and counted on the way)."""
         for batch in batched(prefetch(pool, decode, todo, depth), job.batch_size):
             decoded = [future.result() for future in batch]
@@ -562,7 +564,7 @@ def _run(
             for good, outputs in feed:
                 for item, out in zip(good, outputs["translated"], strict=True):
                     if item.sample.key not in finished:  # done before: inferred only to keep the batch as it was
-                        encodes.append((item, pool.submit(_encode, job, item, out)))
+                        encodes.append((item, pool.submit(encode_sample, job, item, out)))
                 while len(encodes) > depth:
                     finish(encodes.pop(0))
             stats.seconds["infer"] += feed.engine_seconds
@@ -573,11 +575,11 @@ def _run(
             raise
 
 
-def _stacked_images(good: list[_Decoded]) -> np.ndarray:
+def _stacked_images(good: list[DecodedSample]) -> np.ndarray:
     """An engine's input batch: N x H x W x 3, every image at the working size."""
     return np.stack([d.image for d in good])
 
 
-def _fda_pairs(good: list[_Decoded]) -> list[tuple[np.ndarray, np.ndarray]]:
+def _fda_pairs(good: list[DecodedSample]) -> list[tuple[np.ndarray, np.ndarray]]:
     """FDA's input batch: (source, donor amplitudes) pairs (image sizes may differ between pairs)."""
     return [(d.image, d.donor) for d in good]

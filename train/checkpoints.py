@@ -25,6 +25,7 @@ from torch import nn
 
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.files import atomic_write, json_plain
+from uda_trt.train.joint_settings import JOINT_TRAIN_STATE_FORMAT
 from uda_trt.train.networks import NLayerDiscriminator, ResnetGenerator, UnetGenerator
 
 SEGMENTER_FORMAT = "uda-trt-segmenter"
@@ -139,6 +140,12 @@ def require_model_checkpoint(path: Path | str) -> CheckpointInfo:
             f"{info.path} is a training state (for train-segmenter --resume); export needs a segmenter checkpoint "
             f"such as {info.path.parent / 'best.pt'}"
         )
+    if info.kind == "training_state" and info.architecture == "cyclegan-joint":
+        raise UserError(
+            f"{info.path} is a training state (for train-cyclegan --joint-segmenter --resume); export needs the "
+            f"generator {info.path.parent / _GENERATOR_OF['cyclegan']} or the target segmenter "
+            f"{info.path.parent / 'latest_segmenter.pt'}"
+        )
     if info.kind == "training_state":
         trainer = info.architecture if info.architecture in _GENERATOR_OF else "cyclegan"
         raise UserError(
@@ -239,6 +246,8 @@ def _describe_tagged(path: Path, obj: Mapping) -> CheckpointInfo:
         return CheckpointInfo(path, "segmenter", str(config["architecture"]), dict(config), state)
     if fmt == TRAIN_STATE_FORMAT:
         return CheckpointInfo(path, "training_state", "cyclegan", dict(obj.get("config", {})), {})
+    if fmt == JOINT_TRAIN_STATE_FORMAT:
+        return CheckpointInfo(path, "training_state", "cyclegan-joint", dict(obj.get("config", {})), {})
     if fmt == PIX2PIX_TRAIN_STATE_FORMAT:
         return CheckpointInfo(path, "training_state", "pix2pix", dict(obj.get("config", {})), {})
     if fmt == SEGMENTER_TRAIN_STATE_FORMAT:

@@ -66,7 +66,7 @@ def run_batch_translate(
     if ray is None:
         report = batch_translate(job)
     else:
-        from uda_trt.runtime.ray_jobs import batch_translate_on_ray
+        from uda_trt.runtime.ray_translate import batch_translate_on_ray
 
         report = batch_translate_on_ray(job, ray)
     wall = time.perf_counter() - started

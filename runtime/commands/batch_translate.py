@@ -193,6 +193,8 @@ def main(
         check_beta(beta)  # before any listing: a bad --beta is the first thing said
     if fda_target is None and artifact is None:
         raise UserError("--engine: give a translator artifact (--engine ART) or --fda TARGET_ROOT")
+    if shard is not None and ray_target is not None:
+        raise UserError("--shard: give it without --ray (separate runs share the job; Ray shares it by itself)")
     job = TranslateJob(
         artifact=artifact,
         input_root=input_root,
@@ -215,7 +217,7 @@ def main(
         shard=shard,
     )
     if ray_target is not None:
-        from uda_trt.runtime.ray_jobs import batch_translate_on_ray
+        from uda_trt.runtime.ray_translate import batch_translate_on_ray
 
         batch_translate_on_ray(job, ray_target)  # logs its summary line last
         return

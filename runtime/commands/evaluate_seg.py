@@ -144,7 +144,7 @@ def main(
     with log_file(output_dir / LOG_NAME) as job_log:
         try:
             if ray_target is not None:
-                from uda_trt.runtime.ray_jobs import evaluate_engine_on_ray
+                from uda_trt.runtime.ray_evaluate import evaluate_engine_on_ray
 
                 result = evaluate_engine_on_ray(
                     artifact,

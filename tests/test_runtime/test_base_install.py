@@ -101,7 +101,7 @@ def test_base_install_runs_batch_translate_and_evaluate_seg(base_venv, tmp_path,
 
 @pytest.mark.slow
 def test_base_install_refuses_ray_in_one_line_naming_the_extra(base_venv, tmp_path, invert_translator):
-    """Ray is an extra (runtime/ray_jobs.py): without it, `--ray` says what to install, exit 2, nothing written."""
+    """Ray is an extra (runtime/ray_cluster.py): without it, `--ray` says what to install, exit 2, nothing written."""
     from helpers import write_gta5
 
     source, out = write_gta5(tmp_path / "gta5", count=1), tmp_path / "out"

@@ -1,7 +1,7 @@
-"""batch-translate --ray and evaluate-seg --ray (runtime.ray_jobs) through the console scripts, each on a private
-local Ray instance (`--ray local`), against the single-process run on the same files: the same bytes, a SIGKILLed
-Ray run that resumes (with or without --ray) to the same bytes, the same metrics. Every Ray process a test started
-is gone when it ends (its RAY_TMPDIR tells them apart from anything else on the machine).
+"""batch-translate --ray and evaluate-seg --ray (runtime.ray_translate, runtime.ray_evaluate) through the console
+scripts, each on a private local Ray instance (`--ray local`), against the single-process run on the same files: the
+same bytes, a SIGKILLed Ray run that resumes (with or without --ray) to the same bytes, the same metrics. Every Ray
+process a test started is gone when it ends (its RAY_TMPDIR tells them apart from anything else on the machine).
 """
 
 from __future__ import annotations

@@ -100,6 +100,16 @@ def test_a_bad_shard_is_one_line_exit_2(cli, user_error, tmp_path, value):
     user_error(cli(command, "--shard", value, "--output", tmp_path / "out"), names="--shard")
 
 
+@pytest.mark.parametrize("command", ["batch-translate", "evaluate-seg"])
+def test_shard_with_ray_is_one_line_exit_2(cli, user_error, tmp_path, command):
+    """Ray shares a job between its workers by itself: a shard of it on Ray is refused before anything starts."""
+    data = "--input" if command == "batch-translate" else "--cityscapes"
+    mode = ("--engine", tmp_path / "model.onnx", data, tmp_path)
+    refused = cli(command, *mode, "--shard", "0/2", "--ray", "local", "--output", tmp_path / "out")
+    user_error(refused, names="--shard")
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------------------------------------- evaluate-seg
 
 

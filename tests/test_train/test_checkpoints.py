@@ -20,6 +20,7 @@ from uda_trt.train.checkpoints import (
     save_segmenter_checkpoint,
     size_divisor,
 )
+from uda_trt.train.joint_settings import JOINT_TRAIN_STATE_FORMAT
 from uda_trt.train.networks import NLayerDiscriminator, ResnetGenerator, UnetGenerator
 
 
@@ -152,6 +153,18 @@ def test_training_state_file_is_refused_in_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserError) as excinfo:
         require_model_checkpoint(path)
     assert "training state" in _one_line_error(excinfo, path)
+
+
+def test_joint_training_state_names_the_files_to_export(tmp_path: Path) -> None:
+    """train-cyclegan --joint-segmenter's state is recognised: the error names its generator and segmenter."""
+    path = tmp_path / "latest_train_state.pt"
+    torch.save({"format": JOINT_TRAIN_STATE_FORMAT, "models": {}, "config": {"ngf": 4}}, path)
+    assert describe_checkpoint(path).kind == "training_state"
+    with pytest.raises(UserError) as excinfo:
+        require_model_checkpoint(path)
+    message = _one_line_error(excinfo, path)
+    assert "--joint-segmenter" in message
+    assert str(tmp_path / "latest_net_G_A.pth") in message and str(tmp_path / "latest_segmenter.pt") in message
 
 
 class _Payload:
