@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from uda_trt.benchmarks.throughput.records import MatMulRate
-    from uda_trt.benchmarks.throughput.results import CodecBound, ComputeBound, Evaluation, Memory
+    from uda_trt.benchmarks.throughput.results import CodecBound, ComputeBound, Evaluation, Int8Compute, Memory
 
-# Thresholds of issue 4's "Done when"; D's 10 % slack absorbs allocator noise, not growth with dataset size.
+# Thresholds of issue 4's "Done when" (E: issue 21's); D's 10 % slack absorbs allocator noise, not growth with
+# dataset size.
 THRESHOLDS = {
     "A1": 0.80,  # ORT generator GFLOP/s / ORT float32 MatMul GFLOP/s
     "A2": 0.95,  # end-to-end images/s / engine-only images/s (compute-bound)
@@ -29,6 +30,9 @@ THRESHOLDS = {
     "C3": 2.0,  # peer evaluator seconds / evaluate-seg seconds (issue 23)
     "C4": 0.0,  # max |IoU difference| between the peer and evaluate-seg
     "D1": 1.10,  # peak RSS on the large dataset / on the small one
+    # Issue 21's "Done when": INT8 (export-trt --int8) against the same-run FP32 ONNX, compute-bound ResNet-9
+    "E1": 1.8,  # INT8 engine-only images/s / FP32 engine-only images/s (same frames, batch and policy)
+    "E2": 1.6,  # INT8 batch-translate images/s / FP32 batch-translate images/s (the same job)
 }
 
 
@@ -93,8 +97,9 @@ def suite_criteria(
     codec: CodecBound,
     evaluation: Evaluation | None,
     memory: Memory,
+    int8: Int8Compute,
 ) -> list[Criterion]:
-    """Every criterion of a suite from its stages' results (C1 and C2 only where the evaluation ran)."""
+    """Every criterion of a suite from its stages' results (C1-C4 only where the evaluation ran)."""
     engine = compute.engine_only
     found: list[Criterion] = [
         ratio_criterion(
@@ -201,4 +206,22 @@ def suite_criteria(
             "peak RSS (small) MiB",
         )
     )
+    found += [
+        ratio_criterion(
+            "E1",
+            f"INT8 {int8.model}: engine-only vs the same-run FP32 ONNX",
+            int8.engine_only.images_per_second,
+            compute.engine_only.images_per_second,
+            "INT8 engine-only images/s",
+            "FP32 engine-only images/s",
+        ),
+        ratio_criterion(
+            "E2",
+            "INT8: end-to-end batch-translate vs FP32 end to end, the same job",
+            int8.batch_translate.images_per_second,
+            compute.batch_translate.images_per_second,
+            "INT8 end-to-end images/s",
+            "FP32 end-to-end images/s",
+        ),
+    ]
     return found

@@ -8,6 +8,7 @@ stopping the cluster. The job's own report (which times from the first image) is
 from __future__ import annotations
 
 import importlib.util
+import math
 import shutil
 import time
 from collections.abc import Sequence
@@ -102,11 +103,13 @@ def output_kib_per_image(folder: Path) -> float | None:
 
 
 def compare_outputs(first: Path, second: Path, stems: Sequence[str]) -> dict:
-    """Pixel differences between `first/STEM.png` and `second/STEM.png` for every stem (RGB, grey levels)."""
+    """Pixel differences between `first/STEM.png` and `second/STEM.png` for every stem (RGB, grey levels), and
+    their PSNR over all values (None when identical)."""
     max_diff = 0
     total = 0
     within_one = 0
     diff_sum = 0
+    squared_sum = 0
     for stem in stems:
         a = read_rgb(Path(first) / f"{stem}.png").astype(np.int16)
         b = read_rgb(Path(second) / f"{stem}.png").astype(np.int16)
@@ -117,11 +120,14 @@ def compare_outputs(first: Path, second: Path, stems: Sequence[str]) -> dict:
         total += diff.size
         within_one += int(np.count_nonzero(diff <= 1))
         diff_sum += int(diff.sum())
+        squared_sum += int(np.square(diff, dtype=np.int64).sum())
+    mse = squared_sum / total if total else 0.0
     return {
         "images": len(stems),
         "max_abs_diff": max_diff,
         "mean_abs_diff": diff_sum / total if total else 0.0,
         "fraction_within_1": within_one / total if total else 1.0,
+        "psnr_db": 10 * math.log10(255.0**2 / mse) if mse else None,
     }
 
 

@@ -23,6 +23,7 @@ from uda_trt.benchmarks.throughput.results import (
     CodecLimits,
     ComputeBound,
     Evaluation,
+    Int8Compute,
     Memory,
     RayLocal,
     Skipped,
@@ -50,6 +51,7 @@ def markdown(result: SuiteResult | ArtifactResult, figures: list[str]) -> str:
             criteria_section(result.criteria, result.config.judge_criteria),
             matmul_section(result.matmul),
             compute_section(result.compute_bound, result.sweeps, result.skipped),
+            int8_section(result.int8, result.compute_bound),
             codec_section(result.codec_bound, result.codec, result.sweeps, result.skipped),
             ray_section(result.ray_local),
             evaluation_section(result.evaluation),
@@ -226,6 +228,66 @@ def _interleaved_engine_line(compute: ComputeBound) -> list[str]:
         f"{engine.batch_size} streamed as batch-translate streams them, timed right before each batch-translate "
         f"run ({rates} images/s); median {_num(engine.images_per_second, 3)} images/s, "
         f"{_num(engine.gflops, 1)} GFLOP/s.",
+        "",
+    ]
+
+
+def int8_section(int8: Int8Compute, compute: ComputeBound) -> list[str]:
+    """Criterion E: INT8 beside FP32 for the compute-bound model, engine-only and end to end, the quality figures of
+    the artifact timed (its gate against the FP32 ONNX, its PNGs against FP32's) and how it was made."""
+    artifact, gate = int8.artifact, int8.artifact.gate
+    fp32_job, int8_job = compute.batch_translate, int8.batch_translate
+    comparison = int8.output_comparison
+    verdict = "**passed**" if gate.passed else "**failed**"
+    psnr = "identical" if gate.psnr_db is None else f"{_num(gate.psnr_db, 2)} dB"
+    speed = ", ".join(
+        f"`{trial.node}` (whole model {_num(min(trial.quantized_seconds), 3)} s -> "
+        f"{_num(min(trial.float_seconds), 3)} s, {_num(trial.speedup, 2)}x)"
+        for trial in artifact.float_for_speed
+    )
+    quality_float = ", ".join(f"`{node}`" for node in artifact.float_nodes) or "none (no sensitivity pass)"
+
+    def rates(runs: list) -> str:
+        return ", ".join(_num(run.images_per_second, 3) for run in runs)
+
+    return [
+        f"## INT8 against FP32: {int8.model} at {int8.working_size[0]}x{int8.working_size[1]} (issue 21)",
+        "",
+        f"The FP32 ONNX quantized in this run by export-trt's INT8 step ({_num(artifact.seconds, 1)} s): QDQ, "
+        f"symmetric int8 activations, per-channel int8 weights, {artifact.method} calibration on "
+        f"{artifact.calibration_images} of the codec job's images. A fixed method keeps the run short (`auto` "
+        "calibrates three methods on up to 32 images each) and changes the ranges, not the speed. Its gates are "
+        "reported, not required: the artifact is timed whatever its quality, and no sensitivity pass ran. The "
+        "generator has random weights, as everywhere in this suite; export-trt's own gates judge a trained one.",
+        "",
+        "| way | engine-only images/s | end-to-end images/s | KiB per output image | peak RSS MiB |",
+        "|---|---|---|---|---|",
+        f"| FP32 ONNX (ONNX Runtime CPU) | {_num(compute.engine_only.images_per_second, 3)} | "
+        f"{_num(fp32_job.images_per_second, 3)} | {_kib(fp32_job)} | {_num(fp32_job.peak_rss_mb, 0)} |",
+        f"| INT8 ONNX (ONNX Runtime CPU) | {_num(int8.engine_only.images_per_second, 3)} | "
+        f"{_num(int8_job.images_per_second, 3)} | {_kib(int8_job)} | {_num(int8_job.peak_rss_mb, 0)} |",
+        f"| INT8 / FP32 | {_num(int8.engine_only_vs_fp32, 2)}x (E1) | {_num(int8.end_to_end_vs_fp32, 2)}x (E2) | | |",
+        "",
+        f"Engine-only: {int8.engine_only.images} preloaded images at batch {int8.engine_only.batch_size}, streamed "
+        f"as in A2, the INT8 stream right before the FP32 one in each repeat (INT8 {rates(int8.engine_only_runs)}; "
+        f"FP32 {rates(compute.engine_only_runs)} images/s). End to end: the compute-bound job, INT8 right after "
+        f"FP32 in each repeat (INT8 {rates(int8.batch_translate_runs)}; FP32 {rates(compute.batch_translate_runs)} "
+        f"images/s). Medians of {int8.repeats}.",
+        "",
+        f"Quality of the timed artifact: against the FP32 ONNX on {gate.images} held-out images (never calibrated "
+        f"on), PSNR {psnr} (gate >= {_num(gate.required_psnr_db, 1)} dB), {_num(100 * gate.fraction, 3)} % of "
+        f"pixels within {gate.tolerance} grey levels (gate >= {_num(100 * gate.required, 1)} %), max difference "
+        f"{gate.max_abs_diff}: {verdict}. The timed job's PNGs, INT8 against FP32: max difference "
+        f"{comparison.max_abs_diff} grey levels, mean {_num(comparison.mean_abs_diff, 2)}, PSNR "
+        f"{'identical' if comparison.psnr_db is None else _num(comparison.psnr_db, 2) + ' dB'}, "
+        f"{comparison.images} images.",
+        "",
+        f"Layers: {len(artifact.quantized_nodes)} quantized. Kept float for speed (the speed pass timed "
+        f"{artifact.speed_suspects} suspect(s) on the whole model, one image, the threads of one of the runner's "
+        f"runs): {speed or 'none'}. Kept float for quality: {quality_float}.",
+        "",
+        _stages_line("batch-translate FP32", fp32_job),
+        _stages_line("batch-translate INT8", int8_job),
         "",
     ]
 

@@ -146,6 +146,7 @@ class OutputComparison:
     max_abs_diff: int
     mean_abs_diff: float
     fraction_within_1: float
+    psnr_db: float | None  # over every value of every image; None: identical (infinite)
 
 
 @dataclass(frozen=True)
@@ -201,3 +202,34 @@ class MemoryRun:
     images_per_second: float
     peak_rss_mb: float
     peak_rss_method: str
+
+
+@dataclass(frozen=True)
+class Int8Gate:
+    """The INT8 artifact's quality gate against the FP32 ONNX on held-out images (export.int8.GateReport.to_dict):
+    the share of pixels within `tolerance` grey levels in every channel and the PSNR, with what the gates require."""
+
+    task: str
+    reference: str
+    images: int
+    pixels: int
+    fraction: float
+    required: float
+    tolerance: int
+    max_abs_diff: int
+    mean_abs_diff: float
+    near_ties: float
+    psnr_db: float | None  # None: identical outputs (infinite PSNR)
+    required_psnr_db: float | None
+    passed: bool
+
+
+@dataclass(frozen=True)
+class SpeedTrial:
+    """One layer the INT8 speed pass kept float (export.int8_speed): the all-quantized model's and this layer-float
+    model's whole-model run times, alternating, and the ratio of their minimums."""
+
+    node: str
+    quantized_seconds: list[float]
+    float_seconds: list[float]
+    speedup: float

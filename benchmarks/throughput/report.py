@@ -52,6 +52,7 @@ def stage_panels(result: SuiteResult | ArtifactResult) -> StagePanels:
         f"compute-bound: {compute.model}": [
             ("reference script", compute.reference),
             ("batch-translate", compute.batch_translate),
+            ("batch-translate INT8", result.int8.batch_translate),
         ],
         f"codec-bound: {codec.model} and pass-through": [
             ("reference script", codec.reference),

@@ -19,6 +19,7 @@ from uda_trt.benchmarks.throughput.records import (
     CodecLimit,
     EvaluateSegRun,
     FileComparison,
+    Int8Gate,
     IouComparison,
     Machine,
     MatMulRate,
@@ -26,6 +27,7 @@ from uda_trt.benchmarks.throughput.records import (
     OfficialRun,
     OutputComparison,
     ScriptRun,
+    SpeedTrial,
     SweepRow,
     TranslateRun,
 )
@@ -58,7 +60,7 @@ class SuiteThreads(Threads):
     peak_rss_resettable: bool
 
 
-# ------------------------------------------------------------------------------------- stages 1-2: data and models
+# ---------------------------------------------------------------- stages 1-3: data, models and the INT8 artifact
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ class GeneratorOnnxEntry(ArtifactEntry):
 ArtifactTable = dict[str, ArtifactEntry]  # artifact path -> entry
 
 
-# ----------------------------------------------------------------------------------------- stage 4: codec limits
+# ----------------------------------------------------------------------------------------- stage 5: codec limits
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class CodecLimits:
     jpg: CodecLimit
 
 
-# ----------------------------------------------------------------------------------- stages 6-10: end to end
+# ----------------------------------------------------------------------------------- stages 7-11: end to end
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,45 @@ class ComputeBound:
     small_job: TranslateRun
     small_reference_runs: list[ScriptRun]
     small_reference: ScriptRun
+
+
+@dataclass(frozen=True)
+class Int8Artifact:
+    """The INT8 artifact the suite timed (export.int8.export_int8, gates reported but not required): how it was
+    made, what stayed float and why, and its quality gate against the FP32 ONNX on held-out images."""
+
+    model: str
+    path: str
+    sha256: str
+    seconds: float  # export_int8's wall time: calibration, speed pass, gate
+    method: str  # calibration method (SuiteConfig.int8_method: fixed, not measured, to keep the run short)
+    calibration_images: int
+    held_out_images: int
+    quantized_nodes: list[str]
+    float_nodes: list[str]  # kept float for quality: none here (no sensitivity pass without required gates)
+    float_for_speed: list[SpeedTrial]  # kept float by the speed pass, with its whole-model runs
+    speed_suspects: int  # layers the speed pass timed on the whole model (float_for_speed: those confirmed)
+    gate: Int8Gate
+
+
+@dataclass(frozen=True)
+class Int8Compute:
+    """Criterion E's runs (issue 21): the INT8 artifact of the compute-bound model against its FP32 ONNX, timed
+    inside criterion A's repeat loop (engine-only on the same preloaded frames, batch and policy as the FP32
+    engine-only stream; batch-translate of the same job), so each ratio's FP32 operand is the same-run median
+    `ComputeBound` holds."""
+
+    model: str
+    working_size: tuple[int, int]
+    repeats: int
+    artifact: Int8Artifact
+    engine_only_runs: list[SweepRow]
+    engine_only: SweepRow  # median
+    batch_translate_runs: list[TranslateRun]
+    batch_translate: TranslateRun  # median
+    engine_only_vs_fp32: float  # E1's value: INT8 engine-only images/s / FP32 engine-only (medians)
+    end_to_end_vs_fp32: float  # E2's value: INT8 batch-translate images/s / FP32 batch-translate (medians)
+    output_comparison: OutputComparison  # INT8 against FP32 batch-translate PNGs of the last repeat
 
 
 @dataclass(frozen=True)
@@ -231,6 +272,7 @@ class SuiteResult:
     codec: CodecLimits
     sweeps: list[SweepRow]
     compute_bound: ComputeBound
+    int8: Int8Compute
     codec_bound: CodecBound
     ray_local: RayLocal | None  # None: skipped (see `skipped`)
     evaluation: Evaluation | None  # None: skipped (see `skipped`)

@@ -36,6 +36,7 @@ from uda_trt.benchmarks.throughput.endtoend import (
     ray_unavailable_reason,
     run_batch_translate,
 )
+from uda_trt.benchmarks.throughput.int8 import quantize
 from uda_trt.benchmarks.throughput.matmul import measure_matmul
 from uda_trt.benchmarks.throughput.measure import PeakRss, RunPolicy
 from uda_trt.benchmarks.throughput.memory import peak_rss_run
@@ -73,6 +74,8 @@ from uda_trt.benchmarks.throughput.results import (
     ComputeBound,
     Evaluation,
     GeneratorOnnxEntry,
+    Int8Artifact,
+    Int8Compute,
     Memory,
     RayLocal,
     Skipped,
@@ -87,7 +90,7 @@ from uda_trt.runtime.jobs.timing import StageTimer
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.sidecar import file_sha256
 
-STAGE_COUNT = 10
+STAGE_COUNT = 11
 OFFICIAL_EVALUATOR = "official Cityscapes evaluator"
 RAY_LOCAL = "Ray local"
 Run = TypeVar("Run")
@@ -114,7 +117,9 @@ def run_suite(config: SuiteConfig, output: Path) -> SuiteResult:
         data = prepare_data(config, work / "data")
     with timer.stage("models (random-init generators, ONNX export with parity check)"):
         models = prepare_models(config, work / "artifacts", data, engines=TENSORRT not in cannot_run)
-    artifacts = artifact_table(config, models)
+    with timer.stage("INT8 artifact of the compute-bound generator (calibration, speed pass, gates)"):
+        int8 = int8_artifact(config, models, data)
+    artifacts = artifact_table(config, models, int8)
     with timer.stage("float32 MatMul rate (ONNX Runtime)"):
         matmul = MatMulRate(**measure_matmul(*config.matmul_shape, config.matmul_policy, threads))
     with timer.stage("codec limits"):
@@ -122,7 +127,7 @@ def run_suite(config: SuiteConfig, output: Path) -> SuiteResult:
     with timer.stage("engine-only sweeps"):
         sweeps = run_sweeps(config, models, data, artifacts, peak, threads, cannot_run)
     with timer.stage("compute-bound end to end (ResNet generator)"):
-        compute = compute_bound(config, models, data, artifacts, runs / "compute", peak, threads)
+        compute, int8_runs = compute_bound(config, models, data, artifacts, int8, runs / "compute", peak, threads)
     with timer.stage("codec-bound end to end (pass-through, small generator, formats)"):
         codec_runs = codec_bound(config, models, data, runs / "codec", peak, threads)
     with timer.stage("batch-translate --ray local against one process (codec-bound job)"):
@@ -147,11 +152,12 @@ def run_suite(config: SuiteConfig, output: Path) -> SuiteResult:
         codec=codec,
         sweeps=sweeps,
         compute_bound=compute,
+        int8=int8_runs,
         codec_bound=codec_runs,
         ray_local=ray_runs,
         evaluation=scores,
         memory=peaks,
-        criteria=suite_criteria(matmul, compute, codec_runs, scores, peaks),
+        criteria=suite_criteria(matmul, compute, codec_runs, scores, peaks, int8_runs),
         stage_seconds=dict(timer.seconds),
         wall_seconds=timer.total(),
         machine=describe_machine(),
@@ -211,8 +217,25 @@ def prepare_models(config: SuiteConfig, root: Path, data: SuiteData, engines: bo
     return SuiteModels(compute, codec, passthrough, passthrough_memory, built)
 
 
-def artifact_table(config: SuiteConfig, models: SuiteModels) -> ArtifactTable:
-    """Every artifact the suite ran: path, sha256, and MACs per image at each size it ran at."""
+def int8_artifact(config: SuiteConfig, models: SuiteModels, data: SuiteData) -> Int8Artifact:
+    """The compute-bound generator's INT8 artifact (benchmarks.throughput.int8), calibrated on the codec job's
+    images (the compute-bound job's and more), with what it kept float and its gate printed."""
+    model = models.compute
+    int8 = quantize(model.spec.name, model.onnx, data.codec, config.int8_calibration_images, config.int8_method)
+    gate = int8.gate
+    psnr = "identical" if gate.psnr_db is None else f"PSNR {gate.psnr_db:.2f} dB"
+    speed = ", ".join(f"{trial.node} ({trial.speedup:.2f}x)" for trial in int8.float_for_speed) or "none"
+    echo(
+        f"  {int8.method} on {int8.calibration_images} images; kept float for speed: {speed} of "
+        f"{int8.speed_suspects} timed; gate on {gate.images} held-out images: {psnr}, "
+        f"{100 * gate.fraction:.2f} % within {gate.tolerance} grey levels ({'passed' if gate.passed else 'FAILED'})"
+    )
+    return int8
+
+
+def artifact_table(config: SuiteConfig, models: SuiteModels, int8: Int8Artifact) -> ArtifactTable:
+    """Every artifact the suite ran: path, sha256, and MACs per image at each size it ran at (the INT8 artifact's:
+    its FP32 graph's, the same arithmetic, mostly in int8)."""
     sizes = [config.working_size, *config.full_sizes]
     table: ArtifactTable = {}
     for model in (models.compute, models.codec):
@@ -224,6 +247,8 @@ def artifact_table(config: SuiteConfig, models: SuiteModels) -> ArtifactTable:
         engine = models.engines.get(name)
         if engine is not None:
             table[str(engine)] = ArtifactEntry(name, file_sha256(engine), macs)
+        if name == int8.model:
+            table[int8.path] = ArtifactEntry(name, int8.sha256, macs)
     for path, size in ((models.passthrough, config.working_size), (models.passthrough_memory, config.memory_size)):
         table[str(path)] = ArtifactEntry(path.stem, file_sha256(path), {size_label(size): macs_per_image(path, size)})
     return table
@@ -308,74 +333,107 @@ def compute_bound(
     models: SuiteModels,
     data: SuiteData,
     artifacts: ArtifactTable,
+    int8: Int8Artifact,
     runs: Path,
     peak: PeakRss,
     threads: int,
-) -> ComputeBound:
-    """Criterion A's runs, repeated and interleaved (the median run of each counts): ONNX Runtime engine-only on
-    as many preloaded images as the job translates, then batch-translate, then the reference way. Measuring the
-    engine right before each job puts a slow drift of a shared machine on both sides of the A2 ratio. Outputs
-    of the last runs are compared."""
+) -> tuple[ComputeBound, Int8Compute]:
+    """Criteria A's and E's runs, repeated and interleaved (the median run of each counts). Per repeat: ONNX
+    Runtime engine-only of the INT8 and then the FP32 artifact on as many preloaded images as the job translates,
+    batch-translate with FP32 and then INT8, the reference way, and the small job both ways. Each ratio's two
+    operands run next to each other (E1: the two engine streams, A2: FP32 engine and job, E2: the two jobs), so a
+    slow drift of a shared machine falls on both sides. Outputs of the last runs are compared."""
     model = models.compute
     images = bench_data.image_paths(data.compute)
     size, png, batch = config.working_size, config.png_compression, config.compute_batch
-    batches = -(-len(images) // batch)
-    same_work = RunPolicy(warmup=config.compute_policy.warmup, min_runs=batches, min_seconds=0.0, max_runs=batches)
-    engine_target = SweepTarget(model.spec.name, ORT_CPU, model.onnx, (size,), (batch,), same_work)
+    engine = _job_engine(config, model.spec.name, len(images), artifacts[str(model.onnx)].macs_per_image, peak, threads)
     frames = sample_frames(size, batch, images)
-    macs = artifacts[str(model.onnx)].macs_per_image
-    engine: list[SweepRow] = []
-    ours: list[TranslateRun] = []
-    reference: list[ScriptRun] = []
+
+    def translate(artifact: Path, root: Path, folder: str, batch_size: int | None) -> TranslateRun:
+        return TranslateRun(
+            **run_batch_translate(artifact, root, runs / folder, size, batch_size, peak, png_compression=png)
+        )
+
+    def reference_run(paths: list[Path], folder: str) -> ScriptRun:
+        return ScriptRun(**reference_way(model.checkpoint, paths, runs / folder, size, png, peak, threads))
+
+    int8_path = Path(int8.path)
     small_root = first_images(data.compute, runs / "small_input", config.small_job_images)
     small_images = bench_data.image_paths(small_root)
-    small: list[TranslateRun] = []
-    small_reference: list[ScriptRun] = []
+    done: dict[str, list] = {
+        way: [] for way in ("int8_engine", "engine", "ours", "int8", "reference", "small", "small_reference")
+    }
     for repeat in range(config.compute_repeats):
-        measured = sweep(engine_target, lambda s: macs[size_label(s)], lambda _: frames, peak, threads)
-        engine += [SweepRow(**row) for row in measured]
-        ours.append(
-            TranslateRun(
-                **run_batch_translate(model.onnx, data.compute, runs / "ours", size, batch, peak, png_compression=png)
-            )
-        )
-        reference.append(
-            ScriptRun(**reference_way(model.checkpoint, images, runs / "reference", size, png, peak, threads))
-        )
-        small.append(
-            TranslateRun(
-                **run_batch_translate(model.onnx, small_root, runs / "small", size, None, peak, png_compression=png)
-            )
-        )
-        small_reference.append(
-            ScriptRun(
-                **reference_way(model.checkpoint, small_images, runs / "small_reference", size, png, peak, threads)
-            )
-        )
+        done["int8_engine"].append(engine(int8_path, frames))
+        done["engine"].append(engine(model.onnx, frames))
+        done["ours"].append(translate(model.onnx, data.compute, "ours", batch))
+        done["int8"].append(translate(int8_path, data.compute, "int8", batch))
+        done["reference"].append(reference_run(images, "reference"))
+        done["small"].append(translate(model.onnx, small_root, "small", None))
+        done["small_reference"].append(reference_run(small_images, "small_reference"))
+        rates = {way: f"{runs_[-1].images_per_second:.3f}" for way, runs_ in done.items()}
         echo(
-            f"  repeat {repeat + 1}/{config.compute_repeats} (images/s): engine-only "
-            f"{engine[-1].images_per_second:.3f}, batch-translate {ours[-1].images_per_second:.3f}, "
-            f"reference {reference[-1].images_per_second:.3f}; {len(small_images)} images alone: batch-translate "
-            f"{small[-1].images_per_second:.3f}, reference {small_reference[-1].images_per_second:.3f}"
+            f"  repeat {repeat + 1}/{config.compute_repeats} (images/s): engine-only FP32 {rates['engine']}, "
+            f"INT8 {rates['int8_engine']}; batch-translate FP32 {rates['ours']}, INT8 {rates['int8']}; reference "
+            f"{rates['reference']}; {len(small_images)} images alone: batch-translate {rates['small']}, reference "
+            f"{rates['small_reference']}"
         )
+
+    def middle(way: str):
+        return median(done[way], lambda run: run.images_per_second)
+
     stems = [path.stem for path in images]
-    return ComputeBound(
+    compute = ComputeBound(
         model=model.spec.name,
         input_size=config.gta5_size,
         working_size=config.working_size,
         repeats=config.compute_repeats,
-        engine_only_runs=engine,
-        engine_only=median(engine, lambda run: run.images_per_second),
-        batch_translate_runs=ours,
-        batch_translate=median(ours, lambda run: run.images_per_second),
-        reference_runs=reference,
-        reference=median(reference, lambda run: run.images_per_second),
+        engine_only_runs=done["engine"],
+        engine_only=middle("engine"),
+        batch_translate_runs=done["ours"],
+        batch_translate=middle("ours"),
+        reference_runs=done["reference"],
+        reference=middle("reference"),
         output_comparison=OutputComparison(**compare_outputs(runs / "ours" / "images", runs / "reference", stems)),
-        small_job_runs=small,
-        small_job=median(small, lambda run: run.images_per_second),
-        small_reference_runs=small_reference,
-        small_reference=median(small_reference, lambda run: run.images_per_second),
+        small_job_runs=done["small"],
+        small_job=middle("small"),
+        small_reference_runs=done["small_reference"],
+        small_reference=middle("small_reference"),
     )
+    int8_engine, int8_job = middle("int8_engine"), middle("int8")
+    int8_compute = Int8Compute(
+        model=model.spec.name,
+        working_size=config.working_size,
+        repeats=config.compute_repeats,
+        artifact=int8,
+        engine_only_runs=done["int8_engine"],
+        engine_only=int8_engine,
+        batch_translate_runs=done["int8"],
+        batch_translate=int8_job,
+        engine_only_vs_fp32=int8_engine.images_per_second / compute.engine_only.images_per_second,
+        end_to_end_vs_fp32=int8_job.images_per_second / compute.batch_translate.images_per_second,
+        output_comparison=OutputComparison(
+            **compare_outputs(runs / "int8" / "images", runs / "ours" / "images", stems)
+        ),
+    )
+    return compute, int8_compute
+
+
+def _job_engine(
+    config: SuiteConfig, name: str, images: int, macs: dict[str, int | None], peak: PeakRss, threads: int
+) -> Callable[[Path, list[np.ndarray]], SweepRow]:
+    """(artifact, frames) -> one engine-only stream of an ONNX artifact: as many preloaded images as the
+    compute-bound job translates, at its batch size and size, after the compute policy's warm-up batches."""
+    size, batch = config.working_size, config.compute_batch
+    batches = -(-images // batch)
+    same_work = RunPolicy(warmup=config.compute_policy.warmup, min_runs=batches, min_seconds=0.0, max_runs=batches)
+
+    def run(artifact: Path, frames: list[np.ndarray]) -> SweepRow:
+        target = SweepTarget(name, ORT_CPU, artifact, (size,), (batch,), same_work)
+        (row,) = sweep(target, lambda s: macs[size_label(s)], lambda _: frames, peak, threads)
+        return SweepRow(**row)
+
+    return run
 
 
 def first_images(root: Path, out: Path, count: int) -> Path:

@@ -15,6 +15,7 @@ import tempfile
 import time
 import types
 import typing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -40,8 +41,9 @@ from uda_trt.benchmarks.throughput.passthrough import write_passthrough
 from uda_trt.benchmarks.throughput.results import ArtifactResult, Skipped, SuiteResult
 from uda_trt.runtime.jobs.workers import default_workers
 from uda_trt.runtime.runners import open_runner
+from uda_trt.runtime.sidecar import file_sha256, load_sidecar
 
-CRITERIA = ("A1", "A2", "A3", "A4", "A5", "A6", "B1", "B2", "C1", "C2", "C3", "C4", "D1")
+CRITERIA = ("A1", "A2", "A3", "A4", "A5", "A6", "B1", "B2", "C1", "C2", "C3", "C4", "D1", "E1", "E2")
 SECTIONS = (
     "schema_version",
     "suite",
@@ -53,6 +55,7 @@ SECTIONS = (
     "codec",
     "sweeps",
     "compute_bound",
+    "int8",
     "codec_bound",
     "ray_local",
     "evaluation",
@@ -285,7 +288,9 @@ def test_quick_report_has_every_section(quick):
     assert [c["id"] for c in report["criteria"]] == list(CRITERIA)
     assert set(report["machine"]["versions"]) >= {"onnxruntime", "numpy", "torch"}
     assert report["threads"]["onnxruntime_intra_op"] == report["matmul"]["intra_op_threads"]
-    assert "[10/10]" in result.stderr  # progress per stage
+    assert f"[{suite.STAGE_COUNT}/{suite.STAGE_COUNT}]" in result.stderr  # progress per stage
+    assert result.stderr.count(f"/{suite.STAGE_COUNT}] ") == 2 * suite.STAGE_COUNT  # each stage starts and ends
+    assert len(report["stage_seconds"]) == suite.STAGE_COUNT  # every stage ran, under its own name
     assert any(entry["what"] == "tensorrt" for entry in report["skipped"]) or any(
         row["backend"] == "tensorrt" for row in report["sweeps"]
     )
@@ -299,7 +304,7 @@ def test_quick_report_keys_are_the_typed_results_fields(quick):
 
 def test_quick_report_hashes_every_artifact(quick):
     _, report, _ = quick
-    assert len(report["artifacts"]) >= 6  # two checkpoints, two ONNX exports, two pass-through graphs
+    assert len(report["artifacts"]) >= 7  # two checkpoints, two ONNX exports, the INT8 one, two pass-through graphs
     for path, entry in report["artifacts"].items():
         assert len(entry["sha256"]) == 64
         assert all(isinstance(m, int) and m >= 0 for m in entry["macs_per_image"].values()), path
@@ -565,3 +570,82 @@ def test_quick_report_sweeps_fda_beside_the_engines(quick):
         assert row["images_per_second"] > 0
     markdown = (out / "report.md").read_text()
     assert "| fda | fda-numpy |" in markdown and "fda-numpy is not an engine" in markdown
+
+
+# ----------------------------------------------------------------------------------------------- INT8 (criterion E)
+
+
+def test_quick_int8_artifact_is_the_one_timed_and_its_quality_is_recorded(quick):
+    _, report, _ = quick
+    config, artifact = report["config"], report["int8"]["artifact"]
+    path = Path(artifact["path"])
+    assert path.name.endswith(".int8.onnx") and artifact["model"] == report["compute_bound"]["model"]
+    assert artifact["sha256"] == file_sha256(path) == report["artifacts"][artifact["path"]]["sha256"]
+    sidecar = load_sidecar(path)  # listed in its sidecar with that hash: the runtime runs it
+    policy = sidecar.int8_policy
+    # quantized once with the suite's fixed method and count, gates reported but not required: no sensitivity pass
+    assert artifact["method"] == config["int8_method"] == policy["calibration"]["method"]
+    assert artifact["calibration_images"] == config["int8_calibration_images"] == policy["calibration"]["images"]
+    assert policy["gates_required"] is False and policy["sensitivity"] == [] and artifact["float_nodes"] == []
+    assert artifact["quantized_nodes"] == policy["quantized_nodes"] and artifact["quantized_nodes"]
+    assert artifact["float_for_speed"] == policy["float_for_speed"]
+    assert artifact["speed_suspects"] == len(policy["speed"]["trials"]) >= len(artifact["float_for_speed"])
+    assert not {trial["node"] for trial in artifact["float_for_speed"]} & set(artifact["quantized_nodes"])
+    gate = artifact["gate"]
+    assert gate == sidecar.validation["int8_onnx"]  # the figures of the artifact timed, as its sidecar has them
+    assert gate["reference"] == "onnx" and gate["images"] == artifact["held_out_images"] >= 1
+    assert gate["tolerance"] == 3 and 0 <= gate["fraction"] <= 1
+    assert gate["psnr_db"] is None or finite(gate["psnr_db"])
+    psnr_ok = gate["psnr_db"] is None or gate["psnr_db"] >= gate["required_psnr_db"]
+    assert gate["passed"] == (gate["fraction"] >= gate["required"] and psnr_ok)
+    assert artifact["seconds"] > 0
+
+
+def test_quick_int8_runs_are_interleaved_with_fp32_and_criteria_e_are_their_quotients(quick):
+    out, report, _ = quick
+    config, compute, int8 = report["config"], report["compute_bound"], report["int8"]
+    artifact = int8["artifact"]["path"]
+    assert int8["model"] == compute["model"] and int8["working_size"] == compute["working_size"]
+    for way in ("engine_only", "batch_translate"):
+        runs = int8[f"{way}_runs"]
+        assert len(runs) == int8["repeats"] == config["compute_repeats"] and int8[way] in runs
+    # engine-only: the FP32 stream's work, with the INT8 artifact
+    fp32_engine, int8_engine = compute["engine_only"], int8["engine_only"]
+    check_sweep_row(int8_engine)
+    assert int8_engine["artifact"] == artifact != fp32_engine["artifact"]
+    for key in ("model", "backend", "size", "batch_size", "warmup_runs", "runs", "images", "macs_per_image"):
+        assert int8_engine[key] == fp32_engine[key], key
+    # end to end: the same job, only the artifact and the output folder differ
+    fp32_job, int8_job = compute["batch_translate"], int8["batch_translate"]
+    check_run(int8_job, config["compute_images"])
+    assert int8_job["config"]["artifact"] == artifact and int8_job["job_report"]["images_skipped"] == 0
+    same = ("artifact", "output_root")
+    assert {k: v for k, v in int8_job["config"].items() if k not in same} == {
+        k: v for k, v in fp32_job["config"].items() if k not in same
+    }
+    assert close(int8["engine_only_vs_fp32"], int8_engine["images_per_second"] / fp32_engine["images_per_second"])
+    assert close(int8["end_to_end_vs_fp32"], int8_job["images_per_second"] / fp32_job["images_per_second"])
+    by_id = {c["id"]: c for c in report["criteria"]}
+    assert by_id["E1"]["numerator"] == int8_engine["images_per_second"]
+    assert by_id["E1"]["denominator"] == fp32_engine["images_per_second"]
+    assert close(by_id["E1"]["value"], int8["engine_only_vs_fp32"]) and by_id["E1"]["threshold"] == 1.8
+    assert by_id["E2"]["numerator"] == int8_job["images_per_second"]
+    assert by_id["E2"]["denominator"] == fp32_job["images_per_second"]
+    assert close(by_id["E2"]["value"], int8["end_to_end_vs_fp32"]) and by_id["E2"]["threshold"] == 1.6
+    # the PNG comparison is of what the two jobs wrote, image by image
+    comparison = int8["output_comparison"]
+    stems = sorted(p.stem for p in (Path(fp32_job["output"]) / "images").glob("*.png"))
+    assert comparison["images"] == len(stems) == config["compute_images"]
+    diffs = [
+        np.asarray(Image.open(Path(job["output"]) / "images" / f"{stem}.png").convert("RGB"), dtype=np.int16)
+        for stem in stems
+        for job in (int8_job, fp32_job)
+    ]
+    diff = np.abs(np.stack(diffs[0::2]) - np.stack(diffs[1::2]))
+    assert comparison["max_abs_diff"] == diff.max()
+    mse = np.mean(np.square(diff.astype(np.float64)))
+    assert comparison["psnr_db"] is None if mse == 0 else close(comparison["psnr_db"], 10 * math.log10(255**2 / mse))
+    markdown = (out / "report.md").read_text()
+    assert "## INT8 against FP32" in markdown and "| E1 |" in markdown and "| E2 |" in markdown
+    assert f"| {int8['engine_only_vs_fp32']:.2f}x (E1) | {int8['end_to_end_vs_fp32']:.2f}x (E2) |" in markdown
+    assert f"{int8['artifact']['method']} calibration on {int8['artifact']['calibration_images']}" in markdown

@@ -4,6 +4,7 @@ held-out images, run through the runtime's own runner; a harmful setting fails t
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,19 @@ import torch
 from onnx import TensorProto
 
 from helpers import as_process, process_record, run_cli, run_once, write_cityscapes, write_gta5
-from uda_trt.export.int8 import GATES, METHODS, calibration_set, gate, image_loader
+from uda_trt.benchmarks.flops import count_macs
+from uda_trt.export.int8 import (
+    GATES,
+    METHODS,
+    QUANTIZED_OP_TYPES,
+    _Quantizer,
+    calibration_set,
+    export_int8,
+    gate,
+    image_loader,
+    quantized_nodes,
+)
+from uda_trt.export.int8_speed import speed_pass
 from uda_trt.runtime.imageio import read_rgb
 from uda_trt.runtime.runners import open_runner
 from uda_trt.runtime.sidecar import file_sha256, load_sidecar
@@ -75,10 +88,15 @@ def test_int8_translator_passes_its_gates_and_records_them(translator):
     policy = sidecar["int8_policy"]
     assert policy["format"] == "QDQ" and policy["keep_float"] == "measured"
     assert set(policy["quantized_op_types"]) == {"Conv", "ConvTranspose"} and policy["quantized_nodes"]
-    # measured: the sensitivity pass ranked all 10 layers and the worst went back to float, the rest stayed INT8
+    # measured: the speed pass kept some layers float (its own test); if the gate then failed, the sensitivity pass
+    # ranked the other layers and the worst went back to float; every other layer computes in INT8
+    for_speed = [entry["node"] for entry in policy["float_for_speed"]]
     ranked = [entry["node"] for entry in policy["sensitivity"]]
-    assert len(ranked) == 10 and policy["float_nodes"] == ranked[: len(policy["float_nodes"])]
-    assert 1 <= len(policy["float_nodes"]) <= 5 and len(policy["quantized_nodes"]) == 10 - len(policy["float_nodes"])
+    assert policy["gates_required"] and not set(for_speed) & set(ranked)
+    assert len(ranked) in (0, 10 - len(for_speed)) and policy["float_nodes"] == ranked[: len(policy["float_nodes"])]
+    assert len(policy["float_nodes"]) <= len(ranked) // 2 and (policy["float_nodes"] or not ranked)
+    assert len(policy["quantized_nodes"]) == 10 - len(policy["float_nodes"]) - len(for_speed)
+    check_speed_record(policy, run_dir)
     calibration = policy["calibration"]
     assert calibration["method"] in METHODS and set(calibration["method_trials"]) == set(METHODS)
     assert calibration["images"] == 8 and calibration["held_out_images"] == 3 and calibration["seed"] == 0
@@ -122,6 +140,95 @@ def test_int8_runs_through_open_runner_close_to_fp32(translator):
     assert report.passed, report.summary()
     recorded = json.loads((run_dir / f"{STEM}.json").read_text())["validation"]["int8_onnx"]
     assert report.agreement.fraction == pytest.approx(recorded["fraction"])
+
+
+def check_speed_trials(record: dict, float_nodes: list[str]) -> None:
+    """A speed pass's trials agree with their own run times, and the layers kept float are the confirmed ones."""
+    for trial in record["trials"]:
+        assert len(trial["quantized_seconds"]) == len(trial["float_seconds"]) == record["runs"]
+        assert all(seconds > 0 for seconds in trial["quantized_seconds"] + trial["float_seconds"])
+        assert trial["speedup"] == pytest.approx(min(trial["quantized_seconds"]) / min(trial["float_seconds"]))
+        assert trial["kept_float"] == (trial["speedup"] >= 1 + record["margin"])
+    assert float_nodes == [trial["node"] for trial in record["trials"] if trial["kept_float"]]
+
+
+def check_speed_record(policy: dict, run_dir: Path) -> None:
+    """The speed pass of the tiny generator's export found every quantized layer in ONNX Runtime's profile with the
+    MACs the benchmark's counter finds on the FP32 graph, took as suspects exactly the layers it says are slow per
+    MAC, and kept float only the ones its whole-model runs confirmed; the sensitivity pass never saw those. No
+    speed is asserted."""
+    speed = policy["speed"]
+    assert speed["input_shape"] == [1, 32, 64, 3] and "onnxruntime-cpu" in speed["measured_on"]
+    assert speed["not_profiled"] == [] and len(speed["layers"]) == 10
+    layers = speed["layers"]
+    total = count_macs(run_dir / f"{STEM}.onnx", {"images": (1, 32, 64, 3)}).total
+    assert all(layer["macs"] > 0 and layer["kernel_ms"] > 0 for layer in layers)
+    assert sum(layer["macs"] for layer in layers) == total
+    median = statistics.median(layer["ms_per_gmac"] for layer in layers)
+    assert speed["median_ms_per_gmac"] == pytest.approx(median)
+    for layer in layers:
+        assert layer["ms_per_gmac"] == pytest.approx(layer["kernel_ms"] / (layer["macs"] / 1e9))
+        assert layer["vs_median"] == pytest.approx(layer["ms_per_gmac"] / median)
+    slow = [layer for layer in layers if layer["vs_median"] > speed["suspect_ratio"]]
+    suspects = sorted(slow, key=lambda layer: -layer["vs_median"])[: speed["max_suspects"]]
+    assert [trial["node"] for trial in speed["trials"]] == [layer["node"] for layer in suspects]
+    for_speed = [entry["node"] for entry in policy["float_for_speed"]]
+    check_speed_trials(speed, for_speed)
+    kept = [trial for trial in speed["trials"] if trial["kept_float"]]
+    assert policy["float_for_speed"] == [
+        {key: trial[key] for key in ("node", "quantized_seconds", "float_seconds", "speedup")} for trial in kept
+    ]
+    assert not set(for_speed) & (set(policy["quantized_nodes"]) | set(policy["float_nodes"]))
+    assert not set(for_speed) & {entry["node"] for entry in policy["sensitivity"]}
+
+
+@pytest.mark.slow
+def test_int8_speed_pass_confirms_each_suspect_on_the_whole_model(translator, tmp_path):
+    """With every layer a suspect (ratio 0), the pass times the two slowest per MAC on the whole model, and the
+    candidate it returns has exactly the confirmed ones in float."""
+    run_dir, _ = translator
+    onnx_path = run_dir / f"{STEM}.onnx"
+    data = calibration_set(run_dir.parent / "gta5", 8)
+    quantizer = _Quantizer(onnx_path, load_sidecar(onnx_path), data, QUANTIZED_OP_TYPES, tmp_path)
+    feeds = {"images": quantizer.held_out[0][None]}
+
+    def quantize(exclude):
+        return quantizer.quantize("minmax", 8, exclude=exclude)
+
+    speed = speed_pass(quantize, quantizer.layers, quantizer.weight_dims, feeds, 1, tmp_path, 0.0, 2)
+    by_slowness = sorted(speed.record["layers"], key=lambda layer: -layer["vs_median"])
+    assert [trial["node"] for trial in speed.record["trials"]] == [layer["node"] for layer in by_slowness[:2]]
+    check_speed_trials(speed.record, speed.float_nodes)
+    assert [entry["node"] for entry in speed.float_for_speed()] == speed.float_nodes
+    quantized = quantized_nodes(onnx.load(speed.candidate), quantizer.eligible)
+    assert quantized == [name for name in quantizer.eligible if name not in speed.float_nodes]
+
+
+@pytest.mark.slow
+def test_int8_without_required_gates_writes_the_artifact_and_records_the_failed_gate(tmp_path):
+    """The benchmark's setting: an untrained generator (whose INT8 outputs are far from FP32, see `_generator`),
+    MinMax on two images. The gate fails, the artifact is written anyway with the failure recorded beside it, and no
+    sensitivity pass ran; the default still refuses (test_harmful_quantization_fails_...). The speed pass ran and
+    recorded its measurements."""
+    gta5 = write_gta5(tmp_path / "gta5", count=12, size=(80, 40))
+    checkpoint = _generator(tmp_path / "run")
+    run = run_cli("export-trt", checkpoint, "--size", SIZE, "--no-fp16")
+    assert run.returncode == 0, run.stderr
+    onnx_path = tmp_path / "run" / f"{STEM}.onnx"
+    result = export_int8(onnx_path, calibration_set(gta5, 2), "minmax", require_gates=False)
+    assert not result.gate.passed and result.gate.failures()
+    assert result.path == tmp_path / "run" / f"{STEM}.int8.onnx" and result.path.is_file()
+    sidecar = load_sidecar(result.path)  # listed with its hash: the runtime accepts it
+    assert sidecar.validation["int8_onnx"]["passed"] is False
+    assert sidecar.validation["int8_onnx"]["fraction"] == pytest.approx(result.gate.agreement.fraction)
+    policy = sidecar.int8_policy
+    assert policy["gates_required"] is False and policy["sensitivity"] == [] and policy["float_nodes"] == []
+    assert policy["calibration"]["method"] == "minmax" and policy["calibration"]["method_trials"] == {}
+    assert len(policy["quantized_nodes"]) == 10 - len(policy["float_for_speed"])
+    check_speed_record(policy, tmp_path / "run")
+    with open_runner(result.path) as runner:
+        out = runner.infer({"images": np.zeros((1, 32, 64, 3), np.uint8)})["translated"]
+    assert out.shape == (1, 32, 64, 3) and out.dtype == np.uint8
 
 
 @pytest.mark.slow

@@ -1,0 +1,262 @@
+"""INT8's speed pass: the quantized layers that make the artifact slower on this machine's CPU stay float, by
+measurement.
+
+Not every layer runs faster quantized. On ONNX Runtime's CPU provider a QLinearConv with few output channels (a
+translator's last 7x7 conv, 64 -> 3 channels) took 2.2x its float time, and a ConvTranspose is not fused at all: it
+dequantizes and runs in float, paying the Q/DQ for nothing. Which layers those are depends on the kernels of this
+ONNX Runtime on this CPU, so it is measured, not listed:
+
+1. Profile the all-quantized candidate (ONNX Runtime profiling, one held-out image at the size the artifact sees,
+   one warm-up run, then the profiled run). Each fused kernel is named after the layer it came from
+   (ORIGINAL_NAME + "_token_N"); an unfused layer keeps its own name. Kernels whose name names no quantized layer
+   (Q/DQ, transposes) are not attributed.
+2. Each profiled layer's kernel time per multiply-accumulate (MACs from its weight's shape and the element counts
+   ONNX Runtime reports for its tensors). Suspects: layers above SUSPECT_RATIO x the median, slowest first, at most
+   MAX_SUSPECTS of them.
+3. Each suspect is confirmed on the whole model: the current candidate and the same with the suspect kept float
+   run alternately, RUNS times each after a warm-up; the suspect stays float when the faster run of its model is at
+   least MARGIN faster than the current one's (then that model is the new current one), else it is quantized.
+
+Every run uses the runtime's CPU session options (runtime.runners.session_options) with the threads one of its
+concurrent runs gets, as batch-translate runs the artifact. Everything measured goes into the sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+
+log = logging.getLogger(__name__)
+
+SUSPECT_RATIO = 2.0  # kernel time per MAC, as a multiple of the median over the quantized layers
+MAX_SUSPECTS = 4  # each costs a quantization and 1 + 2 x RUNS whole-model runs
+RUNS = 2  # timed runs per model per suspect, alternating; the minimum of each side counts
+MARGIN = 0.03  # a suspect stays float only when its model's fastest run is at least 3 % faster
+_KERNEL = "_kernel_time"
+_TOKEN = "_token_"
+
+
+@dataclass(frozen=True)
+class SpeedPass:
+    """What the speed pass kept float, the candidate that results (all else quantized), and its sidecar record."""
+
+    float_nodes: list[str]
+    candidate: Path
+    record: dict[str, Any]
+
+    def float_for_speed(self) -> list[dict[str, Any]]:
+        """The confirmed trials, one per layer kept float: node, both sides' run times, speed-up."""
+        keys = ("node", "quantized_seconds", "float_seconds", "speedup")
+        return [{key: trial[key] for key in keys} for trial in self.record["trials"] if trial["kept_float"]]
+
+
+def threads_per_run(path: Path, sidecar: Any) -> int:
+    """Intra-op threads one of the runtime CPU runner's concurrent runs gets (what batch-translate gives a run)."""
+    from uda_trt.runtime.runners import OnnxRuntimeRunner
+
+    runner = OnnxRuntimeRunner(path, sidecar, "onnxruntime-cpu")  # not entered: no session is opened
+    return max(1, runner.threads // runner.runs_in_flight)
+
+
+def speed_pass(
+    quantize: Callable[[Sequence[str]], Path],
+    layers: Mapping[str, onnx.NodeProto],
+    weight_dims: Mapping[str, tuple[int, ...]],
+    feeds: dict[str, np.ndarray],
+    threads: int,
+    folder: Path,
+    suspect_ratio: float = SUSPECT_RATIO,
+    max_suspects: int = MAX_SUSPECTS,
+) -> SpeedPass:
+    """Run the pass (module doc). `quantize(exclude)` writes a candidate with every layer of `layers` quantized but
+    those excluded; `weight_dims` holds the initializers' shapes; `feeds` is one image as the artifact takes it."""
+    current = quantize([])
+    profiled = profile_layers(current, feeds, threads, folder, layers, weight_dims)
+    timed = [layer for layer in profiled if layer["ms_per_gmac"] is not None]
+    median = statistics.median(layer["ms_per_gmac"] for layer in timed) if timed else None
+    for layer in profiled:
+        per_mac = layer["ms_per_gmac"]
+        layer["vs_median"] = per_mac / median if per_mac is not None and median else None
+    suspects = sorted(
+        (layer for layer in profiled if layer["vs_median"] is not None and layer["vs_median"] > suspect_ratio),
+        key=lambda layer: -layer["vs_median"],
+    )[:max_suspects]
+    seen = {layer["node"] for layer in profiled}
+    float_nodes: list[str] = []
+    trials = []
+    base = _session(current, threads)
+    _seconds(base, feeds)  # warm-up
+    for suspect in suspects:
+        candidate = quantize([*float_nodes, suspect["node"]])
+        trial = _session(candidate, threads)
+        _seconds(trial, feeds)
+        quantized_times, float_times = [], []
+        for _ in range(RUNS):
+            quantized_times.append(_seconds(base, feeds))
+            float_times.append(_seconds(trial, feeds))
+        speedup = min(quantized_times) / min(float_times)
+        kept = speedup >= 1 + MARGIN
+        trials.append(
+            {
+                "node": suspect["node"],
+                "vs_median": suspect["vs_median"],
+                "quantized_seconds": quantized_times,
+                "float_seconds": float_times,
+                "speedup": speedup,
+                "kept_float": kept,
+            }
+        )
+        log.info(
+            "INT8 speed pass: %s (%.1fx the median time per MAC): whole model %.3f s as is, %.3f s with it float: %s",
+            suspect["node"],
+            suspect["vs_median"],
+            min(quantized_times),
+            min(float_times),
+            "kept float" if kept else "stays quantized",
+        )
+        if kept:
+            float_nodes.append(suspect["node"])
+            current.unlink()
+            current, base = candidate, trial
+        else:
+            candidate.unlink()
+        del trial
+    record = {
+        "measured_on": f"onnxruntime-cpu, {threads} intra-op thread(s) per run (one of the runtime runner's runs)",
+        "input_shape": list(next(iter(feeds.values())).shape),
+        "suspect_ratio": suspect_ratio,
+        "max_suspects": max_suspects,
+        "runs": RUNS,
+        "margin": MARGIN,
+        "median_ms_per_gmac": median,
+        "layers": profiled,
+        "not_profiled": [name for name in layers if name not in seen],
+        "trials": trials,
+    }
+    return SpeedPass(float_nodes, current, record)
+
+
+def _session(path: Path, threads: int, profile_prefix: Path | None = None):
+    """An ONNX Runtime CPU session with the runtime runner's CPU options (and profiling, given a file prefix)."""
+    import onnxruntime as ort
+
+    from uda_trt.runtime.runners import session_options
+
+    options = session_options(threads, memory_patterns=False)  # as OnnxRuntimeRunner opens CPU sessions
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _seconds(session, feeds: dict[str, np.ndarray]) -> float:
+    started = time.perf_counter()
+    session.run(None, feeds)
+    return time.perf_counter() - started
+
+
+def profile_layers(
+    path: Path,
+    feeds: dict[str, np.ndarray],
+    threads: int,
+    folder: Path,
+    layers: Mapping[str, onnx.NodeProto],
+    weight_dims: Mapping[str, tuple[int, ...]],
+) -> list[dict[str, Any]]:
+    """Each of `layers` found in a profiled run of `path` (after one warm-up run), in graph order: its kernels'
+    op types, kernel milliseconds, MACs and milliseconds per 10^9 MACs (None where its MACs cannot be counted)."""
+    session = _session(path, threads, Path(folder) / "profile")
+    for _ in range(2):
+        session.run(None, feeds)
+    profile = Path(session.end_profiling())
+    events = json.loads(profile.read_text())
+    profile.unlink()
+    found = attribute(last_run_kernels(events), layers)
+    profiled = []
+    for name, node in layers.items():
+        if name not in found:
+            continue
+        kernels = found[name]
+        microseconds = sum(event["dur"] for event in kernels)
+        macs = layer_macs(node, weight_dims, kernels[0]["args"])
+        profiled.append(
+            {
+                "node": name,
+                "op_type": node.op_type,
+                "kernels": sorted({event["args"].get("op_name", "?") for event in kernels}),
+                "kernel_ms": microseconds / 1000,
+                "macs": macs,
+                "ms_per_gmac": microseconds / 1000 / (macs / 1e9) if macs else None,
+            }
+        )
+    return profiled
+
+
+def last_run_kernels(events: Sequence[dict]) -> list[dict]:
+    """The node kernel events of the last `model_run` in an ONNX Runtime profile."""
+    runs = [event for event in events if event.get("cat") == "Session" and event.get("name") == "model_run"]
+    if not runs:
+        raise ValueError("the ONNX Runtime profile holds no model_run")
+    start = runs[-1]["ts"]
+    end = start + runs[-1]["dur"]
+    return [
+        event
+        for event in events
+        if event.get("cat") == "Node" and event.get("name", "").endswith(_KERNEL) and start <= event["ts"] <= end
+    ]
+
+
+def attribute(kernels: Sequence[dict], layers: Mapping[str, Any]) -> dict[str, list[dict]]:
+    """Kernel events by the layer they compute: a kernel named LAYER (unfused) or LAYER_token_N (fused by ONNX
+    Runtime from LAYER and its Q/DQ), checked against the layer names; any other kernel is left out."""
+    found: dict[str, list[dict]] = {}
+    for event in kernels:
+        name = event["name"][: -len(_KERNEL)]
+        if name not in layers:
+            base, token, number = name.rpartition(_TOKEN)
+            if not (token and number.isdigit() and base in layers):
+                continue
+            name = base
+        found.setdefault(name, []).append(event)
+    return found
+
+
+def layer_macs(node: onnx.NodeProto, weight_dims: Mapping[str, tuple[int, ...]], args: Mapping) -> int | None:
+    """Multiply-accumulates of one layer in one run, from its weight's shape (the source graph's initializer) and
+    the element counts of the kernel's first input and output (layout-independent: fused kernels may run NHWC).
+
+    Conv: output elements x C_in/group x kernel; ConvTranspose: input elements x C_out/group x kernel; MatMul and
+    Gemm: output elements x K. None without a weight initializer or the shapes ONNX Runtime reports."""
+    weight = weight_dims.get(node.input[1]) if len(node.input) > 1 else None
+    if not weight:
+        return None
+    inputs, outputs = _elements(args.get("input_type_shape")), _elements(args.get("output_type_shape"))
+    if node.op_type == "Conv" and outputs:
+        return outputs * math.prod(weight[1:])
+    if node.op_type == "ConvTranspose" and inputs:
+        return inputs * math.prod(weight[1:])
+    if node.op_type == "MatMul" and outputs and len(weight) >= 2:
+        return outputs * weight[-2]
+    if node.op_type == "Gemm" and outputs and len(weight) == 2:
+        trans_b = next((attribute.i for attribute in node.attribute if attribute.name == "transB"), 0)
+        return outputs * (weight[1] if trans_b else weight[0])
+    return None
+
+
+def _elements(shapes: Any) -> int | None:
+    """Element count of the first tensor of a profile's `input_type_shape` / `output_type_shape` list."""
+    if not shapes or not isinstance(shapes[0], dict) or not shapes[0]:
+        return None
+    dims = next(iter(shapes[0].values()))
+    return math.prod(dims) if dims and all(isinstance(d, int) and d > 0 for d in dims) else None
