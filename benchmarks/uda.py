@@ -11,7 +11,9 @@ from and the ONNX file still matches, batch-translate resumes when its manifest 
 starts over when the translator changed), and evaluation is redone (cheap). OUT/study.json records what defines the
 study (preset, seed, data roots, training iterations): a rerun that asks for another one is refused in one line, never
 mixed in. OUT/run-uda.log keeps the log lines of every run into OUT, timestamped, appended; each training stage logs
-its seconds per iteration and an ETA (benchmarks.progress).
+its seconds per iteration and an ETA (benchmarks.progress). With --int8 (StudyConfig.int8), the study's artifacts are
+then quantized to INT8 and reported beside their FP32 figures (benchmarks.int8_study); study.json does not record it,
+so adding --int8 to a finished study only adds the INT8 stages.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ class StudyConfig:
     segmenter_iterations: int | None = None  # None: the preset's
     fractions: tuple[float, ...] | None = None  # label-fraction study: shares of labelled target images
     translators: tuple[str, ...] | None = None  # translators study: the translators compared
+    # translation study: also INT8 artifacts beside the FP32 ones (benchmarks.int8_study). Not part of identity():
+    # adding --int8 to a finished study reuses its FP32 stages and adds the INT8 ones.
+    int8: bool = False
+    int8_keep_float: str = "measured"  # export.int8's policy; "none" (hidden flag) only in tests
 
     @property
     def synthetic(self) -> bool:
@@ -181,14 +187,17 @@ def _is_export_of(onnx_path: Path, checkpoint: Path, working_size: tuple[int, in
     return sidecar.source_checkpoint.get("sha256") == file_sha256(checkpoint)
 
 
-def translation_resumable(output_root: Path, artifact: Path) -> bool:
-    """Whether OUTPUT_ROOT holds a batch-translate run (finished or killed) made with this same artifact."""
+def translation_resumable(output_root: Path, artifact: Path, input_root: Path | None = None) -> bool:
+    """Whether OUTPUT_ROOT holds a batch-translate run (finished or killed) made with this same artifact (and, when
+    given, of this same input folder: a study folder moved elsewhere translates its own data again)."""
     try:
         manifest = json.loads((output_root / "manifest.json").read_text())
     except (OSError, ValueError):
         return False
     identity = manifest.get("identity") if isinstance(manifest, dict) else None
-    return isinstance(identity, dict) and identity.get("artifact_sha256") == file_sha256(artifact)
+    if not isinstance(identity, dict) or identity.get("artifact_sha256") != file_sha256(artifact):
+        return False
+    return input_root is None or identity.get("input_root") == str(Path(input_root).resolve())
 
 
 def make_data(config: StudyConfig, preset: Preset) -> tuple[Path, Path]:
@@ -346,7 +355,7 @@ def _run_stages(config: StudyConfig, preset: Preset) -> dict:
             output_root=out / "translated",
             size=preset.translate_size,
             # resume a killed translation made with this translator; start over when the translator changed
-            overwrite=not translation_resumable(out / "translated", translator),
+            overwrite=not translation_resumable(out / "translated", translator, source_root),
         )
         translate_report = batch_translate(translate_job)
 
@@ -381,6 +390,22 @@ def _run_stages(config: StudyConfig, preset: Preset) -> dict:
         }
     with timer.stage("fcn_score"):
         fcn = fcn_scores(arms, {"source": source_root, "translated": out / "translated"})
+    int8 = None
+    if config.int8:
+        from uda_trt.benchmarks.int8_study import run_int8_stages
+
+        int8 = run_int8_stages(
+            out,
+            timer,
+            translator=translator,
+            translate_size=preset.translate_size,
+            source_root=source_root,
+            target_root=target_root,
+            val_split=config.cityscapes_val_split,
+            arms=arms,
+            fcn=fcn,
+            keep_float=config.int8_keep_float,
+        )
     report = {
         "study": asdict(config),
         "preset": asdict(preset),
@@ -392,6 +417,12 @@ def _run_stages(config: StudyConfig, preset: Preset) -> dict:
         "batch_translate": translate_report,
         "arms": arms,
         "fcn_score": fcn,
+        **({"int8": int8} if int8 is not None else {}),
         "stage_seconds": {name: round(seconds, 2) for name, seconds in timer.seconds.items()},
     }
-    return write_study_report(out, report, target_root, config.cityscapes_val_split)
+    written = write_study_report(out, report, target_root, config.cityscapes_val_split)
+    if int8 is not None:
+        from uda_trt.benchmarks.int8_study import add_int8_markdown
+
+        add_int8_markdown(out / "report.md", int8)
+    return written

@@ -51,6 +51,9 @@ report's numbers equal those of an uninterrupted run.
 --output/study.json records the preset, seed, data roots and iteration counts: a rerun into the same folder with
 another --preset, --seed, --source, --target, --cyclegan-iterations or --segmenter-iterations is refused in one line
 (exit 2). Choose a new --output for a new study. --output/run-uda.log keeps every run's log lines, timestamped.
+--int8 is not part of that record: adding it to a finished study reuses the FP32 stages and adds the INT8 ones (an
+INT8 export is kept when its sidecar records it for the same checkpoint and calibration images; a failed gate is
+retried).
 \b
 Budget: a preset fixes every size and count; --cyclegan-iterations and --segmenter-iterations set another length
 between presets (CycleGAN's decay, and the cadence of samples, saves, log lines and held-out scores, scale with it).
@@ -132,6 +135,17 @@ Each training stage logs its seconds per iteration and an ETA once its first ite
     default=None,
     help="Train each segmenter for N iterations instead of the preset's (held-out scoring cadence scaled).",
 )
+@click.option(
+    "--int8",
+    is_flag=True,
+    help="With --study translation: after the FP32 study, also export INT8 ONNX (export-trt --int8) of the adapted "
+    "translator (calibrated on the source training images) and of each arm's segmenter (on the target training "
+    "images), gates enforced; translate the source with the INT8 translator and score each INT8 segmenter on target "
+    "val, and report them beside FP32 (report.json 'int8', report.md). A failed gate is reported, not fatal. Adding "
+    "--int8 to a finished study reuses its FP32 stages.",
+)
+# export.int8's harmful policy, for tests: every artifact fails its gate fast (no sensitivity pass)
+@click.option("--int8-keep-float", type=click.Choice(("measured", "none")), default="measured", hidden=True)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 @click.pass_context
 def main(
@@ -147,6 +161,8 @@ def main(
     target_root: Path | None,
     cyclegan_iterations: int | None,
     segmenter_iterations: int | None,
+    int8: bool,
+    int8_keep_float: str,
     verbose: bool,
 ) -> None:
     """Translate source to target style with CycleGAN, train segmenters on raw and translated source, and
@@ -165,6 +181,8 @@ def main(
         raise UserError("--fractions applies to --study label-fraction only")
     if translators is not None and study != "translators":
         raise UserError("--translators applies to --study translators only")
+    if int8 and study != "translation":
+        raise UserError("--int8 applies to --study translation only")
     if seeds and study != "translation":
         raise UserError("--seeds applies to --study translation only; run one study per --seed instead")
     if study == "photo-to-label":
@@ -201,6 +219,8 @@ def main(
             target_root=target_root,
             cyclegan_iterations=cyclegan_iterations,
             segmenter_iterations=segmenter_iterations,
+            int8=int8,
+            int8_keep_float=int8_keep_float,
         )
         for one_seed in seed_list
     ]
@@ -217,6 +237,10 @@ def main(
             + f" mIoU -> {config.output / 'report.md'}",
             err=True,
         )
+        if "int8" in reports[-1]:
+            from uda_trt.benchmarks.int8_study import int8_summary_line
+
+            click.echo(f"seed {config.seed}: {int8_summary_line(reports[-1]['int8'])}", err=True)
     if len(seed_list) > 1:
         write_seeds_report(output, reports)
         click.echo(f"summary over seeds -> {output / 'report.md'}", err=True)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import click
 
 from uda_trt.export.int8 import DEFAULT_CALIBRATION_IMAGES, KEEP_FLOAT, METHODS, CalibrationSet, calibration_set
+from uda_trt.export.int8_eval import DEFAULT_SPLIT as INT8_EVAL_SPLIT
+from uda_trt.export.int8_eval import check_int8_eval
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.cli import SIZE, IntListType, fold_renamed, renamed_option, setup_logging
 
@@ -214,6 +216,21 @@ def segmenter_engine_images(
     help="auto: try each on the first 32 calibration images and keep the one closest to STEM.onnx on the "
     "held-out images.",
 )
+@click.option(
+    "--int8-eval",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="DATASET",
+    help="Segmenters, with --int8: once STEM.int8.onnx is written, score STEM.onnx and it on DATASET (a labelled "
+    "Cityscapes-layout root, as evaluate-seg reads) and print and record (sidecar: validation.int8_onnx.evaluation) "
+    "both mIoUs and the change.",
+)
+@click.option(
+    "--int8-eval-split",
+    default=INT8_EVAL_SPLIT,
+    show_default=True,
+    help="Split of --int8-eval to score.",
+)
 @click.option("--int8-keep-float", type=click.Choice(KEEP_FLOAT), default="measured", hidden=True)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(
@@ -237,6 +254,8 @@ def main(
     calibration_images: int,
     calibration_split: str,
     calibration_method: str,
+    int8_eval: Path | None,
+    int8_eval_split: str,
     int8_keep_float: str,
     verbose: bool,
 ) -> None:
@@ -247,7 +266,7 @@ def main(
     segmenters: >= 99.9% identical labels; exit 1 when that fails). Then STEM.fp16.onnx (see --fp16) and, on
     a machine with an NVIDIA GPU and TensorRT, STEM.engine: a strongly typed FP16 engine (TensorRT 10 and 11)
     with one optimisation profile (--batch, --profile-sizes), checked against STEM.onnx unless --no-verify.
-    Last, with --int8, STEM.int8.onnx (see --int8).
+    Last, with --int8, STEM.int8.onnx (see --int8) and, with --int8-eval, its mIoU beside STEM.onnx's.
     """
     setup_logging(verbose)
     output_dir = fold_renamed({"output_dir": output_dir, "output_dir_old_spelling": output_dir_old_spelling})[
@@ -258,6 +277,8 @@ def main(
 
     skip_reason = engine_skip_reason(gpu_present(), installed_packages(), fp16, verify, require_engine)
     calibration_data = int8_calibration(int8, calibration, calibration_images, calibration_split)
+    if int8_eval is not None:
+        check_int8_eval_request(checkpoint, int8, int8_eval, int8_eval_split)
     images = load_parity_images(parity_images) if parity_images is not None else None
     if skip_reason is None:
         images = segmenter_engine_images(checkpoint, images, batch, profile_sizes)
@@ -293,6 +314,26 @@ def main(
 
         quantized = export_int8(result.onnx_path, calibration_data, calibration_method, int8_keep_float)
         click.echo(f"wrote {quantized.path} ({quantized.method} calibration; gates: {quantized.gate.summary()})")
+        if int8_eval is not None:
+            from uda_trt.export.int8_eval import evaluate_int8, summary_line
+
+            click.echo(summary_line(evaluate_int8(result.onnx_path, quantized.path, int8_eval, int8_eval_split)))
+
+
+def check_int8_eval_request(checkpoint: Path, int8: bool, dataset: Path, split: str) -> None:
+    """--int8-eval scores a segmenter's INT8 file: UserError (exit 2, before any export) without --int8, for a
+    translator, or for a DATASET evaluate-seg could not score."""
+    if not int8:
+        raise UserError("--int8-eval applies with --int8: it scores STEM.onnx and STEM.int8.onnx on DATASET")
+    from uda_trt.train.checkpoints import require_model_checkpoint
+
+    kind = require_model_checkpoint(checkpoint).kind
+    if kind != "segmenter":
+        raise UserError(
+            f"--int8-eval: {checkpoint.name} is a {kind} checkpoint; the mIoU change applies to segmenters (a "
+            "translator's INT8 file is judged by its gates: grey levels and PSNR against STEM.onnx)"
+        )
+    check_int8_eval(dataset, split)
 
 
 def int8_calibration(int8: bool, calibration: Path | None, count: int, split: str) -> CalibrationSet | None:

@@ -152,6 +152,14 @@ def test_a_translation_is_resumed_only_with_the_same_translator(tmp_path: Path):
     (out / "manifest.json").write_text("[]")
     assert not translation_resumable(out, translator)
 
+    # with the input folder given, only a translation of that folder resumes (a moved study translates its own data)
+    source = tmp_path / "gta5"
+    identity = {"artifact_sha256": file_sha256(translator), "input_root": str(source.resolve())}
+    (out / "manifest.json").write_text(json.dumps({"identity": identity}))
+    assert translation_resumable(out, translator, source)
+    assert translation_resumable(out, translator, tmp_path / "x" / ".." / "gta5")
+    assert not translation_resumable(out, translator, tmp_path / "elsewhere" / "gta5")
+
 
 def test_a_study_with_presets_of_its_own_records_its_own_budget():
     from uda_trt.benchmarks import photo_to_label

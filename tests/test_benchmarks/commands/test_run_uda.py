@@ -6,18 +6,22 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 import signal
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from helpers import as_process, process_record, run_cli, run_once, run_until, write_cityscapes, write_gta5
+from uda_trt.benchmarks.figures import ARM_TITLES
 from uda_trt.benchmarks.presets import PRESETS
 from uda_trt.benchmarks.report import gap_closed
 from uda_trt.benchmarks.uda import StudyConfig, claim_output
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.labels import CLASS_NAMES, PALETTE
+from uda_trt.runtime.sidecar import file_sha256
 
 BUDGET = ("--cyclegan-iterations", 4, "--segmenter-iterations", 4)
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
@@ -275,3 +279,124 @@ def test_sigterm_in_training_saves_the_state_and_says_how_to_continue(tmp_path):
     assert "training state saved at iteration" in stderr and "rerun the same command to continue" in stderr
     assert "Traceback" not in stderr and "Aborted" not in stderr
     assert (out / "cyclegan" / "latest_train_state.pt").is_file()
+
+
+def _int8_added_to(finished):
+    """run_once's maker: a copy of the finished smoke study, then the same command with --int8 into it."""
+
+    def make(folder):
+        out = folder / "study"
+        shutil.copytree(finished, out)
+        checkpoints = {str(p.relative_to(out)): file_sha256(p) for p in sorted(out.rglob("*")) if p.suffix in PTH}
+        # export.int8's harmful policy (hidden flag): no sensitivity pass, so each export takes seconds and some
+        # fail. With the measured policy the smoke preset's barely trained segmenters all fail too, but after a
+        # sensitivity pass of about 90 s each. test_int8_study.py runs the stages under the measured policy.
+        flags = ("--int8", "--int8-keep-float", "none")
+        result = run_cli("run-uda", "--preset", "smoke", "--output", out, *flags, *BUDGET)
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads((out / "report.json").read_text())
+        return {"report": report, "run": process_record(result), "checkpoints": checkpoints}
+
+    return make
+
+
+PTH = (".pt", ".pth")
+
+
+@pytest.fixture(scope="module")
+def int8_smoke(made, tmp_path_factory):
+    """The finished smoke study, copied, with --int8 added: (folder, report.json, what the FP32 run reported,
+    the checkpoints' sha256 before, the completed process)."""
+    finished, fp32 = made
+    folder, result = run_once(tmp_path_factory, "uda-smoke-int8", _int8_added_to(finished / "study"))
+    out = folder / "study"
+    return out, result["report"], fp32["report"], result["checkpoints"], as_process(result["run"])
+
+
+@pytest.mark.slow
+def test_int8_added_to_a_finished_study_reuses_its_fp32_stages(int8_smoke, made):
+    out, report, fp32, checkpoints, run = int8_smoke
+    assert "Traceback" not in run.stderr
+    assert (out / "study.json").read_text() == (made[0] / "study" / "study.json").read_text()
+    after = {str(p.relative_to(out)): file_sha256(p) for p in sorted(out.rglob("*")) if p.suffix in PTH}
+    assert after == checkpoints  # no training redone
+    log = (out / "run-uda.log").read_text().split("run-uda study in")[-1]  # the --int8 run's lines
+    kept = [line for line in log.splitlines() if "is the export of" in line and line.endswith("; kept")]
+    assert len(kept) == 1 + len(report["arms"])  # translator and every segmenter export kept
+
+    def by_place(hashes: dict, study: Path) -> dict:
+        return {str(Path(path).relative_to(study)): digest for path, digest in hashes.items()}
+
+    assert by_place(report["artifact_sha256"], out) == by_place(fp32["artifact_sha256"], made[0] / "study")
+    for arm, entry in report["arms"].items():
+        assert entry["metrics"]["mean_iou"] == fp32["arms"][arm]["metrics"]["mean_iou"]
+    assert {"int8_export_translator", "int8_export_segmenter_oracle"} <= set(report["stage_seconds"])
+
+
+@pytest.mark.slow
+def test_int8_section_sits_beside_the_fp32_figures(int8_smoke, cli):
+    from uda_trt.benchmarks.int8_study import is_int8_of
+    from uda_trt.export.int8 import GATES, calibration_set
+
+    out, report, _, _, _ = int8_smoke
+    section, smoke = report["int8"], PRESETS["smoke"].synthetic
+    assert set(section["segmenters"]) == set(report["arms"])
+    markdown = (out / "report.md").read_text()
+    assert markdown.index("## INT8 artifacts") < markdown.index("## Stage times")
+
+    translator = section["translator"]
+    assert translator["fp32_artifact"] == report["translator_artifact"]
+    if translator["passed"]:
+        assert translator["calibration"]["source"] == "gta5 layout"
+        assert translator["gate"]["passed"] and translator["gate"]["fraction"] >= GATES["translate"]["required"]
+        assert translator["batch_translate"]["images_translated"] == smoke.gta5_count
+        fcn = translator["fcn_score"]
+        assert fcn["fp32"] == report["fcn_score"]["sets"]["translated"]
+        assert fcn["int8"]["images_scored"] == smoke.gta5_count
+    else:
+        assert "INT8 gate failed" in translator["error"] and " under " in translator["error"]
+        assert "fcn_score" not in translator and translator["artifact"] is None
+        assert not Path(translator["fp32_artifact"]).with_suffix(".int8.onnx").exists()
+        assert "| translator | **failed**: INT8 gate failed" in markdown
+
+    for arm, entry in section["segmenters"].items():
+        assert entry["fp32_miou"] == report["arms"][arm]["metrics"]["mean_iou"]
+        assert entry["fp32_artifact"] == report["arms"][arm]["artifact"]
+        if not entry["passed"]:
+            assert "INT8 gate failed" in entry["error"] and " under " in entry["error"] and "int8_miou" not in entry
+            assert not Path(entry["fp32_artifact"]).with_suffix(".int8.onnx").exists()
+            assert f"| {ARM_TITLES[arm]} segmenter | **failed**: INT8 gate failed" in markdown
+            assert f"| {ARM_TITLES[arm]} | {100 * entry['fp32_miou']:.1f} | n/a (gate failed) | n/a |" in markdown
+            continue
+        assert entry["calibration"]["source"] == "cityscapes layout, split train"  # never val
+        assert entry["gate"]["passed"] and entry["gate"]["task"] == "segment"
+        assert entry["int8_miou"] == entry["metrics"]["mean_iou"]
+        assert entry["metrics"]["images_scored"] == smoke.cityscapes_val
+        assert entry["miou_change_points"] == pytest.approx(100 * (entry["int8_miou"] - entry["fp32_miou"]))
+        row = f"| {ARM_TITLES[arm]} | {100 * entry['fp32_miou']:.1f} | {100 * entry['int8_miou']:.1f} |"
+        assert row in markdown
+
+    passed = [arm for arm, entry in section["segmenters"].items() if entry["passed"]]
+    if not passed:
+        return
+    arm = passed[0]
+    entry = section["segmenters"][arm]
+    evaluated = cli(
+        "evaluate-seg", "--engine", entry["artifact"], "--cityscapes", out / "data" / "cityscapes",
+        "--output", out.parent / f"evaluate-{arm}", "--no-figures",
+    )  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads((out.parent / f"evaluate-{arm}" / "metrics.json").read_text())["mean_iou"] == entry["int8_miou"]
+    # a rerun keeps this export: the sidecar records it for the same images and policy, and for no other
+    target_train = out / "data" / "cityscapes"
+    data = calibration_set(target_train, section["calibration_images"], "train")
+    assert is_int8_of(Path(entry["artifact"]), data, "none")
+    assert not is_int8_of(Path(entry["artifact"]), data, "measured")
+    assert not is_int8_of(Path(entry["artifact"]), calibration_set(target_train, 3, "train"), "none")
+
+
+def test_int8_applies_to_the_translation_study_only(tmp_path, user_error):
+    out = tmp_path / "study"
+    result = run_cli("run-uda", "--preset", "smoke", "--study", "translators", "--int8", "--output", out)
+    user_error(result, names="--int8 applies to --study translation only")
+    assert not out.exists()
