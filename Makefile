@@ -49,8 +49,9 @@ test-gpu: setup
 	  print(os.path.dirname(s.origin) if s and s.origin else '')"); \
 	LD_LIBRARY_PATH=$$TRT_LIBS$${LD_LIBRARY_PATH:+:$$LD_LIBRARY_PATH} $(BIN)/pytest -q -m gpu
 
-# Throughput benchmark report in bench-results/ (report.md, report.json, figures): about 29-47 min on 2 idle CPU cores
-# (26 min 30 s here on 2026-12-01, 44 min 46 s on a slower machine; the Ray stage added since costs about 2 min).
+# Throughput benchmark report in bench-results/ (report.md, report.json, figures): about 35-60 min on 2 idle CPU cores
+# (26 min 30 s on 2026-12-01 before the Ray stage (2.5 min) and the INT8 stage (quantization, speed pass and INT8
+# runs; not yet timed on an idle machine); 44 min 46 s on a slower machine).
 bench: setup
 	$(BIN)/bench-throughput --suite standard --output bench-results
 
