@@ -31,7 +31,7 @@ from uda_trt.runtime.errors import SampleError, UserError
 from uda_trt.runtime.fda_translator import FdaTranslator, list_donors
 from uda_trt.runtime.imageio import LogOnce, encode_image, encode_label_image, load_checked, read_rgb, resize_rgb
 from uda_trt.runtime.jobs.files import atomic_write_bytes, write_json
-from uda_trt.runtime.jobs.interrupts import JobInterrupted, exit_code_of
+from uda_trt.runtime.jobs.interrupts import JobInterrupted, exit_code_of, held
 from uda_trt.runtime.jobs.logs import log_file
 from uda_trt.runtime.jobs.progress import Progress
 from uda_trt.runtime.jobs.shards import Shard
@@ -531,6 +531,13 @@ def _run(
         state.progress(stats.counts(total))
         progress.update(1)
 
+    def finish_oldest(encodes: list) -> None:
+        """Wait for the oldest write and journal it; a signal meanwhile takes effect once it is journalled, and
+        until then the write stays in `encodes`, where `keep_written` finds it."""
+        with held():
+            finish(encodes[0])
+            encodes.pop(0)
+
     def keep_written(pool: ThreadPoolExecutor, encodes: list) -> None:
         """After an interruption: let running writes end, drop queued work, and journal every sample written."""
         pool.shutdown(wait=True, cancel_futures=True)
@@ -566,10 +573,10 @@ def _run(
                     if item.sample.key not in finished:  # done before: inferred only to keep the batch as it was
                         encodes.append((item, pool.submit(encode_sample, job, item, out)))
                 while len(encodes) > depth:
-                    finish(encodes.pop(0))
+                    finish_oldest(encodes)
             stats.seconds["infer"] += feed.engine_seconds
             while encodes:
-                finish(encodes.pop(0))
+                finish_oldest(encodes)
         except KeyboardInterrupt:
             keep_written(pool, encodes)
             raise

@@ -3,6 +3,8 @@
 Cluster schedulers send SIGTERM before they preempt a job, and a person presses Ctrl-C (SIGINT). Inside
 `stop_on_signals()` both raise `Interrupted` in the main thread; the job records what is complete and raises
 `JobInterrupted`, which click prints as one line and exits with the shell's code for that signal (130, 143).
+Bookkeeping that must not be cut in half (an output renamed into place but not yet journalled) runs inside `held()`,
+which delays the signal to the end of the block.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ from collections.abc import Iterator
 import click
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Hold:
+    """Main-thread state shared by `held()` and the handler of `stop_on_signals()` (handlers run in that thread)."""
+
+    depth = 0
+    pending: int | None = None
 
 
 class Interrupted(KeyboardInterrupt):
@@ -56,6 +65,9 @@ def stop_on_signals() -> Iterator[None]:
         return
 
     def raise_interrupted(signum: int, _frame) -> None:
+        if _Hold.depth:
+            _Hold.pending = _Hold.pending or signum
+            return
         raise Interrupted(signum)
 
     previous = {signum: signal.signal(signum, raise_interrupted) for signum in SIGNALS}
@@ -64,3 +76,22 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        _Hold.pending = None
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Run the block to its end before a SIGINT or SIGTERM caught by `stop_on_signals()` takes effect.
+
+    The signal is remembered and raised as `Interrupted` when the outermost `held()` block ends, so work such as
+    "wait for this write, then journal it" is never left half done. Outside `stop_on_signals()` (Python's own
+    Ctrl-C handler) it changes nothing. Keep the blocks short: a held signal waits for them.
+    """
+    _Hold.depth += 1
+    try:
+        yield
+    finally:
+        _Hold.depth -= 1
+    if _Hold.depth == 0 and _Hold.pending is not None:
+        signum, _Hold.pending = _Hold.pending, None
+        raise Interrupted(signum)
