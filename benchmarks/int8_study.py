@@ -18,6 +18,7 @@ FP32 one, and the evaluations are redone.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,10 +182,10 @@ def _percent(value: float | None, digits: int = 1) -> str:
     return "n/a" if value is None else f"{100 * value:.{digits}f}"
 
 
-def _gate_cells(entry: dict) -> list[str]:
+def _gate_cells(entry: dict, failed: str = "failed") -> list[str]:
     """verdict, agreement, PSNR, calibration, layers kept float: the gate table's cells for one artifact."""
     if not entry["passed"]:
-        return [f"**failed**: {entry['error']}", "n/a", "n/a", "n/a", "n/a"]
+        return [f"{failed}: {entry['error']}", "n/a", "n/a", "n/a", "n/a"]
     gate, calibration = entry["gate"], entry["calibration"]
     psnr = gate.get("psnr_db")
     psnr_text = "n/a" if gate.get("required_psnr_db") is None else ("inf" if psnr is None else f"{psnr:.1f} dB")
@@ -198,10 +199,54 @@ def _gate_cells(entry: dict) -> list[str]:
     ]
 
 
+GATE_COLUMNS = ("artifact", "gate", "agreement", "PSNR", "calibration", "layers kept float")
+MIOU_COLUMNS = ("arm", "FP32", "INT8", "change (points)")
+FCN_COLUMNS = ("translator", "mIoU", "FWIoU", "pixel acc.", "mean acc.", "images")
+
+
+def _gate_rows(section: dict[str, Any], failed: str = "failed") -> list[list[str]]:
+    """One row per INT8 artifact (GATE_COLUMNS): the translator, then each arm's segmenter."""
+    rows = [["translator", *_gate_cells(section["translator"], failed)]]
+    rows += [[f"{ARM_TITLES[arm]} segmenter", *_gate_cells(e, failed)] for arm, e in section["segmenters"].items()]
+    return rows
+
+
+def _miou_rows(section: dict[str, Any]) -> list[list[str]]:
+    """One row per arm (MIOU_COLUMNS): target-val mIoU (%) of its segmenter in FP32 and INT8."""
+    rows = []
+    for arm, entry in section["segmenters"].items():
+        if entry["passed"]:
+            change = entry["miou_change_points"]
+            cells = [_percent(entry["int8_miou"]), "n/a" if change is None else f"{change:+.1f}"]
+        else:
+            cells = ["n/a (gate failed)", "n/a"]
+        rows.append([ARM_TITLES[arm], _percent(entry["fp32_miou"]), *cells])
+    return rows
+
+
+def _fcn_rows(fcn: dict[str, Any]) -> list[list[str]]:
+    """FCN_COLUMNS rows of the FP32 and INT8 translations' FCN-scores."""
+    keys = ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy")
+    return [[name.upper(), *(_percent(fcn[name][k]) for k in keys), str(fcn[name]["images_scored"])] for name in
+            ("fp32", "int8")]  # fmt: skip
+
+
+def _fcn_verdict(translator: dict[str, Any]) -> str | None:
+    """Why the INT8 translation has no FCN-score, or None when it has one."""
+    if not translator["passed"]:
+        return "The INT8 translator failed its gate: no INT8 translation, no FCN-score."
+    fcn = translator.get("fcn_score")
+    return f"FCN-score of the INT8 translation: n/a: {fcn['reason']}." if fcn.get("segmenter") is None else None
+
+
+def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def int8_markdown(section: dict[str, Any]) -> list[str]:
     """report.md's INT8 section: the gates of every INT8 artifact, then the INT8 figures beside the FP32 ones."""
     translate, segment = GATES["translate"], GATES["segment"]
-    translator, segmenters = section["translator"], section["segmenters"]
+    translator = section["translator"]
     lines = [
         f"{HEADING} (--int8)",
         "",
@@ -213,44 +258,41 @@ def int8_markdown(section: dict[str, Any]) -> list[str]:
         f"{100 * segment['required']:.0f}% identical labels. A failed gate writes no INT8 file, and the artifact "
         "gets no INT8 figure below.",
         "",
-        "| artifact | gate | agreement | PSNR | calibration | layers kept float |",
-        "|---|---|---|---|---|---|",
-        "| translator | " + " | ".join(_gate_cells(translator)) + " |",
-        *[f"| {ARM_TITLES[arm]} segmenter | " + " | ".join(_gate_cells(e)) + " |" for arm, e in segmenters.items()],
+        *_markdown_table(GATE_COLUMNS, _gate_rows(section, failed="**failed**")),
         "",
         "Target-val mIoU (%) of each arm's segmenter, FP32 and INT8:",
         "",
-        "| arm | FP32 | INT8 | change (points) |",
-        "|---|---|---|---|",
+        *_markdown_table(MIOU_COLUMNS, _miou_rows(section)),
+        "",
     ]
-    for arm, entry in segmenters.items():
-        if entry["passed"]:
-            change = entry["miou_change_points"]
-            cells = [_percent(entry["int8_miou"]), "n/a" if change is None else f"{change:+.1f}"]
-        else:
-            cells = ["n/a (gate failed)", "n/a"]
-        lines.append(f"| {ARM_TITLES[arm]} | {_percent(entry['fp32_miou'])} | " + " | ".join(cells) + " |")
-    lines.append("")
-    fcn = translator.get("fcn_score")
-    if not translator["passed"]:
-        lines += ["The INT8 translator failed its gate: no INT8 translation, no FCN-score.", ""]
-    elif fcn.get("segmenter") is None:
-        lines += [f"FCN-score of the INT8 translation: n/a: {fcn['reason']}.", ""]
-    else:
-        keys = ("mean_iou", "fw_iou", "pixel_accuracy", "mean_accuracy")
-        lines += [
-            f"FCN-score (%) of the source translated by each translator (into {TRANSLATED_INT8}/ for INT8), "
-            "scored by the FP32 oracle segmenter against the source labels:",
-            "",
-            "| translator | mIoU | FWIoU | pixel acc. | mean acc. | images |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name in ("fp32", "int8"):
-            scores = fcn[name]
-            cells = [_percent(scores[key]) for key in keys]
-            lines.append(f"| {name.upper()} | " + " | ".join(cells) + f" | {scores['images_scored']} |")
-        lines.append("")
-    return lines
+    verdict = _fcn_verdict(translator)
+    if verdict is not None:
+        return [*lines, verdict, ""]
+    return [
+        *lines,
+        f"FCN-score (%) of the source translated by each translator (into {TRANSLATED_INT8}/ for INT8), "
+        "scored by the FP32 oracle segmenter against the source labels:",
+        "",
+        *_markdown_table(FCN_COLUMNS, _fcn_rows(translator["fcn_score"])),
+        "",
+    ]
+
+
+def int8_html(section: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """index.html's INT8 tables ((heading, HTML table) pairs, as study_pages.write_study_index takes them); none
+    for a study run without --int8."""
+    if section is None:
+        return []
+    from uda_trt.benchmarks.html_index import html_table
+
+    tables = [
+        ("INT8 artifacts: gates against the FP32 ONNX", html_table(GATE_COLUMNS, _gate_rows(section))),
+        ("Target-val mIoU (%), FP32 and INT8", html_table(MIOU_COLUMNS, _miou_rows(section))),
+    ]
+    if _fcn_verdict(section["translator"]) is None:
+        rows = _fcn_rows(section["translator"]["fcn_score"])
+        tables.append(("FCN-score (%) of the FP32 and INT8 translations", html_table(FCN_COLUMNS, rows)))
+    return tables
 
 
 def add_int8_markdown(report_md: Path, section: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from uda_trt.benchmarks.figures import (
     write_training_curves,
 )
 from uda_trt.benchmarks.html_index import INDEX_FILE, html_table
+from uda_trt.benchmarks.int8_study import int8_html
 from uda_trt.benchmarks.presets import PRESETS
 from uda_trt.benchmarks.study_data import sizes_text, study_images
 from uda_trt.benchmarks.study_pages import (
@@ -329,7 +330,7 @@ def write_study_report(out: Path, report: dict, target_root: Path, split: str) -
             SAMPLES_FIGURE: "source, translation, target, ground truth and each arm's prediction",
             CURVES_FIGURE: "training curves",
         },  # fmt: skip
-        fcn_html(report.get("fcn_score")),
+        [*fcn_html(report.get("fcn_score")), *int8_html(report.get("int8"))],
     )
     return report
 

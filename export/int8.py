@@ -376,6 +376,10 @@ def export_int8(
     op_types = QUANTIZED_OP_TYPES if keep_float == "measured" else _every_quantizable_op_type()
     with tempfile.TemporaryDirectory(prefix="uda-trt-int8-") as folder:
         quantizer = _Quantizer(onnx_path, sidecar, data, op_types, Path(folder))
+        if not quantizer.eligible:  # ONNX Runtime's calibrators would fail with a traceback on an empty model
+            raise UserError(
+                f"{onnx_path.name} has no {', '.join(op_types)} layer for INT8 to quantize; no INT8 artifact written"
+            )
         counts = (len(quantizer.eligible), len(data.calibration), len(data.held_out))
         log.info("INT8: %d layers to quantize, %d calibration and %d held-out images", *counts)
         method, trials = _choose_method(quantizer, method)

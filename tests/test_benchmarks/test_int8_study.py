@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from helpers import run_cli, write_cityscapes, write_gta5
-from uda_trt.benchmarks.int8_study import int8_markdown, run_int8_stages
+from uda_trt.benchmarks.int8_study import int8_html, int8_markdown, run_int8_stages
 from uda_trt.export.onnx_export import export_onnx
 from uda_trt.runtime.evaluate import evaluate_engine
 from uda_trt.runtime.jobs.timing import StageTimer
@@ -76,6 +76,12 @@ def test_int8_stages_report_int8_figures_beside_the_fp32_ones(tmp_path):
     assert "| translator | **failed**: INT8 gate failed" in markdown and "| oracle segmenter | passed |" in markdown
     row = f"| oracle | {100 * result['fp32_miou']:.1f} | {100 * result['int8_miou']:.1f} |"
     assert row in markdown
+    tables = dict(int8_html(section))  # index.html: the same rows, no FCN table without an INT8 translation
+    assert list(tables) == ["INT8 artifacts: gates against the FP32 ONNX", "Target-val mIoU (%), FP32 and INT8"]
+    gates, miou = tables.values()
+    assert "<td>translator</td><td>failed: INT8 gate failed" in gates and "<td>oracle segmenter</td><td>passed" in gates
+    assert f"<td>oracle</td><td>{100 * result['fp32_miou']:.1f}</td><td>{100 * result['int8_miou']:.1f}</td>" in miou
+    assert int8_html(None) == []
 
     again = stages()  # a rerun keeps the passed INT8 export (same FP32 file, same calibration images)
     assert again["segmenters"]["oracle"]["kept_from_a_previous_run"]

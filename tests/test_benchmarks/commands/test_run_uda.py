@@ -343,6 +343,9 @@ def test_int8_section_sits_beside_the_fp32_figures(int8_smoke, cli):
     assert set(section["segmenters"]) == set(report["arms"])
     markdown = (out / "report.md").read_text()
     assert markdown.index("## INT8 artifacts") < markdown.index("## Stage times")
+    index = (out / "index.html").read_text()
+    assert "INT8 artifacts: gates against the FP32 ONNX" in index and "Target-val mIoU (%), FP32 and INT8" in index
+    assert index.count("<td>translator</td>") == 1
 
     translator = section["translator"]
     assert translator["fp32_artifact"] == report["translator_artifact"]
