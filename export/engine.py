@@ -164,13 +164,15 @@ def build_engine(
     profile: Profile,
     workspace_bytes: int = int(DEFAULT_WORKSPACE_GIB * 2**30),
     timing_cache: TimingCache = "default",
+    label: Path | str | None = None,
 ) -> EngineBuild:
-    """Parse `onnx_path` (the FP16 ONNX) into a strongly typed network, build, write the plan atomically.
+    """Parse `onnx_path` (the FP16 ONNX, or the TensorRT form of the INT8 one) into a strongly typed network, build,
+    write the plan atomically.
 
     timing_cache: a file to read and update, "default" (default_timing_cache), or None. Layer details are kept in
     the plan (ProfilingVerbosity.DETAILED) so the engine inspector can show each layer's precision. Raises
-    UserError, one line naming `onnx_path`, when TensorRT cannot start, rejects the profile, or cannot parse or
-    build the network.
+    UserError, one line naming `label` (default `onnx_path`; a temporary file names the artifact it came from), when
+    TensorRT cannot start, rejects the profile, or cannot parse or build the network.
     """
     import time
 
@@ -182,24 +184,25 @@ def build_engine(
     gpu = current_gpu()
     if timing_cache == "default":
         timing_cache = default_timing_cache(trt.__version__, gpu.compute_capability)
+    label = label or onnx_path
     logger = trt.Logger(trt.Logger.WARNING)
-    builder = _new_builder(trt, logger, onnx_path)
+    builder = _new_builder(trt, logger, label)
     network = builder.create_network(_strongly_typed_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(Path(onnx_path).read_bytes(), str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise UserError(f"{onnx_path}: TensorRT cannot parse it: {errors}")
+        raise UserError(f"{label}: TensorRT cannot parse it: {errors}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-    _add_profile(builder, config, profile, onnx_path)
+    _add_profile(builder, config, profile, label)
     cache = _load_timing_cache(config, timing_cache)
 
     log.info("building the TensorRT engine (minutes on a first build; the timing cache makes rebuilds fast)")
     plan = builder.build_serialized_network(network, config)
     if plan is None:
-        raise UserError(f"{onnx_path}: TensorRT could not build an engine (see the TensorRT messages above)")
+        raise UserError(f"{label}: TensorRT could not build an engine (see the TensorRT messages above)")
     atomic_write_bytes(engine_path, bytes(plan))
     if cache is not None and timing_cache is not None:
         _save_timing_cache(cache, timing_cache)
@@ -214,7 +217,7 @@ def build_engine(
     )
 
 
-def _new_builder(trt, logger, onnx_path: Path):  # trt: the tensorrt module
+def _new_builder(trt, logger, onnx_path: Path | str):  # trt: the tensorrt module
     """trt.Builder, or a UserError when TensorRT cannot start CUDA: the binding then raises TypeError
     ("factory function returned nullptr", NVIDIA/TensorRT#2913) after logging the CUDA error."""
     try:
@@ -229,7 +232,7 @@ def _new_builder(trt, logger, onnx_path: Path):  # trt: the tensorrt module
     return builder
 
 
-def _add_profile(builder, config, profile: Profile, onnx_path: Path) -> None:
+def _add_profile(builder, config, profile: Profile, onnx_path: Path | str) -> None:
     """Add the optimisation profile for `images`; UserError when TensorRT rejects it (set_shape raises
     RuntimeError on inconsistent shapes; add_optimization_profile returns -1 for an invalid profile)."""
     optimization = builder.create_optimization_profile()

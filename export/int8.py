@@ -426,11 +426,14 @@ def export_int8(
         "calibration": {"method": method, "method_trials": trials, **data.describe()},
     }
     current = load_sidecar(json_path)  # as it is now: an engine step may have extended it since
+    artifacts = {key: entry for key, entry in current.artifacts.items() if key != "int8_engine"}  # built from the old
+    validation = {key: entry for key, entry in (current.validation or {}).items() if key != "int8_engine"}
     sidecar = dataclasses.replace(
         current,
-        artifacts={**current.artifacts, "int8_onnx": {"file": int8_path.name, "sha256": file_sha256(int8_path)}},
+        artifacts={**artifacts, "int8_onnx": {"file": int8_path.name, "sha256": file_sha256(int8_path)}},
         int8_policy=json_plain(policy),
-        validation={**(current.validation or {}), "int8_onnx": report.to_dict()},
+        int8_engine=None,
+        validation={**validation, "int8_onnx": report.to_dict()},
     )
     sidecar.write(json_path)
     return Int8Result(int8_path, sidecar, report, method, float_nodes, for_speed)

@@ -3,7 +3,8 @@
 Numpy uint8 in, numpy uint8 out; the sidecar says what the tensors are called and what sizes are legal. The
 backend follows the artifact's suffix and what the machine has: `.onnx` / `.fp16.onnx` / `.int8.onnx` run on ONNX
 Runtime (its TensorRT or CUDA execution provider only when an NVIDIA GPU is present, so a CPU box never logs provider
-errors), `.engine` runs on native TensorRT (imported lazily: a deployment box without it still imports this module).
+errors), `.engine` / `.int8.engine` run on native TensorRT (imported lazily: a deployment box without it still
+imports this module).
 ONNX Runtime does not fail when a requested provider cannot start: it logs a line and runs on what it could start.
 So every session's active providers are checked: an explicit `--backend` is refused in one line when its provider
 is not active; `auto` runs on what started, with a warning, and records that.
@@ -26,7 +27,7 @@ import numpy as np
 
 from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.jobs.workers import default_workers
-from uda_trt.runtime.sidecar import Sidecar, load_sidecar
+from uda_trt.runtime.sidecar import Sidecar, artifact_key, load_sidecar
 from uda_trt.runtime.tensorrt_runner import profile_violation
 
 log = logging.getLogger(__name__)
@@ -326,20 +327,23 @@ def _joined(parts: list[Future]) -> dict[str, np.ndarray]:
 
 
 class TensorRTRunner(Runner):
-    """Native TensorRT for `.engine` files (runtime.tensorrt_runner); needs tensorrt, pycuda and an NVIDIA GPU."""
+    """Native TensorRT for `.engine` and `.int8.engine` files (runtime.tensorrt_runner); needs tensorrt, pycuda and
+    an NVIDIA GPU. The engine's facts (versions, profile) are the sidecar block of its file (Sidecar.engine_facts)."""
 
     backend = "tensorrt"
 
     def __init__(self, path: Path, sidecar: Sidecar) -> None:
         super().__init__(path, sidecar)
         self._native = None
+        self.facts = sidecar.engine_facts(path)
 
     def _activate(self) -> None:
         reason = tensorrt_unavailable_reason(for_running=True)
         if reason is not None:
             raise UserError(f"{self.path}: running a .engine needs TensorRT and an NVIDIA GPU: {reason}")
-        if not self.sidecar.engine:
-            raise UserError(f"{self.path}: its sidecar has no 'engine' block; re-run export-trt on a GPU machine")
+        if not self.facts:
+            block = artifact_key(self.path)
+            raise UserError(f"{self.path}: its sidecar has no '{block}' block; re-run export-trt on a GPU machine")
         from uda_trt.runtime.tensorrt_runner import NativeTensorRT
 
         self._native = NativeTensorRT(self.path, self.sidecar)
@@ -348,13 +352,13 @@ class TensorRTRunner(Runner):
     @property
     def default_batch_size(self) -> int:
         """The batch the engine's profile was optimised for, else GPU_BATCH_SIZE."""
-        profile = (self.sidecar.engine or {}).get("profile")
+        profile = (self.facts or {}).get("profile")
         return int(profile["opt"][0]) if profile else GPU_BATCH_SIZE
 
     def expect_inputs(self, batch_size: int, image_size: tuple[int, int] | None = None) -> None:
         """As Runner's, and refuses now a batch size or image size outside the engine's profile."""
         super().expect_inputs(batch_size, image_size)
-        profile = (self.sidecar.engine or {}).get("profile")
+        profile = (self.facts or {}).get("profile")
         if profile is None:
             return
         height, width = (image_size[1], image_size[0]) if image_size else profile["min"][1:3]
@@ -400,8 +404,6 @@ def tensorrt_ep_options(
     FP32); `trt_fp16_enable` would also put the FP32 model's InstanceNorm in FP16, so it stays off. The explicit
     profile is `tensorrt_ep_profile`'s.
     """
-    from uda_trt.runtime.sidecar import artifact_key
-
     digest = sidecar.artifacts.get(artifact_key(path), {}).get("sha256", "unlisted")[:16]
     cache = Path(cache_root or ort_tensorrt_cache()) / digest
     options = {
@@ -491,7 +493,9 @@ def choose_backend(path: Path, backend: str = "auto") -> str:
             raise UserError(f"{path}: a .engine file runs only on the tensorrt backend, not {backend}")
         return "tensorrt"
     if not path.name.endswith(".onnx"):
-        raise UserError(f"{path}: not a model artifact; expected a .onnx, .fp16.onnx, .int8.onnx or .engine file")
+        raise UserError(
+            f"{path}: not a model artifact; expected a .onnx, .fp16.onnx, .int8.onnx, .engine or .int8.engine file"
+        )
     if backend == "tensorrt":
         raise UserError(f"{path}: the native tensorrt backend runs .engine files; use onnxruntime-tensorrt")
     if backend in ("auto", "onnxruntime"):

@@ -1,9 +1,9 @@
 """The artifact sidecar `STEM.json`: the one description of an exported model that `runtime` trusts.
 
-`export` writes it next to `STEM.onnx` / `STEM.fp16.onnx` / `STEM.int8.onnx` / `STEM.engine`; every runner reads it
-through `load_sidecar`, which validates every field (schema v1, docs/contracts.md "Sidecar") and checks the artifact's
-sha256, so nothing about a model (tensor names, sizes, class table) is guessed at run time and a stale or hand-edited
-artifact is refused in one line instead of producing wrong images.
+`export` writes it next to `STEM.onnx` / `STEM.fp16.onnx` / `STEM.int8.onnx` / `STEM.engine` / `STEM.int8.engine`;
+every runner reads it through `load_sidecar`, which validates every field (schema v1, docs/contracts.md "Sidecar")
+and checks the artifact's sha256, so nothing about a model (tensor names, sizes, class table) is guessed at run time
+and a stale or hand-edited artifact is refused in one line instead of producing wrong images.
 """
 
 from __future__ import annotations
@@ -19,9 +19,17 @@ from uda_trt.runtime.jobs.files import write_json
 
 SCHEMA_VERSION = 1
 TASKS = ("translate", "segment")
-# artifacts key by file suffix; the longest suffix is tried first so STEM.fp16.onnx is not taken for STEM.onnx
-ARTIFACT_SUFFIXES = {".fp16.onnx": "fp16_onnx", ".int8.onnx": "int8_onnx", ".onnx": "onnx", ".engine": "engine"}
-_EXPECTED = "expected a .onnx, .fp16.onnx, .int8.onnx or .engine file"
+# artifacts key by file suffix; the longest suffix is tried first so STEM.fp16.onnx is not taken for STEM.onnx, nor
+# STEM.int8.engine for STEM.engine
+ARTIFACT_SUFFIXES = {
+    ".int8.engine": "int8_engine",
+    ".fp16.onnx": "fp16_onnx",
+    ".int8.onnx": "int8_onnx",
+    ".engine": "engine",
+    ".onnx": "onnx",
+}
+ENGINE_KEYS = ("engine", "int8_engine")  # the artifacts that are TensorRT engines, each with its own sidecar block
+_EXPECTED = "expected a .onnx, .fp16.onnx, .int8.onnx, .engine or .int8.engine file"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +45,7 @@ class Sidecar:
     inputs: list[dict[str, str]]  # [{name, dtype, layout}], e.g. {"images", "uint8", "NHWC"}
     outputs: list[dict[str, str]]
     size_divisor: int  # input H and W must be multiples (translators); 1 for segmenters
-    artifacts: dict[str, dict[str, str]]  # "onnx" / "fp16_onnx" / "int8_onnx" / "engine" -> {file, sha256}
+    artifacts: dict[str, dict[str, str]]  # ARTIFACT_SUFFIXES' keys -> {file, sha256}
     source_checkpoint: dict[str, str]  # {file, sha256}
     opset: int
     ir_version: int
@@ -51,6 +59,7 @@ class Sidecar:
     fp16_policy: dict[str, Any] | None = None  # {"fp32_op_types": [...]} once a FP16 ONNX exists
     engine: dict[str, Any] | None = None  # {tensorrt_version, gpu_name, compute_capability, profile}
     int8_policy: dict[str, Any] | None = None  # what STEM.int8.onnx quantized and how it was calibrated
+    int8_engine: dict[str, Any] | None = None  # as `engine`, for STEM.int8.engine (built from STEM.int8.onnx)
     validation: dict[str, Any] | None = None  # measured parity figures per artifact key
     schema_version: int = SCHEMA_VERSION
 
@@ -76,9 +85,15 @@ class Sidecar:
     def output_name(self) -> str:
         return self.outputs[0]["name"]
 
+    def engine_facts(self, artifact: Path) -> dict[str, Any] | None:
+        """The block describing the engine file `artifact`: `engine` for STEM.engine, `int8_engine` for
+        STEM.int8.engine (TensorRT version, GPU, profile); None for a file that is no engine or has no block."""
+        key = artifact_key(artifact)
+        return getattr(self, key) if key in ENGINE_KEYS else None
+
 
 def sidecar_path(artifact: Path) -> Path:
-    """STEM.onnx / STEM.fp16.onnx / STEM.int8.onnx / STEM.engine (or STEM.json itself) -> STEM.json."""
+    """STEM.onnx / .fp16.onnx / .int8.onnx / .engine / .int8.engine (or STEM.json itself) -> STEM.json."""
     artifact = Path(artifact)
     if artifact.name.endswith(".json"):
         return artifact
@@ -89,7 +104,7 @@ def sidecar_path(artifact: Path) -> Path:
 
 
 def artifact_key(artifact: Path) -> str:
-    """The sidecar's `artifacts` key for a file: "onnx", "fp16_onnx", "int8_onnx" or "engine"."""
+    """The sidecar's `artifacts` key for a file: "onnx", "fp16_onnx", "int8_onnx", "engine" or "int8_engine"."""
     for suffix, key in ARTIFACT_SUFFIXES.items():
         if Path(artifact).name.endswith(suffix):
             return key
@@ -183,13 +198,14 @@ def _tensor_list(value: Any, source: str, field: str) -> list[dict[str, str]]:
     return value
 
 
-def _validate_engine(engine: dict, source: str) -> None:
-    """The facts the TensorRT runner relies on: versions to compare, and profile ranges N x H x W x 3."""
+def _validate_engine(engine: dict, source: str, block: str = "engine") -> None:
+    """The facts the TensorRT runner relies on: versions to compare, and profile ranges N x H x W x 3.
+    `block`: the field being checked, "engine" or "int8_engine"."""
     for key in ("tensorrt_version", "gpu_name", "compute_capability"):
         if key not in engine:
-            raise _fail(source, f"engine.{key}", "is missing")
-        _check(engine[key], str, source, f"engine.{key}")
-    profile = _check(engine.get("profile"), dict, source, "engine.profile")
+            raise _fail(source, f"{block}.{key}", "is missing")
+        _check(engine[key], str, source, f"{block}.{key}")
+    profile = _check(engine.get("profile"), dict, source, f"{block}.profile")
     for key in ("min", "opt", "max"):
         shape = profile.get(key)
         if (
@@ -197,7 +213,7 @@ def _validate_engine(engine: dict, source: str) -> None:
             or len(shape) != 4
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
         ):
-            raise _fail(source, f"engine.profile.{key}", "must be [batch, height, width, 3] positive integers")
+            raise _fail(source, f"{block}.profile.{key}", "must be [batch, height, width, 3] positive integers")
 
 
 _REQUIRED = (
@@ -273,13 +289,14 @@ def _validate(data: Any, source: str) -> Sidecar:
     for name in ("class_names", "train_id_to_label_id", "palette"):
         if data.get(name) is not None:
             _check(data[name], list, source, name)
-    for name in ("fp16_policy", "int8_policy", "engine", "validation"):
+    for name in ("fp16_policy", "int8_policy", *ENGINE_KEYS, "validation"):
         if data.get(name) is not None:
             _check(data[name], dict, source, name)
-    if data.get("engine") is not None:
-        _validate_engine(data["engine"], source)
-    elif "engine" in artifacts:
-        raise _fail(source, "engine", "is missing (an engine artifact needs its TensorRT version, GPU and profile)")
+    for name in ENGINE_KEYS:
+        if data.get(name) is not None:
+            _validate_engine(data[name], source, name)
+        elif name in artifacts:
+            raise _fail(source, name, f"is missing (an {name} artifact needs its TensorRT version, GPU and profile)")
 
     values = {name: data[name] for name in data if name in known}
     values["working_size"] = working_size

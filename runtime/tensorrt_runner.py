@@ -1,10 +1,12 @@
-"""Native TensorRT execution of `STEM.engine` files (tensorrt + pycuda, extra `[tensorrt]`), imported lazily.
+"""Native TensorRT execution of `STEM.engine` / `STEM.int8.engine` files (tensorrt + pycuda, extra `[tensorrt]`),
+imported lazily.
 
 TensorRT >= 10 name-based API: `set_input_shape`, `set_tensor_address`, `execute_async_v3`. Host buffers are pinned
 and sized for the profile maximum, so a batch is one memcpy into pinned memory and one async copy to the device.
 Two CUDA streams: a copy stream uploads batch n+1 while the compute stream runs batch n (`infer_many`), with events
 ordering the two, so the PCIe transfer hides behind compute. Before deserialising, the engine's recorded TensorRT
-version and GPU are compared with this machine's: an engine built elsewhere is refused in one line naming both.
+version and GPU (the sidecar block of that file, Sidecar.engine_facts) are compared with this machine's: an engine
+built elsewhere is refused in one line naming both.
 
 CUDA context: the device's primary context, the one the CUDA runtime API (which TensorRT calls) and every other
 CUDA library in the process use, so TensorRT's memory and pycuda's live in one context. It is made current only
@@ -31,7 +33,7 @@ from uda_trt.runtime.sidecar import Sidecar
 
 
 def engine_mismatch(recorded: dict, tensorrt_version: str, gpu_name: str) -> str | None:
-    """Why an engine built with `recorded` (the sidecar's `engine` block) cannot run here, or None."""
+    """Why an engine built with `recorded` (its sidecar block, `engine` or `int8_engine`) cannot run here, or None."""
     problems = []
     if recorded.get("tensorrt_version") != tensorrt_version:
         problems.append(f"TensorRT {recorded.get('tensorrt_version')} (this machine has {tensorrt_version})")
@@ -96,7 +98,7 @@ class NativeTensorRT:
         try:
             from uda_trt.runtime.gpu import current_gpu
 
-            recorded = sidecar.engine or {}
+            recorded = sidecar.engine_facts(self.path) or {}
             mismatch = engine_mismatch(recorded, trt.__version__, current_gpu().name)
             if mismatch is not None:
                 raise UserError(f"{self.path}: {mismatch}")

@@ -24,6 +24,8 @@ from uda_trt.runtime.jobs.cli import SIZE, IntListType, fold_renamed, renamed_op
 if TYPE_CHECKING:
     import numpy as np
 
+    from uda_trt.export.engine import Profile, TimingCache
+
 ENGINE_PACKAGES = ("tensorrt", "pycuda")
 INSTALL = "pip install 'uda-trt[tensorrt]'"
 
@@ -94,8 +96,8 @@ def segmenter_engine_images(
     "output_dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Folder for STEM.onnx, STEM.fp16.onnx, STEM.engine, STEM.int8.onnx (--int8) and STEM.json "
-    "(default: next to the checkpoint).",
+    help="Folder for STEM.onnx, STEM.fp16.onnx, STEM.engine, STEM.int8.onnx and STEM.int8.engine (--int8) and "
+    "STEM.json (default: next to the checkpoint).",
 )
 @click.option(
     "--size",
@@ -169,7 +171,8 @@ def segmenter_engine_images(
     "--verify/--no-verify",
     default=True,
     show_default=True,
-    help="Check the engine against STEM.onnx on the parity images (same bounds as the FP16 check; needs pycuda).",
+    help="Check the engine against STEM.onnx on the parity images (same bounds as the FP16 check), and the INT8 "
+    "engine on the INT8 gate's held-out images with the INT8 gates; needs pycuda.",
 )
 @click.option(
     "--require-engine",
@@ -184,7 +187,8 @@ def segmenter_engine_images(
     "post-processing, InstanceNorm and the layers whose quantization hurts most stay float), calibrated on "
     "--calibration and written only when it passes the gates against STEM.onnx on held-out images of that data "
     "(translators: within 3 grey levels on >= 99% of pixels and PSNR >= 35 dB; segmenters: >= 99% identical "
-    "labels); exit 1 when it fails.",
+    "labels); exit 1 when it fails. Where the engine is built, STEM.int8.engine too, from STEM.int8.onnx with the "
+    "same profile, checked with the same gates.",
 )
 @click.option(
     "--calibration",
@@ -266,7 +270,8 @@ def main(
     segmenters: >= 99.9% identical labels; exit 1 when that fails). Then STEM.fp16.onnx (see --fp16) and, on
     a machine with an NVIDIA GPU and TensorRT, STEM.engine: a strongly typed FP16 engine (TensorRT 10 and 11)
     with one optimisation profile (--batch, --profile-sizes), checked against STEM.onnx unless --no-verify.
-    Last, with --int8, STEM.int8.onnx (see --int8) and, with --int8-eval, its mIoU beside STEM.onnx's.
+    Last, with --int8, STEM.int8.onnx (see --int8), with --int8-eval its mIoU beside STEM.onnx's, and where the
+    engine is built, STEM.int8.engine: a strongly typed engine of the INT8 graph (explicit quantization).
     """
     setup_logging(verbose)
     output_dir = fold_renamed({"output_dir": output_dir, "output_dir_old_spelling": output_dir_old_spelling})[
@@ -299,13 +304,14 @@ def main(
         click.echo(f"wrote {result.fp16_path} (parity: {result.fp16_parity.summary()})")
     click.echo(f"wrote {result.sidecar_path}")
 
-    if skip_reason is not None:
-        click.echo(f"engine skipped: {skip_reason}", err=True)
+    cache = timing_cache if timing_cache is not None else "default"
+    if skip_reason is not None:  # one line for both engines: the INT8 one needs what the FP16 one needs
+        both = " (STEM.engine and STEM.int8.engine)" if calibration_data is not None else ""
+        click.echo(f"engine skipped{both}: {skip_reason}", err=True)
     else:
         from uda_trt.export.engine import default_profile, export_engine
 
         profile = default_profile(result.sidecar.task, result.sidecar.working_size, batch, profile_sizes)
-        cache = timing_cache if timing_cache is not None else "default"
         build, report = export_engine(result, profile, int(workspace * 2**30), cache, verify=verify)
         checked = f"parity: {report.summary()}" if report is not None else "not verified: --no-verify"
         click.echo(f"wrote {build.path} (TensorRT {build.tensorrt_version}, {build.gpu_name}; {checked})")
@@ -318,6 +324,25 @@ def main(
             from uda_trt.export.int8_eval import evaluate_int8, summary_line
 
             click.echo(summary_line(evaluate_int8(result.onnx_path, quantized.path, int8_eval, int8_eval_split)))
+        if skip_reason is None:
+            write_int8_engine(result.onnx_path, calibration_data, profile, int(workspace * 2**30), cache, verify)
+
+
+def write_int8_engine(
+    onnx_path: Path, data: CalibrationSet, profile: Profile, workspace_bytes: int, cache: TimingCache, verify: bool
+) -> None:
+    """STEM.int8.engine from the STEM.int8.onnx just written (export.int8_engine), checked on the held-out images
+    its gates were measured on; echoes a "wrote" line like the FP16 engine's."""
+    from uda_trt.export.int8 import image_loader
+    from uda_trt.export.int8_engine import export_int8_engine, gate_summary
+    from uda_trt.runtime.sidecar import load_sidecar
+
+    sidecar = load_sidecar(onnx_path)
+    load = image_loader(sidecar.task, sidecar.working_size)
+    images = [load(path) for path in data.held_out] if verify else []
+    build, report = export_int8_engine(onnx_path, images, profile, workspace_bytes, cache, verify)
+    checked = f"gates: {gate_summary(report)}" if report is not None else "not verified: --no-verify"
+    click.echo(f"wrote {build.path} (TensorRT {build.tensorrt_version}, {build.gpu_name}; {checked})")
 
 
 def check_int8_eval_request(checkpoint: Path, int8: bool, dataset: Path, split: str) -> None:

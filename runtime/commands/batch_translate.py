@@ -19,7 +19,8 @@ from uda_trt.runtime.runners import BACKENDS
     "artifact",
     default=None,
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Translator artifact: STEM.onnx, STEM.fp16.onnx or STEM.engine (its STEM.json sidecar beside it). "
+    help="Translator artifact: STEM.onnx, STEM.fp16.onnx, STEM.int8.onnx, STEM.engine or STEM.int8.engine (its "
+    "STEM.json sidecar beside it). "
     "Give this or --fda.",
 )
 @click.option(

@@ -27,7 +27,8 @@ LOG_NAME = "evaluate-seg.log"
     "artifact",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Segmenter artifact (STEM.onnx, STEM.fp16.onnx or STEM.engine, its STEM.json beside it), "
+    help="Segmenter artifact (STEM.onnx, STEM.fp16.onnx, STEM.int8.onnx, STEM.engine or STEM.int8.engine, its "
+    "STEM.json beside it), "
     "run at full resolution over leftImg8bit/SPLIT.",
 )
 @click.option(

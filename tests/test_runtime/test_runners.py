@@ -276,6 +276,30 @@ def test_engine_artifact_needs_its_engine_block(tmp_path):
         open_runner(engine)
 
 
+def test_int8_engine_runs_on_tensorrt_with_its_own_sidecar_block(tmp_path):
+    """STEM.int8.engine goes to the native TensorRT runner, which takes its profile from the `int8_engine` block,
+    not the FP16 engine's: checked before `with`, where no GPU is needed."""
+    assert choose_backend(Path("m.int8.engine")) == "tensorrt"
+    with pytest.raises(UserError, match="runs only on the tensorrt backend"):
+        choose_backend(Path("m.int8.engine"), "onnxruntime-cpu")
+    onnx_path = write_artifact(tmp_path)
+    engine, int8_engine = tmp_path / "translate.engine", tmp_path / "translate.int8.engine"
+    engine.write_bytes(b"fp16 plan")
+    int8_engine.write_bytes(b"int8 plan")
+    sidecar = runners.load_sidecar(onnx_path)
+    files = {"engine": engine, "int8_engine": int8_engine}
+    artifacts = {**sidecar.artifacts, **{key: {"file": f.name, "sha256": file_sha256(f)} for key, f in files.items()}}
+    narrow = {**ENGINE_FIELDS, "profile": {"min": [1, 16, 32, 3], "opt": [2, 16, 32, 3], "max": [2, 16, 32, 3]}}
+    listed = dataclasses.replace(sidecar, artifacts=artifacts, engine=ENGINE_FIELDS, int8_engine=narrow)
+    listed.write(sidecar_path(engine))
+    fp16, int8 = open_runner(engine), open_runner(int8_engine)
+    assert fp16.backend == int8.backend == "tensorrt"
+    assert (fp16.default_batch_size, int8.default_batch_size) == (4, 2)
+    fp16.expect_inputs(4, (32, 16))
+    with pytest.raises(UserError, match=r"translate.int8.engine: the job's batch size 4 is outside .* 1..2"):
+        int8.expect_inputs(4, (32, 16))
+
+
 def _machine(monkeypatch, gpu: bool, providers: tuple[str, ...], tensorrt: bool) -> None:
     """Describe a machine to the backend choice: its GPU, onnxruntime's providers, the tensorrt package."""
     monkeypatch.setattr(runners, "gpu_present", lambda: gpu)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from uda_trt.runtime.errors import UserError
-from uda_trt.runtime.sidecar import Sidecar, file_sha256, load_sidecar, sidecar_path
+from uda_trt.runtime.sidecar import Sidecar, artifact_key, file_sha256, load_sidecar, sidecar_path
 
 
 def make_sidecar(artifact: Path, task: str = "translate") -> Sidecar:
@@ -147,3 +148,46 @@ def test_artifact_not_listed_is_refused(tmp_path):
     engine.write_bytes(b"plan")
     with pytest.raises(UserError, match="lists no 'engine' artifact"):
         load_sidecar(engine)
+
+
+ENGINE_FACTS = {
+    "tensorrt_version": "10.13.0",
+    "gpu_name": "NVIDIA H100 80GB HBM3",
+    "compute_capability": "9.0",
+    "profile": {"min": [1, 16, 32, 3], "opt": [4, 16, 32, 3], "max": [8, 16, 32, 3]},
+}
+
+
+def test_int8_engine_has_its_own_suffix_key_and_block(tmp_path):
+    """STEM.int8.engine is not taken for STEM.engine: its own artifacts key, its own sidecar block, required when
+    listed and validated like `engine`; engine_facts gives each engine file its block."""
+    assert sidecar_path(Path("a/m.int8.engine")) == Path("a/m.json")
+    with pytest.raises(UserError, match=r"expected a .onnx, .fp16.onnx, .int8.onnx, .engine or .int8.engine file"):
+        artifact_key(Path("a/m.plan"))
+    assert [artifact_key(Path(f"a/m{suffix}")) for suffix in (".int8.engine", ".engine", ".int8.onnx", ".onnx")] == [
+        "int8_engine",
+        "engine",
+        "int8_onnx",
+        "onnx",
+    ]
+    artifact, engine = tmp_path / "model.onnx", tmp_path / "model.int8.engine"
+    engine.write_bytes(b"int8 plan")
+    sidecar = make_sidecar(artifact)
+    artifacts = {**sidecar.artifacts, "int8_engine": {"file": engine.name, "sha256": file_sha256(engine)}}
+    dataclasses.replace(sidecar, artifacts=artifacts).write(tmp_path / "model.json")
+    with pytest.raises(UserError, match=r"field 'int8_engine' is missing \(an int8_engine artifact needs") as info:
+        load_sidecar(engine)
+    assert "model.json" in info.value.format_message()
+    broken = {**ENGINE_FACTS, "profile": {**ENGINE_FACTS["profile"], "max": [8, 16, 32]}}
+    dataclasses.replace(sidecar, artifacts=artifacts, int8_engine=broken).write(tmp_path / "model.json")
+    with pytest.raises(UserError, match=r"'int8_engine.profile.max' must be \[batch, height, width, 3\]"):
+        load_sidecar(engine)
+    listed = dataclasses.replace(sidecar, artifacts=artifacts, int8_engine=ENGINE_FACTS)
+    listed.write(tmp_path / "model.json")
+    loaded = load_sidecar(engine)  # listed with its sha256: accepted, and round-trips
+    assert loaded == listed and loaded.engine is None
+    assert loaded.engine_facts(engine) == ENGINE_FACTS
+    assert loaded.engine_facts(tmp_path / "model.engine") is None and loaded.engine_facts(artifact) is None
+    (tmp_path / "model.engine").write_bytes(b"int8 plan")
+    with pytest.raises(UserError, match="lists no 'engine' artifact"):  # the FP16 engine's entry is not borrowed
+        load_sidecar(tmp_path / "model.engine")

@@ -33,9 +33,8 @@ def test_held_block_runs_to_its_end_before_the_signal_takes_effect():
 
 def test_a_held_signal_does_not_outlive_stop_on_signals():
     """A held block that ends with an error keeps its signal pending; leaving stop_on_signals forgets it."""
-    with pytest.raises(ValueError), stop_on_signals():
-        with held():
-            os.kill(os.getpid(), signal.SIGINT)
-            raise ValueError("the block failed")
+    with pytest.raises(ValueError), stop_on_signals(), held():
+        os.kill(os.getpid(), signal.SIGINT)
+        raise ValueError("the block failed")
     with held():
         pass  # would raise Interrupted if the signal had been kept
