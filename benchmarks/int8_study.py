@@ -61,7 +61,8 @@ def is_int8_of(int8_path: Path, data: CalibrationSet, keep_float: str = "measure
 def export_int8_once(onnx_path: Path, data: CalibrationSet, keep_float: str = "measured") -> dict[str, Any]:
     """STEM.int8.onnx of `onnx_path` calibrated on `data` (kept when it already is that export), described for the
     report; a failed gate is reported, not raised: {"passed": False, "error": the gate's one line}. keep_float:
-    export.int8's policy ("none", the harmful one, only in tests: it fails fast, without a sensitivity pass)."""
+    export.int8's policy ("none", the harmful one, only in tests of the study's bookkeeping: it fails fast, without a
+    sensitivity pass, and calibrates with MinMax instead of trying the three methods)."""
     from uda_trt.export.int8 import export_int8
     from uda_trt.export.parity import ParityError
 
@@ -71,7 +72,7 @@ def export_int8_once(onnx_path: Path, data: CalibrationSet, keep_float: str = "m
         log.info("%s is the INT8 export of %s on the same calibration images; kept", int8_path, onnx_path)
     else:
         try:
-            export_int8(onnx_path, data, keep_float=keep_float)
+            export_int8(onnx_path, data, "minmax" if keep_float == "none" else "auto", keep_float)
         except ParityError as error:
             message = error.format_message()
             log.warning("INT8 of %s: %s", onnx_path, message)
