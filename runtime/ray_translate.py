@@ -101,33 +101,36 @@ class RayTranslation:
             log.warning("skipped %s", reason)
             stats.skipped.append({"image": str(given.image), "reason": reason})
 
+        def journal(result: dict, progress: Progress) -> None:
+            """One row's notes, faults and writes into the stats and the journal (its writes are already on disk)."""
+            for key, message in result["notes"]:
+                log_once(key, message)
+            stats.seconds["decode"] += result["decode_s"]
+            stats.seconds["infer"] += result["infer_s"]
+            for sample, reason in result["faults"]:
+                if sample.key not in finished:
+                    skip(sample, reason)
+                    progress.update(1)
+            for sample, outcome in result["writes"]:
+                if outcome[0] == "written":
+                    _, seconds, files = outcome
+                    out = remote_job.output_root
+                    files = [(job.output_root / Path(p).relative_to(out), n, d) for p, n, d in files]
+                    stats.seconds["encode"] += seconds
+                    stats.done += 1
+                    state.record(sample.key, stamps[sample.key], files)
+                elif outcome[0] == "disk full":
+                    raise OSError(outcome[1], os.strerror(outcome[1]), outcome[2])
+                else:
+                    skip(sample, f"{sample.image}: could not write output ({outcome[1]})")
+                state.progress(stats.counts(total))
+                progress.update(1)
+
         with Progress(total, "translate", initial=len(finished)) as progress:
             try:
                 for row in dataset.iter_rows():
-                    with held():  # a row's writes are on disk: journal all of them before a signal stops the job
-                        result = from_row(row)
-                        for key, message in result["notes"]:
-                            log_once(key, message)
-                        stats.seconds["decode"] += result["decode_s"]
-                        stats.seconds["infer"] += result["infer_s"]
-                        for sample, reason in result["faults"]:
-                            if sample.key not in finished:
-                                skip(sample, reason)
-                                progress.update(1)
-                        for sample, outcome in result["writes"]:
-                            if outcome[0] == "written":
-                                _, seconds, files = outcome
-                                out = remote_job.output_root
-                                files = [(job.output_root / Path(p).relative_to(out), n, d) for p, n, d in files]
-                                stats.seconds["encode"] += seconds
-                                stats.done += 1
-                                state.record(sample.key, stamps[sample.key], files)
-                            elif outcome[0] == "disk full":
-                                raise OSError(outcome[1], os.strerror(outcome[1]), outcome[2])
-                            else:
-                                skip(sample, f"{sample.image}: could not write output ({outcome[1]})")
-                            state.progress(stats.counts(total))
-                            progress.update(1)
+                    with held():  # a signal waits until every write of the row is journalled
+                        journal(from_row(row), progress)
             except ray.exceptions.RayError as exc:
                 raise remote_failure(exc, f"{job.artifact}: the Ray pipeline failed") from None
 

@@ -1,12 +1,13 @@
 """Test helpers, importable as `helpers` (pyproject puts tests/ on pytest's pythonpath; the repository root is not).
 
 One implementation of each: `run_cli` and `assert_user_error` (cli), the tiny-dataset writer (datasets), the tiny
-ONNX models (models), folder checks (files), fault injection (faults) and a fake clock (clock). conftest.py files
-only wrap these in fixtures.
+ONNX models (models), a tiny generator checkpoint and a built engine's layers (checkpoints), folder checks (files),
+fault injection (faults) and a fake clock (clock). conftest.py files only wrap these in fixtures.
 """
 
 from __future__ import annotations
 
+from helpers.checkpoints import GENERATOR_STEM, engine_layers, write_generator
 from helpers.cli import BIN, assert_user_error, run_cli
 from helpers.clock import FakeClock
 from helpers.datasets import EVAL_LABEL_IDS, VOID_LABEL_IDS, write_cityscapes, write_gta5, write_paired_layouts
@@ -33,6 +34,9 @@ __all__ = [
     "VOID_LABEL_IDS",
     "KILLED",
     "FakeClock",
+    "GENERATOR_STEM",
+    "engine_layers",
+    "write_generator",
     "LogProgress",
     "assert_nothing_partial",
     "as_process",

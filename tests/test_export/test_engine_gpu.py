@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from helpers import engine_layers
 from uda_trt.runtime.runners import tensorrt_unavailable_reason
 
 REASON = tensorrt_unavailable_reason(for_running=True)
@@ -169,19 +170,6 @@ def test_engine_for_another_tensorrt_or_gpu_is_refused_naming_both(tmp_path, tra
     assert f"TensorRT 9.0.0 (this machine has {trt.__version__})" in line and "NVIDIA Imaginary 1" in line
 
 
-def _engine_layers(engine_path: Path, shape: tuple[int, int, int, int]) -> list:
-    """The built engine's layers as its inspector reports them (JSON), with input shape `shape` set so formats and
-    data types are shown. Layers are dicts only when the engine was built with ProfilingVerbosity.DETAILED."""
-    import tensorrt as trt
-
-    engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(engine_path.read_bytes())
-    context = engine.create_execution_context()
-    assert context.set_input_shape("images", shape)
-    inspector = engine.create_engine_inspector()
-    inspector.execution_context = context
-    return json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))["Layers"]
-
-
 def _precisions(layer: dict) -> set[str]:
     """'fp32' / 'fp16' (or the raw text) of each input and output, from the inspector's "Format/Datatype", e.g.
     "Row major linear FP32" or "Channel major FP16 format where channel % 8 == 0"."""
@@ -203,7 +191,7 @@ def test_instance_norm_layers_of_the_built_engine_compute_in_float32(translator)
         if node.op_type == "InstanceNormalization"
     ]
     assert norms, "the generator has InstanceNormalization layers"
-    layers = _engine_layers(translator, (2, 64, 128, 3))
+    layers = engine_layers(translator, (2, 64, 128, 3))
     assert layers and all(isinstance(layer, dict) for layer in layers), "engine built without detailed layer info"
     assert "fp16" in set().union(*(_precisions(layer) for layer in layers)), "the engine runs no layer in FP16"
     for name in norms:

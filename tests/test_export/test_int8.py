@@ -13,7 +13,16 @@ import pytest
 import torch
 from onnx import TensorProto
 
-from helpers import as_process, process_record, run_cli, run_once, write_cityscapes, write_gta5
+from helpers import (
+    GENERATOR_STEM,
+    as_process,
+    process_record,
+    run_cli,
+    run_once,
+    write_cityscapes,
+    write_generator,
+    write_gta5,
+)
 from uda_trt.benchmarks.flops import count_macs
 from uda_trt.export.int8 import (
     GATES,
@@ -27,46 +36,20 @@ from uda_trt.export.int8 import (
     quantized_nodes,
 )
 from uda_trt.export.int8_speed import speed_pass
-from uda_trt.runtime.imageio import read_rgb
 from uda_trt.runtime.runners import open_runner
 from uda_trt.runtime.sidecar import file_sha256, load_sidecar
 from uda_trt.train.checkpoints import save_segmenter_checkpoint
-from uda_trt.train.networks import ResnetGenerator
 from uda_trt.train.segmenters import NORMALIZATION, build_segmenter
 
 SIZE = "64x32"
-STEM = "latest_net_G_A"
-
-
-def _generator(folder: Path, train_on: Path | None = None) -> Path:
-    """A tiny ResNet generator; with `train_on` (a GTA5 root), 30 Adam steps towards the identity on its images.
-
-    Random weights make a generator whose InstanceNorms amplify noise: quantized, its outputs were within 3 grey
-    levels on only 25 % of pixels, however many layers stayed float. Barely trained, it behaves like a translator:
-    smooth outputs that INT8 reproduces once the most sensitive layers stay float.
-    """
-    torch.manual_seed(1)
-    generator = ResnetGenerator(ngf=4, n_blocks=2)
-    if train_on is not None:
-        images = np.stack([read_rgb(p)[:32, :64] for p in sorted((train_on / "images").glob("*.png"))])
-        x = torch.from_numpy(images).float().permute(0, 3, 1, 2) / 127.5 - 1
-        optimizer = torch.optim.Adam(generator.parameters(), 2e-3)
-        for _ in range(30):
-            loss = (generator(x) - x).abs().mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    path = folder / f"{STEM}.pth"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(generator.state_dict(), path)
-    return path
+STEM = GENERATOR_STEM
 
 
 def _export(folder: Path, *args: object) -> dict:
     """export-trt with --int8 on a barely trained generator, calibrated on a 12-image GTA5-layout root: 3 images
     held out, the next 8 (or fewer) calibrate."""
     gta5 = write_gta5(folder / "gta5", count=12, size=(80, 40))
-    checkpoint = _generator(folder / "run", gta5)
+    checkpoint = write_generator(folder / "run", gta5)
     run = run_cli("export-trt", checkpoint, "--size", SIZE, "--no-fp16", "--int8", "--calibration", gta5, *args)
     return process_record(run)
 
@@ -206,12 +189,12 @@ def test_int8_speed_pass_confirms_each_suspect_on_the_whole_model(translator, tm
 
 @pytest.mark.slow
 def test_int8_without_required_gates_writes_the_artifact_and_records_the_failed_gate(tmp_path):
-    """The benchmark's setting: an untrained generator (whose INT8 outputs are far from FP32, see `_generator`),
+    """The benchmark's setting: an untrained generator (INT8 outputs far from FP32, see helpers.write_generator),
     MinMax on two images. The gate fails, the artifact is written anyway with the failure recorded beside it, and no
     sensitivity pass ran; the default still refuses (test_harmful_quantization_fails_...). The speed pass ran and
     recorded its measurements."""
     gta5 = write_gta5(tmp_path / "gta5", count=12, size=(80, 40))
-    checkpoint = _generator(tmp_path / "run")
+    checkpoint = write_generator(tmp_path / "run")
     run = run_cli("export-trt", checkpoint, "--size", SIZE, "--no-fp16")
     assert run.returncode == 0, run.stderr
     onnx_path = tmp_path / "run" / f"{STEM}.onnx"
@@ -268,7 +251,7 @@ def test_int8_segmenter_calibrates_on_a_cityscapes_split(tmp_path, cli):
 
 
 def test_int8_refuses_bad_calibration_input_before_exporting(tmp_path, user_error):
-    checkpoint = _generator(tmp_path / "run")
+    checkpoint = write_generator(tmp_path / "run")
     (tmp_path / "empty").mkdir()
     (tmp_path / "one" / "images").mkdir(parents=True)
     write_gta5(tmp_path / "one", count=1)

@@ -17,7 +17,16 @@ import pytest
 import torch
 from onnx import TensorProto, numpy_helper
 
-from helpers import as_process, process_record, run_cli, run_once, write_cityscapes, write_gta5
+from helpers import (
+    GENERATOR_STEM,
+    as_process,
+    process_record,
+    run_cli,
+    run_once,
+    write_cityscapes,
+    write_generator,
+    write_gta5,
+)
 from uda_trt.export.graph_checks import uint8_violations
 from uda_trt.export.int8 import calibration_set, image_loader
 from uda_trt.export.int8_engine import (
@@ -29,32 +38,17 @@ from uda_trt.export.int8_engine import (
     tensorrt_form,
 )
 from uda_trt.runtime.errors import UserError
-from uda_trt.runtime.imageio import read_rgb
 from uda_trt.runtime.runners import OnnxRuntimeRunner
 from uda_trt.runtime.sidecar import load_sidecar
 
-STEM = "latest_net_G_A"
+STEM = GENERATOR_STEM
 
 
 def _translator(folder: Path) -> dict:
-    """export-trt --int8 of a tiny ResNet generator after 30 Adam steps towards the identity (as test_int8's
-    `_generator`: smooth outputs INT8 can reproduce), calibrated by MinMax on 8 images of a 12-image GTA5 root."""
+    """export-trt --int8 of the barely trained tiny generator (helpers.write_generator: smooth outputs INT8 can
+    reproduce), calibrated by MinMax on 8 images of a 12-image GTA5 root."""
     gta5 = write_gta5(folder / "gta5", count=12, size=(80, 40))
-    torch.manual_seed(1)
-    from uda_trt.train.networks import ResnetGenerator
-
-    generator = ResnetGenerator(ngf=4, n_blocks=2)
-    images = np.stack([read_rgb(p)[:32, :64] for p in sorted((gta5 / "images").glob("*.png"))])
-    x = torch.from_numpy(images).float().permute(0, 3, 1, 2) / 127.5 - 1
-    optimizer = torch.optim.Adam(generator.parameters(), 2e-3)
-    for _ in range(30):
-        loss = (generator(x) - x).abs().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    checkpoint = folder / "run" / f"{STEM}.pth"
-    checkpoint.parent.mkdir(parents=True)
-    torch.save(generator.state_dict(), checkpoint)
+    checkpoint = write_generator(folder / "run", gta5)
     args = ("--calibration-images", 8, "--calibration-method", "minmax")
     return process_record(
         run_cli("export-trt", checkpoint, "--size", "64x32", "--no-fp16", "--int8", "--calibration", gta5, *args)

@@ -16,36 +16,21 @@ import pytest
 import torch
 from PIL import Image
 
-from helpers import write_cityscapes, write_gta5
+from helpers import GENERATOR_STEM, engine_layers, write_cityscapes, write_generator, write_gta5
 from uda_trt.runtime.runners import tensorrt_unavailable_reason
 
 REASON = tensorrt_unavailable_reason(for_running=True)
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(REASON is not None, reason=f"needs TensorRT on a GPU: {REASON}")]
-STEM = "latest_net_G_A"
+STEM = GENERATOR_STEM
 
 
 @pytest.fixture(scope="module")
 def translator(tmp_path_factory, cli) -> tuple[Path, object]:
     """export-trt --int8 --require-engine of a tiny ResNet generator after 30 Adam steps towards the identity (see
-    test_int8's `_generator`), calibrated by MinMax on a 12-image GTA5 root; profile batch 1..4 at 64x32."""
-    from uda_trt.runtime.imageio import read_rgb
-    from uda_trt.train.networks import ResnetGenerator
-
+    helpers.write_generator), calibrated by MinMax on a 12-image GTA5 root; profile batch 1..4 at 64x32."""
     folder = tmp_path_factory.mktemp("int8-translator")
     gta5 = write_gta5(folder / "gta5", count=12, size=(80, 40))
-    torch.manual_seed(1)
-    generator = ResnetGenerator(ngf=4, n_blocks=2)
-    images = np.stack([read_rgb(p)[:32, :64] for p in sorted((gta5 / "images").glob("*.png"))])
-    x = torch.from_numpy(images).float().permute(0, 3, 1, 2) / 127.5 - 1
-    optimizer = torch.optim.Adam(generator.parameters(), 2e-3)
-    for _ in range(30):
-        loss = (generator(x) - x).abs().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    checkpoint = folder / "run" / f"{STEM}.pth"
-    checkpoint.parent.mkdir()
-    torch.save(generator.state_dict(), checkpoint)
+    checkpoint = write_generator(folder / "run", gta5)
     args = ["--size", "64x32", "--batch", "1,2,4", "--int8", "--calibration", gta5, "--calibration-images", "8"]
     result = cli("export-trt", checkpoint, *args, "--calibration-method", "minmax", "--require-engine")
     assert result.returncode == 0, result.stderr
@@ -115,25 +100,13 @@ def _int8_layers(layers: list) -> list[str]:
     return found
 
 
-def _layers(engine_path: Path, shape: tuple[int, int, int, int]) -> list:
-    """The built engine's layers as its inspector reports them (JSON, detailed: build_engine keeps layer info)."""
-    import tensorrt as trt
-
-    engine = trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(engine_path.read_bytes())
-    context = engine.create_execution_context()
-    assert context.set_input_shape("images", shape)
-    inspector = engine.create_engine_inspector()
-    inspector.execution_context = context
-    return json.loads(inspector.get_engine_information(trt.LayerInformationFormat.JSON))["Layers"]
-
-
 @pytest.mark.parametrize(("kind", "shape"), [("translator", (2, 32, 64, 3)), ("segmenter", (2, 128, 256, 3))])
 def test_int8_engines_compute_layers_in_int8(kind, shape, request):
     """Read back from the engine, not from a flag: some layer reads or writes int8 data (the quantized
     convolutions), which the FP16 engine of the same run never does."""
     engine_path = request.getfixturevalue(kind)
     engine_path = engine_path[0] if kind == "translator" else engine_path
-    layers = _layers(engine_path, shape)
+    layers = engine_layers(engine_path, shape)
     assert layers and all(isinstance(layer, dict) for layer in layers), "engine built without detailed layer info"
 
     quantized = _int8_layers(layers)
@@ -145,7 +118,7 @@ def test_int8_engines_compute_layers_in_int8(kind, shape, request):
         )
     assert quantized, [(layer["Name"], layer.get("Inputs")) for layer in layers]
     fp16_engine = engine_path.with_name(engine_path.name.replace(".int8.engine", ".engine"))
-    assert not _int8_layers(_layers(fp16_engine, shape))
+    assert not _int8_layers(engine_layers(fp16_engine, shape))
 
 
 def test_batch_translate_runs_the_int8_engine_within_its_gates(tmp_path, translator, cli):
