@@ -23,6 +23,14 @@ from helpers import (
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules with a test marked slow run first, each module's tests still together and in order: pytest-xdist's
+    worksteal then ends the run on short tests that any idle worker can take, not on a minute-long one started
+    last while the other worker has nothing left to do."""
+    has_slow = {item.module for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.module not in has_slow)
+
+
 @pytest.fixture(scope="session")
 def cli():
     """`helpers.run_cli`: run a console script of this venv as a user runs it."""

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from helpers import kill_and_rerun, run_cli, visible_paths
+from helpers.studies import smoke_command, smoke_study
 
 SEED = 20261124
 
@@ -35,9 +36,10 @@ RUN_UDA_MILESTONES = [
 REPORT_TIMINGS = ("elapsed_s", "images_per_s", "seconds")
 
 
-def report_values(out: Path) -> dict:
-    """What run-uda's report says, without timings and without what describes the machine or its progress."""
-    report = json.loads((out / "report.json").read_text())
+def report_values(report: dict, out: Path) -> dict:
+    """What run-uda's `report` of study folder OUT says, without timings and without what describes the machine or
+    its progress; OUT written as "OUT" in the paths it records, so studies in two folders compare."""
+    report = json.loads(json.dumps(report).replace(str(out), "OUT"))
     for arm in report["arms"].values():
         arm["metrics"] = {k: v for k, v in arm["metrics"].items() if k not in REPORT_TIMINGS}
     translate = report.pop("batch_translate")
@@ -47,24 +49,27 @@ def report_values(out: Path) -> dict:
     return report
 
 
+def translated_images(out: Path) -> dict[Path, bytes]:
+    """The translated images of study folder OUT: path under translated/images -> bytes."""
+    images = out / "translated" / "images"
+    return {path.relative_to(images): path.read_bytes() for path in visible_paths(images)}
+
+
 @pytest.mark.slow
-def test_run_uda_killed_at_seeded_stages_resumes_to_the_same_report(tmp_path):
+def test_run_uda_killed_at_seeded_stages_resumes_to_the_same_report(tmp_path, tmp_path_factory):
+    folder, reference = smoke_study(tmp_path_factory)
+    expected = report_values(reference["report"], folder / "study")
+    expected_translated = translated_images(folder / "study")
     out = tmp_path / "study"
-    argv = ["run-uda", "--preset", "smoke", "--output", out]
-    reference = run_cli(*argv)
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    expected = report_values(out)
-    expected_translated = {p.relative_to(out): p.read_bytes() for p in visible_paths(out / "translated" / "images")}
-    out.rename(tmp_path / "reference")
+    argv = smoke_command(out)
 
     rng = np.random.default_rng(SEED + 2)
     chosen = [str(rng.choice(group)) for group in RUN_UDA_MILESTONES]
     triggers = [(milestone, lambda m=milestone: (out / m).exists) for milestone in chosen]
     log = tmp_path / "stderr.log"
     kill_and_rerun(argv, out, triggers, log)
-    assert report_values(out) == expected  # metrics, summary, configs, artifact hashes
-    translated = {p.relative_to(out): p.read_bytes() for p in visible_paths(out / "translated" / "images")}
-    assert translated == expected_translated
+    assert report_values(json.loads((out / "report.json").read_text()), out) == expected  # metrics, configs, hashes
+    assert translated_images(out) == expected_translated
 
     # Another seed into the same folder is refused in one line, and nothing is touched
     before = {p: p.stat().st_mtime_ns for p in visible_paths(out)}

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from helpers import as_process, process_record, run_cli, run_once, run_until, write_cityscapes, write_gta5
+from helpers.studies import SMOKE_BUDGET, smoke_study
 from uda_trt.benchmarks.figures import ARM_TITLES
 from uda_trt.benchmarks.presets import PRESETS
 from uda_trt.benchmarks.report import gap_closed
@@ -23,7 +24,6 @@ from uda_trt.runtime.errors import UserError
 from uda_trt.runtime.labels import CLASS_NAMES, PALETTE
 from uda_trt.runtime.sidecar import file_sha256
 
-BUDGET = ("--cyclegan-iterations", 4, "--segmenter-iterations", 4)
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ ")
 
 
@@ -34,22 +34,10 @@ def test_gap_closed():
     assert gap_closed(0.5, 0.3, 0.4) is None  # an oracle below source-only leaves no gap to close
 
 
-def _smoke_study_and_a_rerun(folder):
-    """The smoke study with its own budget, then the same command again (inside the fixture, so no test changes
-    the shared folder): the first report, the first run, the log after it, and the rerun."""
-    out = folder / "study"
-    result = run_cli("run-uda", "--preset", "smoke", "--output", out, *BUDGET)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads((out / "report.json").read_text())
-    log = (out / "run-uda.log").read_text()
-    again = run_cli("run-uda", "--preset", "smoke", "--output", out, *BUDGET)  # finished: kept, evaluation redone
-    return {"report": report, "first": process_record(result), "log": log, "again": process_record(again)}
-
-
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
-    """The smoke study and its rerun, once per session: (folder, what _smoke_study_and_a_rerun returned)."""
-    return run_once(tmp_path_factory, "uda-smoke", _smoke_study_and_a_rerun)
+    """The smoke study and its rerun, once per session (helpers.studies.smoke_study): (folder, record)."""
+    return smoke_study(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +280,7 @@ def _int8_added_to(finished):
         # fail. With the measured policy the smoke preset's barely trained segmenters all fail too, but after a
         # sensitivity pass of about 90 s each. test_int8_study.py runs the stages under the measured policy.
         flags = ("--int8", "--int8-keep-float", "none")
-        result = run_cli("run-uda", "--preset", "smoke", "--output", out, *flags, *BUDGET)
+        result = run_cli("run-uda", "--preset", "smoke", "--output", out, *flags, *SMOKE_BUDGET)
         assert result.returncode == 0, result.stderr[-3000:]
         report = json.loads((out / "report.json").read_text())
         return {"report": report, "run": process_record(result), "checkpoints": checkpoints}
