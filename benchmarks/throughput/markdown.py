@@ -379,6 +379,11 @@ def ray_section(ray: RayLocal | None) -> list[str]:
     comparison = ray.output_comparison
     identical = "identical" if comparison.identical else f"**not identical** ({len(comparison.differing)} differ)"
     overheads = ", ".join(_num(seconds, 1) for seconds in ray.startup_overhead_runs)
+    small_job = (
+        "on the whole job (the quick suite's)"
+        if ray.small_job_images == ray.images
+        else f"on the first {ray.small_job_images} images alone (one batch)"
+    )
     return [
         f"## Ray local ({cpus} CPUs) against one process",
         "",
@@ -393,8 +398,8 @@ def ray_section(ray: RayLocal | None) -> list[str]:
         f"| Ray local | {_num(on_ray.images_per_second, 3)} | {_num(on_ray.wall_seconds, 2)} | "
         f"{_num(ray.ray_vs_single_process, 3)}x |",
         "",
-        f"Ray's fixed start-up cost (local cluster and actor start, shutdown): on the first {ray.small_job_images} "
-        f"images alone (one batch), Ray took {_num(ray.startup_overhead_seconds, 1)} s longer than one process "
+        f"Ray's fixed start-up cost (local cluster and actor start, shutdown): {small_job}, Ray took "
+        f"{_num(ray.startup_overhead_seconds, 1)} s longer than one process "
         f"(median; per repeat: {overheads} s). Outputs byte for byte: {identical}, {comparison.files} files "
         "compared.",
         "",
