@@ -347,9 +347,11 @@ def write_int8_engine(
 
 def check_int8_eval_request(checkpoint: Path, int8: bool, dataset: Path, split: str) -> None:
     """--int8-eval scores a segmenter's INT8 file: UserError (exit 2, before any export) without --int8, for a
-    translator, or for a DATASET evaluate-seg could not score."""
+    DATASET evaluate-seg could not score, or for a translator. The checkpoint's kind is checked last: reading it
+    imports torch (seconds), so a mistyped DATASET is refused at once."""
     if not int8:
         raise UserError("--int8-eval applies with --int8: it scores STEM.onnx and STEM.int8.onnx on DATASET")
+    check_int8_eval(dataset, split)
     from uda_trt.train.checkpoints import require_model_checkpoint
 
     kind = require_model_checkpoint(checkpoint).kind
@@ -358,7 +360,6 @@ def check_int8_eval_request(checkpoint: Path, int8: bool, dataset: Path, split: 
             f"--int8-eval: {checkpoint.name} is a {kind} checkpoint; the mIoU change applies to segmenters (a "
             "translator's INT8 file is judged by its gates: grey levels and PSNR against STEM.onnx)"
         )
-    check_int8_eval(dataset, split)
 
 
 def int8_calibration(int8: bool, calibration: Path | None, count: int, split: str) -> CalibrationSet | None:

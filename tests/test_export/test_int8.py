@@ -4,24 +4,22 @@ held-out images, run through the runtime's own runner; a harmful setting fails t
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto
 
-from helpers import (
-    GENERATOR_STEM,
-    as_process,
-    process_record,
-    run_cli,
-    run_once,
-    write_cityscapes,
-    write_generator,
-    write_gta5,
+from helpers import GENERATOR_STEM, run_cli, write_generator, write_gta5
+from helpers.int8_exports import (
+    SEGMENTER_CALIBRATION_IMAGES,
+    SEGMENTER_SPLIT,
+    TRANSLATOR_SIZE,
+    shared_int8_segmenter,
+    shared_int8_translator,
 )
 from uda_trt.benchmarks.flops import count_macs
 from uda_trt.export.int8 import (
@@ -36,28 +34,19 @@ from uda_trt.export.int8 import (
     quantized_nodes,
 )
 from uda_trt.export.int8_speed import speed_pass
+from uda_trt.export.onnx_export import export_onnx
 from uda_trt.runtime.runners import open_runner
 from uda_trt.runtime.sidecar import file_sha256, load_sidecar
-from uda_trt.train.checkpoints import save_segmenter_checkpoint
-from uda_trt.train.segmenters import NORMALIZATION, build_segmenter
 
-SIZE = "64x32"
+SIZE = TRANSLATOR_SIZE
 STEM = GENERATOR_STEM
-
-
-def _export(folder: Path, *args: object) -> dict:
-    """export-trt with --int8 on a barely trained generator, calibrated on a 12-image GTA5-layout root: 3 images
-    held out, the next 8 (or fewer) calibrate."""
-    gta5 = write_gta5(folder / "gta5", count=12, size=(80, 40))
-    checkpoint = write_generator(folder / "run", gta5)
-    run = run_cli("export-trt", checkpoint, "--size", SIZE, "--no-fp16", "--int8", "--calibration", gta5, *args)
-    return process_record(run)
 
 
 @pytest.fixture(scope="module")
 def translator(tmp_path_factory) -> tuple[Path, object]:
-    folder, record = run_once(tmp_path_factory, "int8-translator", lambda out: _export(out, "--calibration-images", 8))
-    return folder / "run", as_process(record)
+    """export-trt --int8 (auto method) on a barely trained generator, calibrated on a 12-image GTA5-layout root: 3
+    images held out, the next 8 calibrate (helpers.int8_exports; test_int8_engine reads the same files)."""
+    return shared_int8_translator(tmp_path_factory)
 
 
 @pytest.mark.slow
@@ -195,9 +184,8 @@ def test_int8_without_required_gates_writes_the_artifact_and_records_the_failed_
     recorded its measurements."""
     gta5 = write_gta5(tmp_path / "gta5", count=12, size=(80, 40))
     checkpoint = write_generator(tmp_path / "run")
-    run = run_cli("export-trt", checkpoint, "--size", SIZE, "--no-fp16")
-    assert run.returncode == 0, run.stderr
-    onnx_path = tmp_path / "run" / f"{STEM}.onnx"
+    onnx_path = export_onnx(checkpoint, working_size=(64, 32), fp16=False).onnx_path  # as export-trt writes it
+    assert onnx_path == tmp_path / "run" / f"{STEM}.onnx"
     result = export_int8(onnx_path, calibration_set(gta5, 2), "minmax", require_gates=False)
     assert not result.gate.passed and result.gate.failures()
     assert result.path == tmp_path / "run" / f"{STEM}.int8.onnx" and result.path.is_file()
@@ -215,10 +203,15 @@ def test_int8_without_required_gates_writes_the_artifact_and_records_the_failed_
 
 
 @pytest.mark.slow
-def test_harmful_quantization_fails_the_gate_and_writes_no_int8_file(tmp_path):
-    """Everything the quantizer can quantize (InstanceNorm and the output layers too), MinMax on two images."""
+def test_harmful_quantization_fails_the_gate_and_writes_no_int8_file(tmp_path, translator):
+    """Everything the quantizer can quantize (InstanceNorm and the output layers too), MinMax on two images, on a
+    copy of the `translator` fixture's generator and its GTA5 root (only read)."""
+    shared_run, _ = translator
+    (tmp_path / "run").mkdir()
+    checkpoint = shutil.copy(shared_run / f"{STEM}.pth", tmp_path / "run")
     args = ("--int8-keep-float", "none", "--calibration-method", "minmax", "--calibration-images", 2)
-    result = as_process(_export(tmp_path, *args))
+    int8 = ("--int8", "--calibration", shared_run.parent / "gta5", *args)
+    result = run_cli("export-trt", checkpoint, "--size", SIZE, "--no-fp16", *int8)
     assert result.returncode == 1, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
     assert len(errors) == 1 and "INT8 gate failed" in errors[0] and " under " in errors[0], result.stderr
@@ -230,21 +223,16 @@ def test_harmful_quantization_fails_the_gate_and_writes_no_int8_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_int8_segmenter_calibrates_on_a_cityscapes_split(tmp_path, cli):
+def test_int8_segmenter_calibrates_on_a_cityscapes_split(tmp_path_factory):
     """The segmenter path: Cityscapes layout and split, label gate, every Conv quantized. An untrained segmenter
-    predicts nearly one class everywhere, so this checks the plumbing; the gate's teeth are the translator tests'."""
-    torch.manual_seed(0)
-    config = {"architecture": "lraspp_mobilenet_v3_large", "num_classes": 19, "scale": 0.5}
-    checkpoint = tmp_path / "seg" / "best.pt"
-    model = build_segmenter(config["architecture"], num_classes=19)
-    save_segmenter_checkpoint(checkpoint, {**config, "normalization": NORMALIZATION}, model.state_dict())
-    root = tmp_path / "cityscapes"
-    write_cityscapes(root, {"aachen": 5, "bremen": 5}, size=(64, 32), split="val")
-    args = ("--parity-images", root / "leftImg8bit", "--calibration-split", "val", "--calibration-images", 6)
-    result = cli("export-trt", checkpoint, "--no-fp16", "--int8", "--calibration", root, *args)
+    predicts nearly one class everywhere, so this checks the plumbing; the gate's teeth are the translator tests'.
+    The export (helpers.int8_exports) is shared with test_int8_engine and commands/test_int8_eval."""
+    folder, result = shared_int8_segmenter(tmp_path_factory)
     assert result.returncode == 0, result.stderr
-    sidecar = load_sidecar(tmp_path / "seg" / "best.int8.onnx")
-    assert sidecar.int8_policy["calibration"]["source"] == "cityscapes layout, split val"
+    sidecar = load_sidecar(folder / "seg" / "best.int8.onnx")
+    calibration = sidecar.int8_policy["calibration"]
+    assert calibration["source"] == f"cityscapes layout, split {SEGMENTER_SPLIT}" and SEGMENTER_SPLIT != "train"
+    assert calibration["images"] == SEGMENTER_CALIBRATION_IMAGES
     assert sidecar.int8_policy["quantized_op_types"] == ["Conv"] and sidecar.int8_policy["quantized_nodes"]
     figures = sidecar.validation["int8_onnx"]
     assert figures["passed"] and figures["task"] == "segment" and figures["fraction"] >= GATES["segment"]["required"]

@@ -14,18 +14,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, numpy_helper
 
-from helpers import (
-    GENERATOR_STEM,
-    as_process,
-    process_record,
-    run_cli,
-    run_once,
-    write_cityscapes,
-    write_generator,
-    write_gta5,
+from helpers import GENERATOR_STEM
+from helpers.int8_exports import (
+    SEGMENTER_CALIBRATION_IMAGES,
+    SEGMENTER_SPLIT,
+    TRANSLATOR_CALIBRATION_IMAGES,
+    shared_int8_segmenter,
+    shared_int8_translator,
 )
 from uda_trt.export.graph_checks import uint8_violations
 from uda_trt.export.int8 import calibration_set, image_loader
@@ -44,46 +41,21 @@ from uda_trt.runtime.sidecar import load_sidecar
 STEM = GENERATOR_STEM
 
 
-def _translator(folder: Path) -> dict:
-    """export-trt --int8 of the barely trained tiny generator (helpers.write_generator: smooth outputs INT8 can
-    reproduce), calibrated by MinMax on 8 images of a 12-image GTA5 root."""
-    gta5 = write_gta5(folder / "gta5", count=12, size=(80, 40))
-    checkpoint = write_generator(folder / "run", gta5)
-    args = ("--calibration-images", 8, "--calibration-method", "minmax")
-    return process_record(
-        run_cli("export-trt", checkpoint, "--size", "64x32", "--no-fp16", "--int8", "--calibration", gta5, *args)
-    )
-
-
-def _segmenter(folder: Path) -> dict:
-    """export-trt --int8 of an untrained LR-ASPP segmenter on a tiny Cityscapes val split (MinMax, 4 images)."""
-    from uda_trt.train.checkpoints import save_segmenter_checkpoint
-    from uda_trt.train.segmenters import NORMALIZATION, build_segmenter
-
-    torch.manual_seed(0)
-    config = {"architecture": "lraspp_mobilenet_v3_large", "num_classes": 19, "scale": 0.5}
-    checkpoint = folder / "seg" / "best.pt"
-    model = build_segmenter(config["architecture"], num_classes=19)
-    save_segmenter_checkpoint(checkpoint, {**config, "normalization": NORMALIZATION}, model.state_dict())
-    root = folder / "cityscapes"
-    write_cityscapes(root, {"aachen": 4, "bremen": 4}, size=(64, 32), split="val")
-    args = ("--parity-images", root / "leftImg8bit", "--calibration-split", "val", "--calibration-images", 4)
-    args += ("--calibration-method", "minmax")
-    return process_record(run_cli("export-trt", checkpoint, "--no-fp16", "--int8", "--calibration", root, *args))
-
-
 @pytest.fixture(scope="module")
 def translator(tmp_path_factory) -> tuple[Path, object]:
-    folder, record = run_once(tmp_path_factory, "int8-engine-translator", _translator)
-    result = as_process(record)
+    """STEM.onnx and the process of export-trt --int8 on the barely trained tiny generator (helpers.write_generator:
+    smooth outputs INT8 can reproduce), calibrated on 8 images of a 12-image GTA5 root: the export test_int8 reads
+    (helpers.int8_exports)."""
+    run_dir, result = shared_int8_translator(tmp_path_factory)
     assert result.returncode == 0, result.stderr
-    return folder / "run" / f"{STEM}.onnx", result
+    return run_dir / f"{STEM}.onnx", result
 
 
 @pytest.fixture(scope="module")
 def segmenter(tmp_path_factory) -> tuple[Path, object]:
-    folder, record = run_once(tmp_path_factory, "int8-engine-segmenter", _segmenter)
-    result = as_process(record)
+    """best.onnx and the process of export-trt --int8 on an untrained LR-ASPP segmenter, calibrated on a tiny
+    Cityscapes val split: the export test_int8 and commands/test_int8_eval read (helpers.int8_exports)."""
+    folder, result = shared_int8_segmenter(tmp_path_factory)
     assert result.returncode == 0, result.stderr
     return folder / "seg" / "best.onnx", result
 
@@ -109,9 +81,9 @@ def _runs(onnx_path: Path, form: onnx.ModelProto, tmp_path: Path) -> Iterator[tu
     sidecar = load_sidecar(onnx_path)
     root = onnx_path.parent.parent
     if sidecar.task == "translate":
-        data = calibration_set(root / "gta5", 8)
+        data = calibration_set(root / "gta5", TRANSLATOR_CALIBRATION_IMAGES)
     else:
-        data = calibration_set(root / "cityscapes", 4, "val")
+        data = calibration_set(root / "cityscapes", SEGMENTER_CALIBRATION_IMAGES, SEGMENTER_SPLIT)
     load = image_loader(sidecar.task, sidecar.working_size)
     images = [load(path) for path in data.held_out + data.calibration[:2]]
     onnx.save(form, tmp_path / "form.onnx")

@@ -4,54 +4,33 @@ printed and recorded in the sidecar, equal to what evaluate-seg scores for each 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
 from helpers import write_cityscapes
+from helpers.int8_exports import SEGMENTER_CITIES, shared_int8_segmenter
 from uda_trt.runtime.sidecar import load_sidecar
 from uda_trt.train.checkpoints import save_segmenter_checkpoint
 from uda_trt.train.networks import ResnetGenerator
-from uda_trt.train.segmenters import NORMALIZATION, build_segmenter
-
-VAL_IMAGES = {"aachen": 3, "bremen": 3}
-
-
-def _segmenter(folder: Path) -> Path:
-    """An untrained LR-ASPP segmenter checkpoint at scale 0.5 (folder/best.pt)."""
-    torch.manual_seed(0)
-    config = {"architecture": "lraspp_mobilenet_v3_large", "num_classes": 19, "scale": 0.5}
-    model = build_segmenter(config["architecture"], num_classes=19)
-    checkpoint = folder / "best.pt"
-    save_segmenter_checkpoint(checkpoint, {**config, "normalization": NORMALIZATION}, model.state_dict())
-    return checkpoint
-
-
-def _cityscapes(root: Path) -> Path:
-    """train (8 images: calibration) and val (6: evaluation) splits of one Cityscapes-layout root, 64x32."""
-    write_cityscapes(root, {"aachen": 4, "bremen": 4}, size=(64, 32), seed=1, split="train")
-    write_cityscapes(root, VAL_IMAGES, size=(64, 32), seed=2, split="val")
-    return root
+from uda_trt.train.segmenters import NORMALIZATION
 
 
 @pytest.mark.slow
-def test_int8_eval_records_both_mious_as_evaluate_seg_scores_them(tmp_path, cli):
-    checkpoint = _segmenter(tmp_path / "seg")
-    root = _cityscapes(tmp_path / "cityscapes")
-    result = cli(
-        "export-trt", checkpoint, "--no-fp16", "--parity-images", root / "leftImg8bit" / "val",
-        "--int8", "--calibration", root, "--calibration-images", 6, "--int8-eval", root,
-    )  # fmt: skip
+def test_int8_eval_records_both_mious_as_evaluate_seg_scores_them(tmp_path, tmp_path_factory, cli):
+    """The shared export (helpers.int8_exports: an untrained LR-ASPP segmenter, export-trt --int8 ... --int8-eval
+    ROOT with the default split, val) against evaluate-seg run on each of its two files."""
+    folder, result = shared_int8_segmenter(tmp_path_factory)
     assert result.returncode == 0, result.stderr
-    recorded = load_sidecar(tmp_path / "seg" / "best.int8.onnx").validation["int8_onnx"]["evaluation"]
+    seg, root = folder / "seg", folder / "cityscapes"
+    recorded = load_sidecar(seg / "best.int8.onnx").validation["int8_onnx"]["evaluation"]
     assert recorded["dataset"] == str(root.resolve()) and recorded["split"] == "val"
-    assert recorded["images_scored"] == sum(VAL_IMAGES.values()) and recorded["images_skipped"] == 0
+    assert recorded["images_scored"] == sum(SEGMENTER_CITIES.values()) and recorded["images_skipped"] == 0
 
     scored = {}
     for name, artifact in (("fp32", "best.onnx"), ("int8", "best.int8.onnx")):
         out = tmp_path / f"eval-{name}"
-        run = cli("evaluate-seg", "--engine", tmp_path / "seg" / artifact, "--cityscapes", root, "--output", out)
+        run = cli("evaluate-seg", "--engine", seg / artifact, "--cityscapes", root, "--output", out)
         assert run.returncode == 0, run.stderr
         scored[name] = json.loads((out / "metrics.json").read_text())["mean_iou"]
         assert recorded[f"{name}_miou"] == scored[name]  # the same code path, the same float
@@ -63,13 +42,18 @@ def test_int8_eval_records_both_mious_as_evaluate_seg_scores_them(tmp_path, cli)
 
 
 def test_int8_eval_is_refused_before_any_export(tmp_path, cli, user_error):
-    """Without --int8, for a translator, or on data evaluate-seg could not score: one line, exit 2, no file."""
-    segmenter = _segmenter(tmp_path / "seg")
+    """Without --int8, for a translator, or on data evaluate-seg could not score: one line, exit 2, no file. The
+    segmenter checkpoint holds no weights: these requests are refused before any export would read them."""
+    segmenter = tmp_path / "seg" / "best.pt"
+    config = {"architecture": "lraspp_mobilenet_v3_large", "num_classes": 19, "scale": 0.5}
+    save_segmenter_checkpoint(segmenter, {**config, "normalization": NORMALIZATION}, {})
     torch.manual_seed(1)
     (tmp_path / "run").mkdir()
     generator = tmp_path / "run" / "latest_net_G_A.pth"
     torch.save(ResnetGenerator(ngf=4, n_blocks=2).state_dict(), generator)
-    root = _cityscapes(tmp_path / "cityscapes")
+    root = tmp_path / "cityscapes"  # train (calibration, the default split) and val (evaluation) splits, 64x32
+    write_cityscapes(root, {"aachen": 4, "bremen": 4}, size=(64, 32), seed=1, split="train")
+    write_cityscapes(root, {"aachen": 3, "bremen": 3}, size=(64, 32), seed=2, split="val")
     int8 = ("--int8", "--calibration", root)
     cases = [
         (segmenter, ("--int8-eval", root), "--int8-eval applies with --int8"),
