@@ -83,18 +83,24 @@ def kill_points(low: int, high: int, count: int, seed: int) -> list[int]:
     return sorted(int(n) for n in rng.choice(np.arange(low, high + 1), size=count, replace=False))
 
 
-def kill_and_rerun(argv: list, out: Path, triggers: list, log: Path) -> None:
+def kill_and_rerun(
+    argv: list, out: Path, triggers: list, log: Path, before_rerun: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess:
     """Kill `argv` (in its process group) at each trigger (name, trigger factory), checking after each that
-    everything visible in `out` is readable; then finish it with the same command, without a traceback."""
+    everything visible in `out` is readable; then (after `before_rerun()`, e.g. damaging a file, when given) finish
+    it with the same command, without a traceback. Returns that last, finishing run."""
     for name, make_trigger in triggers:
         status = run_until(argv, make_trigger(), log, timeout=300, group=True)
         assert status == KILLED, (name, status, log.read_text()[-3000:])
         if out.exists():
             assert_readable(out)
+    if before_rerun is not None:
+        before_rerun()
     final = run_cli(*argv)
     assert final.returncode == 0, final.stderr[-3000:]
     assert "Traceback" not in log.read_text() + final.stderr
     assert not list(out.rglob("*.partial"))
+    return final
 
 
 class LogProgress:

@@ -1,6 +1,10 @@
 """Hostile checkpoints given to export-trt, built here, and refused by train.checkpoints: each in one line (exit 2),
 running no code, inflating no zip bomb, writing nothing (the output folder stays empty, nothing appears anywhere
-else)."""
+else).
+
+Every case runs the export-trt command in this process (click's runner: the command's own option parsing, checks and
+error reporting, without paying a torch import per case); one case also runs the installed console script, as a user
+does, for what only a separate process shows: the exit status and the one stderr line."""
 
 from __future__ import annotations
 
@@ -10,11 +14,14 @@ import json
 import pickle
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
+from uda_trt.export.commands import export_trt
 from uda_trt.train.checkpoints import TRAIN_STATE_FORMAT
 
 
@@ -35,12 +42,13 @@ def _state_bytes() -> bytes:
 
 
 def _zip_bomb(path: Path, marker: Path) -> None:
-    """A real torch archive whose data member is replaced by 256 MiB of zeros, deflated to ~250 kB."""
+    """A real torch archive whose data member is replaced by 128 MiB of zeros, deflated to ~125 kB: twice what
+    train.checkpoints lets any file declare (4x its size plus 64 MiB)."""
     source = zipfile.ZipFile(io.BytesIO(_state_bytes()))
     with zipfile.ZipFile(path, "w") as archive:
         for info in source.infolist():
             if info.filename.endswith("/data/0"):
-                archive.writestr(info.filename, bytes(256 << 20), compress_type=zipfile.ZIP_DEFLATED)
+                archive.writestr(info.filename, bytes(128 << 20), compress_type=zipfile.ZIP_DEFLATED)
             else:
                 archive.writestr(info, source.read(info))
 
@@ -62,10 +70,10 @@ CASES = {
 }
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", list(CASES))
-def test_hostile_checkpoint_is_refused_in_one_line(case, tmp_path, cli, user_error, untouched):
-    build, names = CASES[case]
+def hostile_checkpoint(case: str, tmp_path: Path) -> tuple[Path, Path, Path]:
+    """(checkpoint, marker, output folder): the hostile file of `case` built as run/latest_net_G_A.pth; a payload
+    is proven live first (plain pickle runs it), then its marker is removed."""
+    build, _ = CASES[case]
     checkpoint, marker, out = tmp_path / "run" / "latest_net_G_A.pth", tmp_path / "MARKER", tmp_path / "out"
     checkpoint.parent.mkdir()
     build(checkpoint, marker)
@@ -73,10 +81,35 @@ def test_hostile_checkpoint_is_refused_in_one_line(case, tmp_path, cli, user_err
         pickle.loads(checkpoint.read_bytes())
         assert marker.read_text() == "code ran"
         marker.unlink()
+    return checkpoint, marker, out
+
+
+def assert_refused(case: str, result, checkpoint: Path, marker: Path, out: Path, user_error) -> None:
+    """One `Error` line naming the file and the case's problem (exit 2, no traceback); no code ran; nothing written."""
+    user_error(result, names=str(checkpoint))
+    assert CASES[case][1] in result.stderr
+    assert not marker.exists(), "unpickling ran the checkpoint's code"
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_hostile_checkpoint_is_refused_in_one_line(case, tmp_path, user_error, untouched):
+    checkpoint, marker, out = hostile_checkpoint(case, tmp_path)
+    check = untouched(tmp_path, out)
+    ran = CliRunner().invoke(export_trt.main, [str(checkpoint), "--output-dir", str(out), "--no-fp16"])
+    check()
+    assert isinstance(ran.exception, SystemExit), ran.exception  # the command exited itself: no unexpected error
+    assert_refused(
+        case, SimpleNamespace(returncode=ran.exit_code, stderr=ran.stderr), checkpoint, marker, out, user_error
+    )
+
+
+@pytest.mark.slow
+def test_export_trt_console_script_refuses_a_code_carrying_archive(tmp_path, cli, user_error, untouched):
+    """The installed command on the case a real attack looks like: a torch archive whose pickle runs code."""
+    case = "torch_archive_with_payload"
+    checkpoint, marker, out = hostile_checkpoint(case, tmp_path)
     check = untouched(tmp_path, out)
     result = cli("export-trt", checkpoint, "--output-dir", out, "--no-fp16")
     check()
-    user_error(result, names=str(checkpoint))
-    assert names in result.stderr
-    assert not marker.exists(), "unpickling ran the checkpoint's code"
-    assert not out.exists() or not any(out.iterdir())
+    assert_refused(case, result, checkpoint, marker, out, user_error)

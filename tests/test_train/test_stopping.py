@@ -92,7 +92,7 @@ def assert_stopped_and_continued(
 
 @pytest.mark.slow
 def test_train_cyclegan_on_sigterm_saves_its_state_and_says_how_to_continue(tiny_gta5, tiny_cityscapes, tmp_path):
-    out, total = tmp_path / "run", 40
+    out, total = tmp_path / "run", 12  # the signal comes at iteration 3: 9 iterations left to cut
     argv = [
         "train-cyclegan", "--source", tiny_gta5, "--target", tiny_cityscapes, "--output", out, "--ngf", 4,
         "--n-blocks", 1, "--ndf", 4, "--load-width", 40, "--crop-size", "32x24", "--iterations", total,
@@ -109,7 +109,7 @@ def test_train_cyclegan_on_sigterm_saves_its_state_and_says_how_to_continue(tiny
 @pytest.mark.slow
 def test_train_segmenter_on_ctrl_c_to_its_process_group_with_a_worker(tmp_path):
     data = write_gta5(tmp_path / "gta5", count=8, size=(48, 27), seed=1)
-    out, total = tmp_path / "run", 12
+    out, total = tmp_path / "run", 8  # the signal comes at iteration 2; the continued run scores at 5 and 8
     argv = [
         "train-segmenter", "--data", data, "--output", out, "--scale", 1, "--crop-size", "32x24", "--batch-size", 2,
         "--iterations", total, "--optimizer", "adamw", "--lr", "1e-3", "--val-fraction", 0.25, "--val-every", 5,
