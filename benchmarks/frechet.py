@@ -48,8 +48,23 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float:
-    """FID of two N x D feature sets (Inception pool features for the FID)."""
-    return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+    """FID of two N x D feature sets (Inception pool features for the FID).
+
+    Sets smaller than the feature size (under 2049 images for the FID's 2048-d features) take the exact low-rank
+    route: with A and B the centred sets, S1 S2 = A^T A B^T B / ((n1 - 1)(n2 - 1)) has the nonzero eigenvalues of
+    M M^T, M = A B^T / sqrt((n1 - 1)(n2 - 1)), so tr((S1 S2)^1/2) is the sum of M's singular values: an n1 x n2
+    SVD instead of D x D eigendecompositions (milliseconds instead of seconds on one core).
+    """
+    real, fake = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
+    if real.ndim != 2 or fake.ndim != 2 or min(len(real), len(fake)) < 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(f"need two N x D arrays with N >= 2, got shapes {real.shape} and {fake.shape}")
+    n1, n2 = len(real), len(fake)
+    if min(n1, n2) > real.shape[1]:
+        return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+    a, b = real - real.mean(axis=0), fake - fake.mean(axis=0)
+    tr_covmean = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt((n1 - 1) * (n2 - 1))
+    diff = real.mean(axis=0) - fake.mean(axis=0)
+    return float(diff @ diff + (a * a).sum() / (n1 - 1) + (b * b).sum() / (n2 - 1) - 2 * tr_covmean)
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -56,6 +56,22 @@ def test_frechet_distance_equals_the_closed_form_for_one_dimensional_and_general
     assert frechet.frechet_distance(np.zeros(8), s1, np.zeros(8), s2) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize(("real_count", "fake_count"), [(5, 7), (7, 5), (40, 30)])
+def test_fid_of_sets_smaller_or_larger_than_the_feature_size_equals_the_frechet_distance_of_their_statistics(
+    real_count: int, fake_count: int
+):
+    """fid_from_features takes an n1 x n2 SVD when a set is smaller than the feature size (12 here, 2048 for the
+    FID) and the D x D route otherwise: both equal frechet_distance of the sets' means and covariances (to 1e-7:
+    on rank-deficient covariances the D x D route takes square roots of eigenvalues that are zero but for rounding,
+    about 1e-8 each)."""
+    rng = np.random.default_rng(2)
+    real, fake = rng.normal(size=(real_count, 12)), rng.normal(0.5, 2.0, size=(fake_count, 12))
+    expected = frechet.frechet_distance(*frechet.feature_statistics(real), *frechet.feature_statistics(fake))
+    assert frechet.fid_from_features(real, fake) == pytest.approx(expected, rel=1e-7)
+    with pytest.raises(ValueError, match="N x D"):
+        frechet.fid_from_features(real[:1], fake)
+
+
 def _poly_expectation(a: np.ndarray, sa: np.ndarray, b: np.ndarray, sb: np.ndarray) -> float:
     """E (x.y / d + 1)^3 for independent x ~ N(a, Sa), y ~ N(b, Sb): moments of u = x.y in closed form."""
     d = len(a)

@@ -2,32 +2,48 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
+import sys
 import venv
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from helpers import EVAL_LABEL_IDS, write_cityscapes
+from helpers import EVAL_LABEL_IDS, run_once, write_cityscapes
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def base_venv(tmp_path_factory) -> Path:
-    """A fresh venv with `pip install REPO` (base dependencies only)."""
-    root = tmp_path_factory.mktemp("base-venv")
-    venv.create(root, with_pip=True)
-    python = root / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(REPO)],
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
-    return root / "bin"
+    """A fresh venv holding REPO installed by pip with its base dependencies only, made once per session (every
+    pytest-xdist worker shares it). Its bin/ folder.
+
+    The venv has no pip of its own: this venv's pip installs into it (`pip --python`), from a wheel of REPO built
+    beforehand, without byte-compiling what it installs (Python compiles the modules a run imports). What gets
+    installed is what `pip install REPO` installs."""
+
+    def make(root: Path) -> dict:
+        venv.create(root / "venv", with_pip=False)
+        # this venv's setuptools builds it when there is one (Python 3.12's venvs have none): no build venv to make
+        isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
+        _pip("wheel", "--no-deps", *isolation, "--wheel-dir", root / "wheel", REPO)
+        (wheel,) = (root / "wheel").glob("uda_trt-*.whl")
+        _pip("--python", root / "venv" / "bin" / "python", "install", "--no-compile", wheel)
+        return {}
+
+    root, _ = run_once(tmp_path_factory, "base-venv", make)
+    return root / "venv" / "bin"
+
+
+def _pip(*args: object) -> None:
+    """This venv's pip, quiet; its stderr is the failure message."""
+    command = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", *map(str, args)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.slow
