@@ -61,9 +61,10 @@ def fid_from_features(real: np.ndarray, fake: np.ndarray) -> float:
     n1, n2 = len(real), len(fake)
     if min(n1, n2) > real.shape[1]:
         return frechet_distance(*feature_statistics(real), *feature_statistics(fake))
-    a, b = real - real.mean(axis=0), fake - fake.mean(axis=0)
+    real_mean, fake_mean = real.mean(axis=0), fake.mean(axis=0)
+    a, b = real - real_mean, fake - fake_mean
     tr_covmean = np.linalg.svd(a @ b.T, compute_uv=False).sum() / np.sqrt((n1 - 1) * (n2 - 1))
-    diff = real.mean(axis=0) - fake.mean(axis=0)
+    diff = real_mean - fake_mean
     return float(diff @ diff + (a * a).sum() / (n1 - 1) + (b * b).sum() / (n2 - 1) - 2 * tr_covmean)
 
 
