@@ -1,10 +1,11 @@
 """Test helpers, importable as `helpers` (pyproject puts tests/ on pytest's pythonpath; the repository root is not).
 
-One implementation of each: `run_cli` and `assert_user_error` (cli), the tiny-dataset writer (datasets), the tiny
-ONNX models (models), a tiny generator checkpoint and a built engine's layers (checkpoints), folder checks (files),
-fault injection (faults) and a fake clock (clock). conftest.py files only wrap these in fixtures. Artifacts several
-modules read, made once per session, are imported from their modules: the smoke study (helpers.studies) and the
-INT8 exports (helpers.int8_exports).
+One implementation of each: `run_cli` and `assert_user_error` (cli; the commands that import torch run forked from a
+preloaded interpreter, helpers.preloaded), the tiny-dataset writer (datasets), the tiny ONNX models (models), a tiny
+generator checkpoint and a built engine's layers (checkpoints), folder checks (files), fault injection (faults) and a
+fake clock (clock). conftest.py files only wrap these in fixtures. Artifacts several modules read, made once per
+session, are imported from their modules: the smoke study (helpers.studies) and the INT8 exports
+(helpers.int8_exports).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The console scripts of this venv, run as a user runs them, and the check every one-line user error passes."""
+"""The console scripts of this venv, run as a user runs them, and the check every one-line user error passes.
+
+The commands that import torch run in processes forked from an interpreter that has imported it already
+(helpers.preloaded says what that keeps and what still runs in a fresh interpreter)."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from helpers.preloaded import run_preloaded, runs_preloaded
 
 BIN = Path(sys.executable).parent
 
@@ -15,6 +20,10 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """Run console script `name` with `args` (any objects, passed as str) as a subprocess, in folder `cwd`, with
     `env` added to this environment; text output captured."""
+    if runs_preloaded(name, env):
+        done = run_preloaded(BIN, name, [str(arg) for arg in args], timeout, cwd, env)
+        if done is not None:
+            return done
     return subprocess.run(
         [str(BIN / name), *map(str, args)],
         capture_output=True,

@@ -19,6 +19,7 @@ import numpy as np
 
 from helpers.cli import BIN, run_cli
 from helpers.files import assert_readable, count_visible
+from helpers.preloaded import PreloadedProcess, runs_preloaded, start_preloaded
 
 KILLED = -signal.SIGKILL
 POLL_S = 0.0005  # how often a trigger is polled: the wait is for another process to reach a state, not a timing
@@ -42,21 +43,32 @@ def run_until(
     the exit status (-9 when killed). `group`: start it in its own process group and signal the whole group, as a
     scheduler or the OOM killer ends a job and its workers, and the group of each of its child processes too
     (torchrun starts every worker in a session of its own, and a scheduler ends those with the job)."""
+    process = _start(argv, log, group)
+    deadline = time.monotonic() + timeout
+    while process.poll() is None and time.monotonic() < deadline:
+        if trigger():
+            if group:
+                for child in child_pids(process.pid):
+                    with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                        os.killpg(child, signum)
+                os.killpg(process.pid, signum)
+            else:
+                process.send_signal(signum)
+            break
+        time.sleep(KILL_POLL_S)
+    return process.wait(timeout=timeout)
+
+
+def _start(argv: list, log: Path, group: bool) -> subprocess.Popen | PreloadedProcess:
+    """`argv` started with stdout discarded and stderr appended to `log` (in a new session when `group`): in a child
+    of the preloaded server where helpers.preloaded runs it, else in a fresh interpreter."""
+    name, args = str(argv[0]), [str(arg) for arg in argv[1:]]
+    if runs_preloaded(name, None):
+        process = start_preloaded(BIN, name, args, stderr=log, append=True, new_session=group)
+        if process is not None:
+            return process
     with open(log, "ab") as stderr:
-        process = subprocess.Popen(_command(argv), stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=group)
-        deadline = time.monotonic() + timeout
-        while process.poll() is None and time.monotonic() < deadline:
-            if trigger():
-                if group:
-                    for child in child_pids(process.pid):
-                        with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
-                            os.killpg(child, signum)
-                    os.killpg(process.pid, signum)
-                else:
-                    process.send_signal(signum)
-                break
-            time.sleep(KILL_POLL_S)
-        return process.wait(timeout=timeout)
+        return subprocess.Popen(_command(argv), stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=group)
 
 
 def child_pids(pid: int) -> list[int]:

@@ -1,7 +1,9 @@
 """run-uda --int8's stages (benchmarks.int8_study) in process, on real exports: an untrained LR-ASPP segmenter, whose
 near-constant labels survive INT8 (its gate passes), and a random tiny ResNet generator, whose INT8 outputs do not
 (its gate fails, and the study goes on). The stages' bookkeeping (evaluation, report figures, reuse on a rerun) is
-checked against the real files and an independent evaluate-seg run. The smoke study with --int8 is in
+checked against the real files and an independent evaluate-seg run. The stages quantize with the hidden "none"
+keep-float policy (MinMax, nothing kept in float): the measured policy, about 7 s of CPU per LR-ASPP quantization, is
+tested on the export itself (tests/test_export/test_int8.py). The smoke study with --int8 is in
 commands/test_run_uda.py."""
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def test_int8_stages_report_int8_figures_beside_the_fp32_ones(tmp_path):
     def stages() -> dict:
         return run_int8_stages(
             out, timer, translator=translator, translate_size=(32, 16), source_root=source, target_root=target,
-            val_split="val", arms=arms, fcn=fcn,
+            val_split="val", arms=arms, fcn=fcn, keep_float="none",
         )  # fmt: skip
 
     section = stages()
