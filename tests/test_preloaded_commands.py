@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from PIL import Image
 
-from helpers import BIN, run_cli
+from helpers import BIN, run_cli, write_gta5
 from helpers.preloaded import run_preloaded, runs_preloaded
 
 
@@ -57,10 +57,13 @@ def test_the_environment_asked_for_reaches_the_command(tmp_path) -> None:
 
 
 def test_a_timeout_kills_the_child_and_raises_as_subprocess_does(tmp_path) -> None:
-    """A smoke study takes half a minute; after 1 s the child is killed and reaped (the server replies only then)."""
+    """A long training run (no DataLoader workers, so the kill leaves no process behind) is killed after 1 s and
+    reaped: the server replies only then, and serves the next command."""
+    data = write_gta5(tmp_path / "gta5", count=2, size=(32, 16))
+    argv = ["--data", str(data), "--output", str(tmp_path / "run"), "--iterations", "100000", "--workers", "0"]
     with pytest.raises(subprocess.TimeoutExpired):
-        run_preloaded(BIN, "run-uda", ["--preset", "smoke", "--output", str(tmp_path / "study")], 1.0, None, None)
-    assert run_cli("train-segmenter", "--help").returncode == 0  # the server serves the next command
+        run_preloaded(BIN, "train-segmenter", argv, 1.0, None, None)
+    assert run_cli("train-segmenter", "--help").returncode == 0
 
 
 def test_commands_that_need_a_fresh_interpreter_get_one() -> None:

@@ -6,9 +6,12 @@ each pytest worker keeps one server process that imported the heavy third-party 
 uda_trt module, never one that starts a thread). For every command it forks a child that becomes the command as a
 user runs it: its own pid, the console script's argv, the environment and working folder asked for, stdin from
 /dev/null, stdout and stderr to files, the entry point's `main()` called as the console script calls it, then the
-interpreter's exit: non-daemon threads joined, atexit handlers, streams flushed, the exit status (an uncaught
-exception prints its traceback and exits 1; Ctrl-C ends the process by SIGINT). The test gets the same
-CompletedProcess as `subprocess.run(..., capture_output=True, text=True)` gives, or TimeoutExpired.
+steps of the interpreter's exit that a command's outputs depend on: non-daemon threads joined, atexit handlers
+(logging's flush, multiprocessing's joins), streams flushed, the exit status (an uncaught exception prints its
+traceback and exits 1; Ctrl-C ends the process by SIGINT). Module teardown is skipped: with torch loaded it takes
+1.7 s, and the suite's commands are about a hundred. The test gets the same CompletedProcess as
+`subprocess.run(..., capture_output=True, text=True)` gives, or TimeoutExpired; tests that kill a command get a
+Popen-like handle (PreloadedProcess).
 
 What a forked child cannot show, fresh interpreters still test: the runtime's commands never run here (torch must
 never be in their process), and neither does a command whose start-up variables (STARTUP_PREFIXES: read when the
@@ -19,6 +22,7 @@ NumPy's global random states are reseeded from the OS in each child, as a fresh 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -64,6 +68,12 @@ class _Server:
         )
         self.pending = b""
         self.reply(None)  # "ready": the preloads are imported
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """End the server (it stops when its stdin closes) and reap it, so none outlives the worker."""
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -234,8 +244,7 @@ def _serve(bin_dir: str) -> None:
 
 def _become_command(request: dict, entry) -> None:
     """In the forked child: set up the process as a fresh console-script process would be, run the entry point, exit
-    as the interpreter would. Never returns."""
-    import atexit
+    as the interpreter does less its module teardown (the module docstring). Never returns."""
     import io
     import random
     import traceback
