@@ -6,15 +6,12 @@ touching a file (run-uda resumes every stage of a study this way); --keep-train-
 setting or a longer budget is refused in one line naming the flag as typed.
 
 The finished runs are made once per test session (helpers.shared.run_once: the tests only read them, and may run in
-two pytest-xdist workers). Keeping the states and going further is checked through train_segmenter itself, in this
-process: the commands' --keep-train-state is exercised by the kill-and-resume tests, which read the kept states.
+two pytest-xdist workers).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -91,24 +88,18 @@ def test_a_finished_run_refuses_a_changed_setting_or_a_longer_budget(finished_ru
     assert_user_error(run_cli(*longer), names="--keep-train-state")
 
 
-@pytest.mark.usefixtures("one_thread")
-def test_keep_train_state_keeps_both_states_and_lets_a_run_go_further(tmp_path, caplog):
-    from uda_trt.train.segmenter import SegmenterConfig, train_segmenter
-
+def test_keep_train_state_keeps_both_states_and_lets_a_run_go_further(tmp_path):
     data = write_gta5(tmp_path / "gta5", count=6, size=(48, 27), seed=1)
-    config = SegmenterConfig(  # segmenter_argv's settings
-        data_root=data, output_dir=tmp_path / "run", scale=1.0, crop_size=(32, 24), batch_size=2, iterations=4,
-        optimizer="adamw", lr=1e-3, val_fraction=0.25, val_every=2, precise_bn_batches=1, save_every=1,
-        num_workers=0, device="cpu",
-    )  # fmt: skip
-    train_segmenter(config, keep_train_state=True)
-    assert {p.name for p in config.output_dir.iterdir()} >= STATES
-    assert json.loads((config.output_dir / "finished.json").read_text())["iteration"] == 4
-    with caplog.at_level(logging.INFO):
-        train_segmenter(dataclasses.replace(config, iterations=5), resume=True)
-    assert f"resuming {config.output_dir} at iteration 4 of 5" in caplog.text
-    assert json.loads((config.output_dir / "finished.json").read_text())["iteration"] == 5
-    assert not STATES & {p.name for p in config.output_dir.iterdir()}  # this time not kept
+    argv = segmenter_argv(data, tmp_path / "run")
+    done = run_cli(*argv, "--keep-train-state")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= STATES
+    argv[argv.index("--iterations") + 1] = "5"
+    further = run_cli(*argv, "--resume")
+    assert further.returncode == 0, further.stderr[-3000:]
+    assert f"resuming {tmp_path / 'run'} at iteration 4 of 5" in further.stderr
+    assert json.loads((tmp_path / "run" / "finished.json").read_text())["iteration"] == 5
+    assert not STATES & {p.name for p in (tmp_path / "run").iterdir()}  # this time not kept
 
 
 def test_the_training_functions_return_at_once_for_a_finished_run(tiny_gta5, tiny_cityscapes, tmp_path):
