@@ -7,7 +7,10 @@ TensorRT also builds from. This module only chooses what it quantizes, on which 
 method, and checks the result.
 
 What is quantized (policy "measured"):
-  - Conv, ConvTranspose, MatMul and Gemm: the arithmetic that INT8 makes faster;
+  - Conv, ConvTranspose, MatMul and Gemm: the arithmetic that INT8 makes faster. A ConvTranspose is first rewritten
+    as one Conv computing all its output phases and a DepthToSpace interleaving them (transpose_phases: ONNX
+    Runtime's CPU provider has no integer ConvTranspose), and that DepthToSpace moves int8 values whenever its Conv
+    is quantized;
   - everything else stays float: the in-graph pre- and post-processing (casts, normalisation, resize, NaN guard,
     round, clip, argmax), InstanceNormalization (per-image statistics of a whole feature map), residual adds and
     activations;
@@ -47,6 +50,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from uda_trt.export.transpose_phases import split_conv_transposes
 from uda_trt.runtime.errors import SampleError, UserError
 from uda_trt.runtime.jobs.files import atomic_write_bytes, json_plain
 from uda_trt.runtime.sidecar import Sidecar, file_sha256, load_sidecar, sidecar_path
@@ -275,6 +279,7 @@ class _Quantizer:
         model = onnx.load(onnx_path)
         for index, node in enumerate(model.graph.node):  # node names key the exclusion lists
             node.name = node.name or f"{node.op_type}_{index}"
+        self.phase_convs = split_conv_transposes(model)
         self.source = folder / "source.onnx"
         onnx.save(model, self.source)
         self.op_types = list(op_types)
@@ -301,13 +306,15 @@ class _Quantizer:
         self.count += 1
         out = self.folder / f"candidate-{self.count}.int8.onnx"
         paths = self.data.calibration[:images]
+        exclude, only = self._interleaves(exclude, only)
+        op_types = [*self.op_types, *(["DepthToSpace"] if "DepthToSpace" not in self.op_types else [])]
         with _quiet():
             quantize_static(
                 self.source,
                 out,
                 _Images(paths, self.load),
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=self.op_types,
+                op_types_to_quantize=op_types,
                 per_channel=True,
                 reduce_range=True,  # 7-bit weights: see WEIGHTS
                 activation_type=QuantType.QInt8,
@@ -319,6 +326,14 @@ class _Quantizer:
                 calibration_cache_path=self.folder / f"ranges-{method}-{len(paths)}.json",
             )
         return out
+
+    def _interleaves(self, exclude: Sequence[str], only: Sequence[str]) -> tuple[list[str], list[str]]:
+        """The exclusion and selection lists with each rewritten ConvTranspose's DepthToSpace following its Conv:
+        quantized with it (int8 in, int8 out, the same scale: exact), float when it is float."""
+        excluded, chosen = set(exclude), set(only)
+        float_conv = [p.interleave for p in self.phase_convs if p.conv in excluded or (chosen and p.conv not in chosen)]
+        int8_conv = [p.interleave for p in self.phase_convs if p.conv in chosen]
+        return [*exclude, *float_conv], [*only, *int8_conv]
 
     def measure(self, path: Path) -> GateReport:
         return gate(self.sidecar.task, self.reference, self.run(path))
@@ -419,6 +434,7 @@ def export_int8(
         "gates_required": require_gates,
         "quantized_op_types": quantizer.quantized_op_types,
         "quantized_nodes": quantized,
+        "conv_transpose_phases": [phase_conv.to_dict() for phase_conv in quantizer.phase_convs],
         "float_nodes": float_nodes,
         "float_for_speed": speed.float_for_speed() if speed else [],
         "speed": speed.record if speed else None,

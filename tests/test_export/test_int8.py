@@ -39,6 +39,7 @@ from uda_trt.runtime.runners import open_runner
 from uda_trt.runtime.sidecar import file_sha256, load_sidecar
 
 SIZE = TRANSLATOR_SIZE
+UPSAMPLING_LAYERS = ["/generator/model/model.12/ConvTranspose", "/generator/model/model.15/ConvTranspose"]
 STEM = GENERATOR_STEM
 
 
@@ -59,7 +60,9 @@ def test_int8_translator_passes_its_gates_and_records_them(translator):
     assert sidecar["artifacts"]["int8_onnx"] == {"file": int8_path.name, "sha256": file_sha256(int8_path)}
     policy = sidecar["int8_policy"]
     assert policy["format"] == "QDQ" and policy["keep_float"] == "measured"
-    assert set(policy["quantized_op_types"]) == {"Conv", "ConvTranspose"} and policy["quantized_nodes"]
+    assert set(policy["quantized_op_types"]) == {"Conv"} and policy["quantized_nodes"]
+    # both upsampling ConvTransposes became phase Convs (export.transpose_phases): INT8 computes them too
+    assert [entry["conv_transpose"] for entry in policy["conv_transpose_phases"]] == UPSAMPLING_LAYERS
     # measured: the speed pass kept some layers float (its own test); if the gate then failed, the sensitivity pass
     # ranked the other layers and the worst went back to float; every other layer computes in INT8
     for_speed = [entry["node"] for entry in policy["float_for_speed"]]
@@ -96,6 +99,15 @@ def test_int8_graph_is_int8_where_measured_and_float_elsewhere(translator):
     quantized_sources = {producer[node.input[0]].op_type for node in quantize if node.input[0] in producer}
     assert "InstanceNormalization" not in quantized_sources
     assert nodes[-1].op_type == "Cast" and producer[nodes[-1].input[0]].op_type != "DequantizeLinear"
+    # no ConvTranspose left; a quantized phase Conv's interleave moves int8 values, a float one's float values
+    assert "ConvTranspose" not in {node.op_type for node in nodes}
+    policy = load_sidecar(run_dir / f"{STEM}.int8.onnx").int8_policy
+    consumers = {name: node for node in nodes for name in node.input}
+    for entry in policy["conv_transpose_phases"]:
+        interleave = next(node for node in nodes if node.name == entry["interleave"])
+        quantized = entry["conv"] in policy["quantized_nodes"]
+        assert (producer[interleave.input[0]].op_type == "DequantizeLinear") == quantized
+        assert (consumers[interleave.output[0]].op_type == "QuantizeLinear") == quantized
 
 
 @pytest.mark.slow
@@ -126,16 +138,19 @@ def check_speed_trials(record: dict, float_nodes: list[str]) -> None:
 
 def check_speed_record(policy: dict, run_dir: Path) -> None:
     """The speed pass of the tiny generator's export found every quantized layer in ONNX Runtime's profile with the
-    MACs the benchmark's counter finds on the FP32 graph, took as suspects exactly the layers it says are slow per
-    MAC, and kept float only the ones its whole-model runs confirmed; the sensitivity pass never saw those. No
-    speed is asserted."""
+    MACs the benchmark's counter finds on the FP32 graph (a phase Conv does its ConvTranspose's 9 taps in a 2x2
+    window per phase: 16/9 of them), took as suspects exactly the layers it says are slow per MAC, and kept float
+    only the ones its whole-model runs confirmed; the sensitivity pass never saw those. No speed is asserted."""
     speed = policy["speed"]
     assert speed["input_shape"] == [1, 32, 64, 3] and "onnxruntime-cpu" in speed["measured_on"]
     assert speed["not_profiled"] == [] and len(speed["layers"]) == 10
     layers = speed["layers"]
-    total = count_macs(run_dir / f"{STEM}.onnx", {"images": (1, 32, 64, 3)}).total
+    fp32 = count_macs(run_dir / f"{STEM}.onnx", {"images": (1, 32, 64, 3)})
     assert all(layer["macs"] > 0 and layer["kernel_ms"] > 0 for layer in layers)
-    assert sum(layer["macs"] for layer in layers) == total
+    phase_convs = {entry["conv"] for entry in policy["conv_transpose_phases"]}
+    upsampling = sum(layer["macs"] for layer in layers if layer["node"] in phase_convs)
+    assert upsampling * 9 == fp32.by_op_type["ConvTranspose"] * 16
+    assert sum(layer["macs"] for layer in layers) - upsampling == fp32.total - fp32.by_op_type["ConvTranspose"]
     median = statistics.median(layer["ms_per_gmac"] for layer in layers)
     assert speed["median_ms_per_gmac"] == pytest.approx(median)
     for layer in layers:

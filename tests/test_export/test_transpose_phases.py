@@ -1,0 +1,112 @@
+"""ConvTranspose -> phase Conv + DepthToSpace (export.transpose_phases): the rewritten graph computes what ONNX
+Runtime's own ConvTranspose computes, at any input size, and layers outside the rule are left untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from uda_trt.export.transpose_phases import split_conv_transposes
+
+SIZES = ((5, 7), (8, 6))  # the graph's H and W are symbolic: both sizes through the same rewritten file
+
+
+def conv_transpose_model(
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: list[int],
+    output_padding: list[int],
+    bias: bool = True,
+    group: int = 1,
+    dilations: tuple[int, int] = (1, 1),
+    bias_input: bool = False,
+) -> onnx.ModelProto:
+    """x (1, 4, H, W) -> ConvTranspose 4 -> 6 channels (random weights) -> Relu."""
+    rng = np.random.default_rng(0)
+    weights = numpy_helper.from_array(rng.normal(size=(4, 6 // group, *kernel)).astype(np.float32), "w")
+    inputs, initializers = ["x", "w"], [weights]
+    graph_inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "height", "width"])]
+    if bias:
+        inputs.append("b")
+        if bias_input:
+            graph_inputs.append(helper.make_tensor_value_info("b", TensorProto.FLOAT, [6]))
+        else:
+            initializers.append(numpy_helper.from_array(rng.normal(size=6).astype(np.float32), "b"))
+    node = helper.make_node(
+        "ConvTranspose",
+        inputs,
+        ["up"],
+        name="up",
+        kernel_shape=list(kernel),
+        strides=list(stride),
+        pads=pads,
+        output_padding=output_padding,
+        group=group,
+        dilations=list(dilations),
+    )
+    graph = helper.make_graph(
+        [node, helper.make_node("Relu", ["up"], ["y"], name="relu")],
+        "g",
+        graph_inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, "out_height", "out_width"])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    return model
+
+
+def run(model: onnx.ModelProto, x: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"x": x} if bias is None else {"x": x, "b": bias}
+    return session.run(None, feeds)[0]
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "pads", "output_padding", "bias"),
+    [
+        ((3, 3), (2, 2), [1, 1, 1, 1], [1, 1], True),  # the ResNet generators' upsampling
+        ((2, 2), (2, 2), [0, 0, 0, 0], [0, 0], False),  # the U-Net segmenter's
+        ((3, 3), (2, 2), [0, 0, 1, 1], [0, 0], True),  # asymmetric pads
+        ((3, 2), (2, 2), [1, 0, 1, 0], [1, 0], True),  # a different kernel per axis
+        ((3, 3), (3, 3), [0, 0, 0, 0], [0, 0], True),  # stride 3: nine phases
+    ],
+)
+def test_rewritten_conv_transpose_computes_the_same_at_every_size(kernel, stride, pads, output_padding, bias):
+    model = conv_transpose_model(kernel, stride, pads, output_padding, bias)
+    rewritten = onnx.ModelProto.FromString(model.SerializeToString())
+    phase_convs = split_conv_transposes(rewritten)
+    onnx.checker.check_model(rewritten, full_check=True)
+    assert [p.to_dict() for p in phase_convs] == [
+        {"conv_transpose": "up", "conv": "up/phases", "interleave": "up/interleave"}
+    ]
+    assert [node.op_type for node in rewritten.graph.node] == ["Conv", "DepthToSpace", "Relu"]
+    assert {init.name for init in rewritten.graph.initializer}.isdisjoint({"w", "b"})  # the old weights are gone
+    rng = np.random.default_rng(1)
+    for height, width in SIZES:
+        x = rng.normal(size=(1, 4, height, width)).astype(np.float32)
+        expected = run(model, x)
+        assert expected.shape == (1, 6, stride[0] * height, stride[1] * width)
+        np.testing.assert_allclose(run(rewritten, x), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"kernel": (4, 4), "stride": (2, 2), "pads": [1, 1, 1, 1], "output_padding": [0, 0]},  # 2.25x the MACs
+        {"kernel": (3, 3), "stride": (2, 2), "pads": [1, 1, 1, 1], "output_padding": [0, 0]},  # 2H - 1 rows
+        {"kernel": (3, 3), "stride": (2, 1), "pads": [1, 1, 1, 1], "output_padding": [1, 0]},  # strides differ
+        {"kernel": (3, 3), "stride": (2, 2), "pads": [1, 1, 1, 1], "output_padding": [1, 1], "group": 2},
+        {"kernel": (2, 2), "stride": (2, 2), "pads": [1, 1, 1, 1], "output_padding": [0, 0], "dilations": (2, 2)},
+        {"kernel": (3, 3), "stride": (2, 2), "pads": [1, 1, 1, 1], "output_padding": [1, 1], "bias_input": True},
+    ],
+    ids=["pix2pix-kernel-4", "odd-output", "strides-differ", "grouped", "dilated", "bias-not-constant"],
+)
+def test_conv_transposes_outside_the_rule_are_left_as_they_are(settings):
+    model = conv_transpose_model(**settings)
+    before = model.SerializeToString()
+    assert split_conv_transposes(model) == []
+    assert model.SerializeToString() == before
