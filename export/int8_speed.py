@@ -2,9 +2,10 @@
 measurement.
 
 Not every layer runs faster quantized. On ONNX Runtime's CPU provider a QLinearConv with few output channels (a
-translator's last 7x7 conv, 64 -> 3 channels) took 2.2x its float time, and a ConvTranspose is not fused at all: it
-dequantizes and runs in float, paying the Q/DQ for nothing. Which layers those are depends on the kernels of this
-ONNX Runtime on this CPU, so it is measured, not listed:
+translator's last 7x7 conv, 64 -> 3 channels) took 2.2x its float time, and a ConvTranspose that int8.py could not
+rewrite as phase Convs (transpose_phases) is not fused at all: it dequantizes and runs in float, paying the Q/DQ for
+nothing. Which layers those are depends on the kernels of this ONNX Runtime on this CPU, so it is measured, not
+listed:
 
 1. Profile the all-quantized candidate (ONNX Runtime profiling, one held-out image at the size the artifact sees,
    one warm-up run, then the profiled run). Each fused kernel is named after the layer it came from

@@ -9,15 +9,15 @@ convolution of its input with a sub-kernel of its weights: the taps k = (r + pad
 reverse order. One Conv holds all phases side by side (phase-major output channels, each phase's taps placed in a
 common window, the rest zero) and DepthToSpace (DCR) puts each phase's outputs at their place. The Conv quantizes
 to a QLinearConv like any other. (Four separate phase Convs would waste no taps, but ONNX Runtime fuses no
-QLinearConv for an int8 input that several Convs read: they ran in float.)
+QLinearConv for an int8 input that several Convs read: in ONNX Runtime 1.32 they ran in float.)
 
 Rewritten: 2-D ConvTranspose nodes with constant weights and bias, one group, no dilation, the same stride on both
 axes, an output exactly s times its input (kernel - stride - pads + output_padding = 0 per axis), so every phase
 has the input's size whatever size the graph is fed, and a common window at most MAX_MAC_OVERHEAD times the
 ConvTranspose's own multiply-accumulates: the reference ResNet generators' kernel 3, stride 2, padding 1,
-output_padding 1 (16 taps for 9: 1.78x) and the U-Net segmenter's kernel 2, stride 2 (1x) are; pix2pix's kernel
-4, stride 2, padding 1 (36 for 16: 2.25x, not faster than float once interleaved) is not. Any other
-ConvTranspose is left as it is.
+output_padding 1 (16 taps for 9: 1.78x; in int8 faster than the float ConvTranspose, measured on the 1024x512
+ResNet-9 generator) and the U-Net segmenter's kernel 2, stride 2 (1x) are; pix2pix's kernel 4, stride 2, padding 1
+(36 taps for 16: 2.25x, not measured) is not. Any other ConvTranspose is left as it is.
 """
 
 from __future__ import annotations
