@@ -131,7 +131,7 @@ def split_conv_transposes(model: onnx.ModelProto) -> list[PhaseConv]:
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
-    rewritten, nodes = [], []
+    rewritten, nodes, replaced = [], [], set()
     for node in graph.node:
         weight = initializers.get(node.input[1]) if node.op_type == "ConvTranspose" else None
         weights = None if weight is None else numpy_helper.to_array(weight)
@@ -141,12 +141,13 @@ def split_conv_transposes(model: onnx.ModelProto) -> list[PhaseConv]:
             continue
         phases = len(axes[0]) * len(axes[1])
         kernel, pads = _phase_kernel(weights, axes)
-        inputs = [node.input[0], f"{weight.name}/phases"]
+        inputs = [node.input[0], f"{node.name}/phases.weight"]
         graph.initializer.append(numpy_helper.from_array(kernel, inputs[1]))
         if len(node.input) > 2 and node.input[2]:
             bias = np.tile(numpy_helper.to_array(initializers[node.input[2]]), phases)
-            inputs.append(f"{node.input[2]}/phases")
+            inputs.append(f"{node.name}/phases.bias")
             graph.initializer.append(numpy_helper.from_array(bias, inputs[2]))
+        replaced.update(node.input[1:])
         stacked = f"{node.output[0]}/phases"
         rewritten.append(PhaseConv(node.name, f"{node.name}/phases", f"{node.name}/interleave"))
         nodes.append(
@@ -175,8 +176,8 @@ def split_conv_transposes(model: onnx.ModelProto) -> list[PhaseConv]:
         )
     del graph.node[:]
     graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [init for init in graph.initializer if init.name in used]
+    used = {name for node in graph.node for name in node.input}  # a weight another node still reads stays
+    kept = [init for init in graph.initializer if init.name not in replaced or init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(kept)
     return rewritten

@@ -110,3 +110,28 @@ def test_conv_transposes_outside_the_rule_are_left_as_they_are(settings):
     before = model.SerializeToString()
     assert split_conv_transposes(model) == []
     assert model.SerializeToString() == before
+
+
+def test_conv_transposes_sharing_weights_each_get_their_own():
+    """Two ConvTransposes reading the same weights and bias: both rewritten, no name clash, the same outputs."""
+    model = conv_transpose_model((3, 3), (2, 2), [1, 1, 1, 1], [1, 1])
+    first = model.graph.node[0]
+    second = helper.make_node(
+        "ConvTranspose",
+        ["y", "w", "b"],
+        ["z"],
+        name="up2",
+        **{attribute.name: helper.get_attribute_value(attribute) for attribute in first.attribute},
+    )
+    model.graph.initializer[0].CopyFrom(
+        numpy_helper.from_array(np.random.default_rng(2).normal(size=(6, 6, 3, 3)).astype(np.float32), "w")
+    )
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 6
+    model.graph.node.append(second)
+    del model.graph.output[:]
+    model.graph.output.append(helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 6, "h", "w"]))
+    rewritten = onnx.ModelProto.FromString(model.SerializeToString())
+    assert [p.conv_transpose for p in split_conv_transposes(rewritten)] == ["up", "up2"]
+    onnx.checker.check_model(rewritten, full_check=True)
+    x = np.random.default_rng(3).normal(size=(1, 6, 4, 5)).astype(np.float32)
+    np.testing.assert_allclose(run(rewritten, x), run(model, x), rtol=1e-5, atol=1e-5)
