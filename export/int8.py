@@ -283,6 +283,13 @@ class _Quantizer:
         self.source = folder / "source.onnx"
         onnx.save(model, self.source)
         self.op_types = list(op_types)
+        # DepthToSpace is quantized for the interleaves only: one the model had of its own stays as the op types
+        # asked (float under "measured", int8 under "none").
+        added = "DepthToSpace" not in self.op_types
+        self.quantize_op_types = [*self.op_types, "DepthToSpace"] if added else self.op_types
+        interleaves = {phase_conv.interleave for phase_conv in self.phase_convs}
+        own = [node.name for node in model.graph.node if node.op_type == "DepthToSpace"]
+        self.float_depth_to_space = [name for name in own if name not in interleaves] if added else []
         self.layers = {node.name: node for node in model.graph.node if node.op_type in op_types}
         self.eligible = list(self.layers)
         self.weight_dims = {init.name: tuple(init.dims) for init in model.graph.initializer}
@@ -307,14 +314,13 @@ class _Quantizer:
         out = self.folder / f"candidate-{self.count}.int8.onnx"
         paths = self.data.calibration[:images]
         exclude, only = self._interleaves(exclude, only)
-        op_types = [*self.op_types, *(["DepthToSpace"] if "DepthToSpace" not in self.op_types else [])]
         with _quiet():
             quantize_static(
                 self.source,
                 out,
                 _Images(paths, self.load),
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=op_types,
+                op_types_to_quantize=self.quantize_op_types,
                 per_channel=True,
                 reduce_range=True,  # 7-bit weights: see WEIGHTS
                 activation_type=QuantType.QInt8,
@@ -329,11 +335,12 @@ class _Quantizer:
 
     def _interleaves(self, exclude: Sequence[str], only: Sequence[str]) -> tuple[list[str], list[str]]:
         """The exclusion and selection lists with each rewritten ConvTranspose's DepthToSpace following its Conv:
-        quantized with it (int8 in, int8 out, the same scale: exact), float when it is float."""
+        quantized with it (int8 in, int8 out, the same scale: exact), float when it is float; and the model's own
+        DepthToSpace nodes excluded when only the interleaves brought the op type in."""
         excluded, chosen = set(exclude), set(only)
         float_conv = [p.interleave for p in self.phase_convs if p.conv in excluded or (chosen and p.conv not in chosen)]
         int8_conv = [p.interleave for p in self.phase_convs if p.conv in chosen]
-        return [*exclude, *float_conv], [*only, *int8_conv]
+        return [*exclude, *float_conv, *self.float_depth_to_space], [*only, *int8_conv]
 
     def measure(self, path: Path) -> GateReport:
         return gate(self.sidecar.task, self.reference, self.run(path))
