@@ -51,11 +51,15 @@ def count_macs(model: onnx.ModelProto | Path, input_shapes: dict[str, tuple[int,
     """
     proto = onnx.load(str(model)) if isinstance(model, (str, Path)) else model
     fixed = _fold_constants(_with_fixed_inputs(proto, input_shapes))
-    try:
-        inferred = shape_inference.infer_shapes(fixed, check_type=True, strict_mode=True, data_prop=True)
-    except shape_inference.InferenceError as error:
-        raise ValueError(f"shape inference failed for input shapes {input_shapes}: {error}") from error
-    shapes = _known_shapes(inferred.graph)
+    while True:
+        try:
+            inferred = shape_inference.infer_shapes(fixed, check_type=True, strict_mode=True, data_prop=True)
+        except shape_inference.InferenceError as error:
+            raise ValueError(f"shape inference failed for input shapes {input_shapes}: {error}") from error
+        shapes = _known_shapes(inferred.graph)
+        if not _fold_known_shapes(fixed, shapes):
+            break
+        fixed = _fold_constants(fixed)
 
     by_op_type: dict[str, int] = {}
     for index, node in enumerate(inferred.graph.node):
@@ -141,6 +145,24 @@ def _fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
     del graph.node[:]
     graph.node.extend(nodes)
     return model
+
+
+def _fold_known_shapes(model: onnx.ModelProto, shapes: dict[str, Shape]) -> bool:
+    """Replace, in place, each Shape node whose input's shape inference made concrete with a Constant; whether any
+    was. A graph that computes a size from its input's shape (export.output_phases crops with a Slice whose ends
+    are the input's H and W plus a constant) keeps its shapes only once that size is a constant: shape inference's
+    data propagation does not carry it into Slice."""
+    folded = False
+    for index, node in enumerate(model.graph.node):
+        shape = shapes.get(node.input[0]) if node.op_type == "Shape" and node.domain in ("", "ai.onnx") else None
+        if shape is None or any(dim is None for dim in shape):
+            continue
+        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
+        value = np.array(shape, np.int64)[attributes.get("start", 0) : attributes.get("end", len(shape))]
+        constant = numpy_helper.from_array(value, node.output[0])
+        model.graph.node[index].CopyFrom(helper.make_node("Constant", [], [node.output[0]], value=constant))
+        folded = True
+    return folded
 
 
 def _known_shapes(graph: onnx.GraphProto) -> dict[str, Shape]:

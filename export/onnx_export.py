@@ -2,6 +2,8 @@
 
 The legacy TorchScript exporter (`dynamo=False`) handles dynamic batch/height/width for ResNet/U-Net generators
 and torchvision segmenters; onnx writes an IR version newer than onnxruntime reads, so it is pinned (IR 10).
+`STEM.onnx` is the traced graph with its few-output-channel Convs rewritten for ONNX Runtime's CPU kernels
+(export.output_phases); `STEM.fp16.onnx`, TensorRT's source, is converted from the traced graph as it is.
 Every graph written (FP32 and FP16) is first checked as a graph (export.graph_checks: uint8 only at the edges, as
 TensorRT needs), then against its reference on images. The sidecar is written only after parity passes: the
 runtime never finds a sidecar for an unverified model.
@@ -26,6 +28,7 @@ from torch import nn
 
 from uda_trt.export.graph_checks import require_uint8_at_edges
 from uda_trt.export.graphs import SegmenterGraph, TranslatorGraph, with_per_image_statistics
+from uda_trt.export.output_phases import OutputPhases, stack_output_phases
 from uda_trt.export.parity import (
     SEGMENTER_PARITY_SIZE,
     ParityError,
@@ -221,6 +224,18 @@ def export_graph(
     return model
 
 
+def with_output_phases(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[OutputPhases]]:
+    """A copy of `model` with its few-output-channel Convs rewritten for ONNX Runtime's CPU provider
+    (export.output_phases), and what was rewritten. `STEM.onnx` is this copy; the FP16 graph, which TensorRT
+    builds its engines from with kernels of its own choosing, is converted from the traced `model` as it is."""
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    rewrites = stack_output_phases(rewritten)
+    if rewrites:
+        onnx.checker.check_model(rewritten, full_check=True)
+    return rewritten, rewrites
+
+
 def _inline_shared_initializers(model: onnx.ModelProto) -> None:
     """Replace each `Identity(initializer)` node with a copy of that initializer under the node's output name.
 
@@ -298,13 +313,14 @@ def export_onnx(
     json_path = sidecar_path(onnx_path)
 
     model = export_graph(prepared.graph, prepared.output_name, prepared.trace_size, opset)
+    cpu_model, rewrites = with_output_phases(model)
     try:
         json_path.unlink(missing_ok=True)  # an old sidecar describes an old model; never leave it beside a new one
-        atomic_write_bytes(onnx_path, model.SerializeToString())
+        atomic_write_bytes(onnx_path, cpu_model.SerializeToString())
     except OSError as error:
         raise UserError(f"{onnx_path}: cannot write it ({error.strerror}); choose another --output") from None
     log.debug("wrote %s", onnx_path)
-    require_uint8_at_edges(model, onnx_path.name, f"; {onnx_path.name} kept for inspection, no sidecar written")
+    require_uint8_at_edges(cpu_model, onnx_path.name, f"; {onnx_path.name} kept for inspection, no sidecar written")
 
     sidecar = Sidecar(
         task=prepared.task,
@@ -318,6 +334,7 @@ def export_onnx(
         opset=opset,
         ir_version=model.ir_version,
         exporter_version=exporter_version(),
+        onnx_rewrites={"output_phases": [rewrite.to_dict() for rewrite in rewrites]} if rewrites else None,
         **prepared.fields,
     )
     images = _parity_inputs(prepared, sidecar, parity_images)
@@ -338,7 +355,8 @@ def export_onnx(
 
 
 def export_fp16(result: ExportResult, model: onnx.ModelProto, images: list[np.ndarray]) -> ExportResult:
-    """Write `STEM.fp16.onnx` from the FP32 model, check it against `STEM.onnx` on `images`, extend the sidecar.
+    """Write `STEM.fp16.onnx` from the traced FP32 `model`, check it against `STEM.onnx` on `images`, extend the
+    sidecar.
 
     The FP32 sidecar is already on disk, so a failure here (ParityError, exit 1) leaves a working FP32 export.
     """

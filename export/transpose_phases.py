@@ -26,6 +26,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from uda_trt.export.graph_edit import node_attributes, replace_nodes
+
 if TYPE_CHECKING:
     import numpy as np
     import onnx
@@ -78,9 +80,7 @@ def _axis_window(phases: list[_AxisPhase]) -> tuple[int, int, list[int]]:
 
 def _plan(node: onnx.NodeProto, weights: np.ndarray, initializers: dict) -> list[list[_AxisPhase]] | None:
     """Each axis's phases when `node` is one this module rewrites (module doc), else None."""
-    import onnx
-
-    attributes = {attribute.name: onnx.helper.get_attribute_value(attribute) for attribute in node.attribute}
+    attributes = node_attributes(node)
     has_bias = len(node.input) > 2 and node.input[2]
     if weights.ndim != 4 or attributes.get("group", 1) != 1 or "output_shape" in attributes:
         return None
@@ -174,10 +174,5 @@ def split_conv_transposes(model: onnx.ModelProto) -> list[PhaseConv]:
                 mode="DCR",
             )
         )
-    del graph.node[:]
-    graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}  # a weight another node still reads stays
-    kept = [init for init in graph.initializer if init.name not in replaced or init.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    replace_nodes(graph, nodes, replaced)
     return rewritten

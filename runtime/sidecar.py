@@ -56,6 +56,7 @@ class Sidecar:
     class_names: list[str] | None = None  # segmenters: train-ID order
     train_id_to_label_id: list[int] | None = None
     palette: list[list[int]] | None = None  # segmenters: RGB per train ID
+    onnx_rewrites: dict[str, Any] | None = None  # how STEM.onnx differs from the traced graph (export.output_phases)
     fp16_policy: dict[str, Any] | None = None  # {"fp32_op_types": [...]} once a FP16 ONNX exists
     engine: dict[str, Any] | None = None  # {tensorrt_version, gpu_name, compute_capability, profile}
     int8_policy: dict[str, Any] | None = None  # what STEM.int8.onnx quantized and how it was calibrated
@@ -289,7 +290,7 @@ def _validate(data: Any, source: str) -> Sidecar:
     for name in ("class_names", "train_id_to_label_id", "palette"):
         if data.get(name) is not None:
             _check(data[name], list, source, name)
-    for name in ("fp16_policy", "int8_policy", *ENGINE_KEYS, "validation"):
+    for name in ("onnx_rewrites", "fp16_policy", "int8_policy", *ENGINE_KEYS, "validation"):
         if data.get(name) is not None:
             _check(data[name], dict, source, name)
     for name in ENGINE_KEYS:

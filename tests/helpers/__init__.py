@@ -1,10 +1,10 @@
 """Test helpers, importable as `helpers` (pyproject puts tests/ on pytest's pythonpath; the repository root is not).
 
 One implementation of each: `run_cli` and `assert_user_error` (cli; the commands that import torch run forked from a
-preloaded interpreter, helpers.preloaded), the tiny-dataset writer (datasets), the tiny ONNX models (models), a tiny
-generator checkpoint and a built engine's layers (checkpoints), folder checks (files), fault injection (faults) and a
-fake clock (clock). conftest.py files only wrap these in fixtures. Artifacts several modules read, made once per
-session, are imported from their modules: the smoke study (helpers.studies) and the INT8 exports
+preloaded interpreter, helpers.preloaded), the tiny-dataset writer (datasets), the tiny ONNX models and one-layer
+graphs (models), a tiny generator checkpoint and a built engine's layers (checkpoints), folder checks (files), fault
+injection (faults) and a fake clock (clock). conftest.py files only wrap these in fixtures. Artifacts several modules
+read, made once per session, are imported from their modules: the smoke study (helpers.studies) and the INT8 exports
 (helpers.int8_exports).
 """
 
@@ -26,7 +26,7 @@ from helpers.files import (
     visible_paths,
     watch_untouched,
 )
-from helpers.models import write_invert_translator, write_red_over_14_segmenter
+from helpers.models import one_layer_model, run_one_layer_model, write_invert_translator, write_red_over_14_segmenter
 from helpers.pages import assert_study_pages
 from helpers.processes import processes_left
 from helpers.shared import as_process, process_record, run_once
@@ -63,6 +63,8 @@ __all__ = [
     "watch_untouched",
     "write_cityscapes",
     "write_gta5",
+    "one_layer_model",
+    "run_one_layer_model",
     "write_invert_translator",
     "write_paired_layouts",
     "write_red_over_14_segmenter",

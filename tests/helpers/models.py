@@ -4,6 +4,11 @@ test can predict exactly, so pipelines are checked against known answers rather 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
 
 
 def write_invert_translator(folder: Path, working_size: tuple[int, int] = (32, 16), divisor: int = 4) -> Path:
@@ -93,3 +98,43 @@ def write_red_over_14_segmenter(folder: Path) -> Path:
         palette=PALETTE.tolist(),
     ).write(folder / "seg.json")
     return onnx_path
+
+
+def one_layer_model(
+    node: onnx.NodeProto,
+    weights: np.ndarray,
+    bias: np.ndarray | None,
+    input_shape: list,
+    output_shape: list,
+    bias_input: bool = False,
+    opset: int = 17,
+) -> onnx.ModelProto:
+    """x -> `node` (reading x, w and, with `bias`, b; writing "layer") -> Relu -> y: one layer to rewrite and run.
+    `bias_input` makes b a graph input instead of a constant (fed by run_one_layer_model)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    initializers = [numpy_helper.from_array(weights, "w")]
+    graph_inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)]
+    if bias is not None and bias_input:
+        graph_inputs.append(helper.make_tensor_value_info("b", TensorProto.FLOAT, list(bias.shape)))
+    elif bias is not None:
+        initializers.append(numpy_helper.from_array(bias, "b"))
+    graph = helper.make_graph(
+        [node, helper.make_node("Relu", ["layer"], ["y"], name="relu")],
+        "one_layer",
+        graph_inputs,
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, output_shape)],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    return model
+
+
+def run_one_layer_model(model: onnx.ModelProto, x: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """y for input x (and b, when the model takes its bias as an input) on ONNX Runtime's CPU provider."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"x": x} if bias is None else {"x": x, "b": bias}
+    return session.run(None, feeds)[0]

@@ -53,6 +53,20 @@ def test_resnet9_scales_with_pixels_and_batch(resnet9):
     assert count_macs(resnet9, _images(1, 512, 1024)).total == 8 * base == 396_412_059_648
 
 
+def test_resnet9_as_stem_onnx_counts_its_rewritten_output_layer(resnet9):
+    """STEM.onnx computes the output layer as a stride-2 8x8 Conv to 4 x 3 phase channels and crops it with sizes
+    taken from the input's shape (export.output_phases): counted once those sizes are constants."""
+    from uda_trt.export.onnx_export import with_output_phases
+
+    rewritten, rewrites = with_output_phases(resnet9)
+    assert len(rewrites) == 1
+    original_output_layer = 256 * 256 * 3 * 64 * 7 * 7
+    phases = 128 * 128 * 12 * 64 * 8 * 8
+    count = count_macs(rewritten, _images(1, 256, 256))
+    assert count.total == RESNET9_256_MACS - original_output_layer + phases
+    assert count_macs(rewritten, _images(2, 260, 264)).total > 2 * count.total  # other sizes too
+
+
 def test_model_is_not_modified(resnet9):
     before = resnet9.SerializeToString()
     count_macs(resnet9, _images(1, 64, 64))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from helpers import one_layer_model, run_one_layer_model
 from uda_trt.export.transpose_phases import split_conv_transposes
 
 SIZES = ((5, 7), (8, 6))  # the graph's H and W are symbolic: both sizes through the same rewritten file
@@ -26,19 +26,11 @@ def conv_transpose_model(
 ) -> onnx.ModelProto:
     """x (1, 4, H, W) -> ConvTranspose 4 -> 6 channels (random weights) -> Relu."""
     rng = np.random.default_rng(0)
-    weights = numpy_helper.from_array(rng.normal(size=(4, 6 // group, *kernel)).astype(np.float32), "w")
-    inputs, initializers = ["x", "w"], [weights]
-    graph_inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, "height", "width"])]
-    if bias:
-        inputs.append("b")
-        if bias_input:
-            graph_inputs.append(helper.make_tensor_value_info("b", TensorProto.FLOAT, [6]))
-        else:
-            initializers.append(numpy_helper.from_array(rng.normal(size=6).astype(np.float32), "b"))
+    weights = rng.normal(size=(4, 6 // group, *kernel)).astype(np.float32)
     node = helper.make_node(
         "ConvTranspose",
-        inputs,
-        ["up"],
+        ["x", "w", "b"] if bias else ["x", "w"],
+        ["layer"],
         name="up",
         kernel_shape=list(kernel),
         strides=list(stride),
@@ -47,22 +39,10 @@ def conv_transpose_model(
         group=group,
         dilations=list(dilations),
     )
-    graph = helper.make_graph(
-        [node, helper.make_node("Relu", ["up"], ["y"], name="relu")],
-        "g",
-        graph_inputs,
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6, "out_height", "out_width"])],
-        initializers,
+    biases = rng.normal(size=6).astype(np.float32) if bias else None
+    return one_layer_model(
+        node, weights, biases, [1, 4, "height", "width"], [1, 6, "out_height", "out_width"], bias_input
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    return model
-
-
-def run(model: onnx.ModelProto, x: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = {"x": x} if bias is None else {"x": x, "b": bias}
-    return session.run(None, feeds)[0]
 
 
 @pytest.mark.parametrize(
@@ -88,9 +68,9 @@ def test_rewritten_conv_transpose_computes_the_same_at_every_size(kernel, stride
     rng = np.random.default_rng(1)
     for height, width in SIZES:
         x = rng.normal(size=(1, 4, height, width)).astype(np.float32)
-        expected = run(model, x)
+        expected = run_one_layer_model(model, x)
         assert expected.shape == (1, 6, stride[0] * height, stride[1] * width)
-        np.testing.assert_allclose(run(rewritten, x), expected, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(run_one_layer_model(rewritten, x), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -134,4 +114,4 @@ def test_conv_transposes_sharing_weights_each_get_their_own():
     assert [p.conv_transpose for p in split_conv_transposes(rewritten)] == ["up", "up2"]
     onnx.checker.check_model(rewritten, full_check=True)
     x = np.random.default_rng(3).normal(size=(1, 6, 4, 5)).astype(np.float32)
-    np.testing.assert_allclose(run(rewritten, x), run(model, x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_one_layer_model(rewritten, x), run_one_layer_model(model, x), rtol=1e-5, atol=1e-5)
