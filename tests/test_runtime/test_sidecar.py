@@ -40,6 +40,7 @@ def make_sidecar(artifact: Path, task: str = "translate") -> Sidecar:
         ir_version=10,
         exporter_version="test",
         validation={"onnx": {"fraction": 1.0}},
+        onnx_rewrites={"output_phases": [{"conv": "c", "phases": "c/phases", "interleave": "c/i", "crop": "c/crop"}]},
         **fields,
     )
 
@@ -103,6 +104,7 @@ def _broken(tmp_path: Path, edit) -> str:
         (lambda d: d.update(channel_order="BGR"), "channel_order"),
         (lambda d: d.update(colour="red"), "colour"),
         (lambda d: d.update(engine=[1]), "engine"),
+        (lambda d: d.update(onnx_rewrites=[1]), "onnx_rewrites"),
     ],
 )
 def test_invalid_fields_are_named(tmp_path, edit, field):
