@@ -22,6 +22,8 @@ import onnx
 from onnx import helper, numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
+from uda_trt.export.graph_edit import node_attributes
+
 log = logging.getLogger(__name__)
 
 Shape = tuple[int | None, ...]  # None: a dimension shape inference could not make concrete
@@ -157,7 +159,7 @@ def _fold_known_shapes(model: onnx.ModelProto, shapes: dict[str, Shape]) -> bool
         shape = shapes.get(node.input[0]) if node.op_type == "Shape" and node.domain in ("", "ai.onnx") else None
         if shape is None or any(dim is None for dim in shape):
             continue
-        attributes = {attribute.name: helper.get_attribute_value(attribute) for attribute in node.attribute}
+        attributes = node_attributes(node)
         value = np.array(shape, np.int64)[attributes.get("start", 0) : attributes.get("end", len(shape))]
         constant = numpy_helper.from_array(value, node.output[0])
         model.graph.node[index].CopyFrom(helper.make_node("Constant", [], [node.output[0]], value=constant))

@@ -12,6 +12,7 @@ import pytest
 from onnx import helper
 
 from helpers import one_layer_model, run_one_layer_model, write_generator
+from uda_trt.export.graph_edit import node_attributes
 from uda_trt.export.onnx_export import export_onnx
 from uda_trt.export.output_phases import stack_output_phases
 
@@ -59,7 +60,7 @@ def test_rewritten_conv_computes_the_same_at_every_size(channels_out, kernel, pa
     ops = [node.op_type for node in rewritten.graph.node]
     assert ops == ["Conv", "DepthToSpace", "Shape", "Gather", "Add", "Slice", "Relu"]
     phases = rewritten.graph.node[0]
-    assert {a.name: helper.get_attribute_value(a) for a in phases.attribute}["strides"] == [2, 2]
+    assert node_attributes(phases)["strides"] == [2, 2]
     assert {init.name for init in rewritten.graph.initializer}.isdisjoint({"w", "b"})  # the old weights are gone
     rng = np.random.default_rng(1)
     for height, width in SIZES:
@@ -69,7 +70,7 @@ def test_rewritten_conv_computes_the_same_at_every_size(channels_out, kernel, pa
             2,
             channels_out,
             height + pads[0] + pads[2] - kernel[0] + 1,
-            width + 1 - kernel[1] + pads[1] + pads[3],
+            width + pads[1] + pads[3] - kernel[1] + 1,
         )
         np.testing.assert_allclose(run_one_layer_model(rewritten, x), expected, rtol=1e-5, atol=1e-5)
 

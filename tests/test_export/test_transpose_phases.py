@@ -9,6 +9,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from helpers import one_layer_model, run_one_layer_model
+from uda_trt.export.graph_edit import node_attributes
 from uda_trt.export.transpose_phases import split_conv_transposes
 
 SIZES = ((5, 7), (8, 6))  # the graph's H and W are symbolic: both sizes through the same rewritten file
@@ -101,7 +102,7 @@ def test_conv_transposes_sharing_weights_each_get_their_own():
         ["y", "w", "b"],
         ["z"],
         name="up2",
-        **{attribute.name: helper.get_attribute_value(attribute) for attribute in first.attribute},
+        **node_attributes(first),
     )
     model.graph.initializer[0].CopyFrom(
         numpy_helper.from_array(np.random.default_rng(2).normal(size=(6, 6, 3, 3)).astype(np.float32), "w")
