@@ -16,7 +16,7 @@ What is quantized (policy "measured"):
     activations;
   - of those layers, the ones whose quantization makes the artifact slower on this machine's CPU stay float: a
     speed pass profiles the all-quantized model, takes the layers far slower per multiply-accumulate than the
-    median as suspects and keeps each float only when the whole model then runs measurably faster (int8_speed);
+    median as suspects and keeps each float only when profiling it both ways shows the saving (int8_speed);
   - of the rest, the ones whose quantization hurts most go back to float when the gate fails with them all
     quantized: a sensitivity pass quantizes one layer at a time and ranks the layers by the error each adds on
     held-out images; the worst are kept float one by one until the gate passes (at most half of the layers, else

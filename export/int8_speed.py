@@ -14,9 +14,14 @@ listed:
 2. Each profiled layer's kernel time per multiply-accumulate (MACs from its weight's shape and the element counts
    ONNX Runtime reports for its tensors). Suspects: layers above SUSPECT_RATIO x the median, slowest first, at most
    MAX_SUSPECTS of them.
-3. Each suspect is confirmed on the whole model: the current candidate and the same with the suspect kept float
-   run alternately, RUNS times each after a warm-up; the suspect stays float when the faster run of its model is at
-   least MARGIN faster than the current one's (then that model is the new current one), else it is quantized.
+3. Each suspect is confirmed by profiling both models: the current candidate and the same with the suspect kept
+   float run alternately, RUNS profiled runs each after a warm-up. What differs between the two is confined to a
+   few kernels: the suspect's own, its Q/DQ nodes and the layout conversions ONNX Runtime put around it (kernels
+   found in only one of the two profiles, matched by op, shapes and name less ONNX Runtime's node numbers). Their
+   summed time in each model (the faster run counts) is compared, not the whole model's: a whole-model run of
+   several seconds on a shared machine varies by more than the layer is worth, and measured that way the decision
+   flipped between runs of the same files. The suspect stays float when that saves at least MIN_SAVING of the
+   current model's run time (then that model is the new current one), else it is quantized.
 
 Every run uses the runtime's CPU session options (runtime.runners.session_options) with the threads one of its
 concurrent runs gets, as batch-translate runs the artifact. Everything measured goes into the sidecar.
@@ -24,12 +29,13 @@ concurrent runs gets, as batch-translate runs the artifact. Everything measured 
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import math
+import re
 import statistics
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,10 +48,21 @@ log = logging.getLogger(__name__)
 
 SUSPECT_RATIO = 2.0  # kernel time per MAC, as a multiple of the median over the quantized layers
 MAX_SUSPECTS = 4  # each costs a quantization and 1 + 2 x RUNS whole-model runs
-RUNS = 2  # timed runs per model per suspect, alternating; the minimum of each side counts
-MARGIN = 0.03  # a suspect stays float only when its model's fastest run is at least 3 % faster
+RUNS = 2  # profiled runs per model per suspect, alternating; the faster run of each side counts
+MIN_SAVING = 0.01  # a suspect stays float only when that saves at least 1 % of the current model's run time
+# what the sidecar's float_for_speed keeps of each confirmed trial
+TRIAL_SUMMARY = (
+    "node",
+    "quantized_seconds",
+    "float_seconds",
+    "quantized_kernel_ms",
+    "float_kernel_ms",
+    "saving",
+    "speedup",
+)
 _KERNEL = "_kernel_time"
 _TOKEN = "_token_"
+_GENERATED_NUMBER = re.compile(r"_token_\d+")
 
 
 @dataclass(frozen=True)
@@ -57,9 +74,9 @@ class SpeedPass:
     record: dict[str, Any]
 
     def float_for_speed(self) -> list[dict[str, Any]]:
-        """The confirmed trials, one per layer kept float: node, both sides' run times, speed-up."""
-        keys = ("node", "quantized_seconds", "float_seconds", "speedup")
-        return [{key: trial[key] for key in keys} for trial in self.record["trials"] if trial["kept_float"]]
+        """The confirmed trials, one per layer kept float: node, both sides' run times and compared kernel times,
+        the saving and the speed-up it makes."""
+        return [{key: trial[key] for key in TRIAL_SUMMARY} for trial in self.record["trials"] if trial["kept_float"]]
 
 
 def threads_per_run(path: Path, sidecar: Any) -> int:
@@ -96,56 +113,150 @@ def speed_pass(
     seen = {layer["node"] for layer in profiled}
     float_nodes: list[str] = []
     trials = []
-    base = _session(current, threads)
-    _seconds(base, feeds)  # warm-up
     for suspect in suspects:
         candidate = quantize([*float_nodes, suspect["node"]])
-        trial = _session(candidate, threads)
-        _seconds(trial, feeds)
-        quantized_times, float_times = [], []
-        for _ in range(RUNS):
-            quantized_times.append(_seconds(base, feeds))
-            float_times.append(_seconds(trial, feeds))
-        speedup = min(quantized_times) / min(float_times)
-        kept = speedup >= 1 + MARGIN
-        trials.append(
-            {
-                "node": suspect["node"],
-                "vs_median": suspect["vs_median"],
-                "quantized_seconds": quantized_times,
-                "float_seconds": float_times,
-                "speedup": speedup,
-                "kept_float": kept,
-            }
-        )
+        trial = confirm(current, candidate, suspect["node"], feeds, threads, folder)
+        trial["vs_median"] = suspect["vs_median"]
+        trials.append(trial)
         log.info(
-            "INT8 speed pass: %s (%.1fx the median time per MAC): whole model %.3f s as is, %.3f s with it float: %s",
+            "INT8 speed pass: %s (%.1fx the median time per MAC): the kernels that differ take %.1f ms as is, %.1f ms "
+            "with it float (%.1f %% of the model's %.3f s): %s",
             suspect["node"],
             suspect["vs_median"],
-            min(quantized_times),
-            min(float_times),
-            "kept float" if kept else "stays quantized",
+            min(trial["quantized_kernel_ms"]),
+            min(trial["float_kernel_ms"]),
+            100 * trial["saving"],
+            min(trial["quantized_seconds"]),
+            "kept float" if trial["kept_float"] else "stays quantized",
         )
-        if kept:
+        if trial["kept_float"]:
             float_nodes.append(suspect["node"])
             current.unlink()
-            current, base = candidate, trial
+            current = candidate
         else:
             candidate.unlink()
-        del trial
     record = {
         "measured_on": f"onnxruntime-cpu, {threads} intra-op thread(s) per run (one of the runtime runner's runs)",
         "input_shape": list(next(iter(feeds.values())).shape),
         "suspect_ratio": suspect_ratio,
         "max_suspects": max_suspects,
         "runs": RUNS,
-        "margin": MARGIN,
+        "min_saving": MIN_SAVING,
         "median_ms_per_gmac": median,
         "layers": profiled,
         "not_profiled": [name for name in layers if name not in seen],
         "trials": trials,
     }
     return SpeedPass(float_nodes, current, record)
+
+
+def confirm(
+    current: Path,
+    candidate: Path,
+    suspect: str,
+    feeds: dict[str, np.ndarray],
+    threads: int,
+    folder: Path,
+) -> dict[str, Any]:
+    """Step 3 of the module doc for one suspect: `current` (suspect quantized) and `candidate` (suspect float)
+    profiled alternately. Returns the trial: each side's whole-model seconds and compared kernel milliseconds per
+    run, the kernels compared, the saving (fraction of the current model's faster run), the whole-model speed-up
+    that saving makes, and whether the suspect stays float."""
+    sides = {"quantized": current, "float": candidate}
+    sessions = {side: _session(path, threads, Path(folder) / f"confirm_{side}") for side, path in sides.items()}
+    for session in sessions.values():
+        session.run(None, feeds)  # warm-up
+    for _ in range(RUNS):
+        for session in sessions.values():
+            session.run(None, feeds)
+    runs = {}
+    for side, session in sessions.items():
+        profile = Path(session.end_profiling())
+        runs[side] = run_kernels(json.loads(profile.read_text()))[1:]  # the warm-up run is not compared
+        profile.unlink()
+    compared = differing_kernels(runs["quantized"], runs["float"], suspect)
+    seconds = {side: [run_seconds for run_seconds, _ in side_runs] for side, side_runs in runs.items()}
+    kernel_ms = {
+        side: [sum(us for key, us in kernels.items() if key in compared[side]) / 1000 for _, kernels in side_runs]
+        for side, side_runs in runs.items()
+    }
+    saving = (min(kernel_ms["quantized"]) - min(kernel_ms["float"])) / 1000 / min(seconds["quantized"])
+    return {
+        "node": suspect,
+        "quantized_seconds": seconds["quantized"],
+        "float_seconds": seconds["float"],
+        "quantized_kernel_ms": kernel_ms["quantized"],
+        "float_kernel_ms": kernel_ms["float"],
+        "compared_kernels": {side: sorted(f"{name} ({op})" for name, op, _ in keys) for side, keys in compared.items()},
+        "saving": saving,
+        "speedup": 1 / (1 - saving) if saving < 1 else math.inf,
+        "kept_float": saving >= MIN_SAVING,
+    }
+
+
+KernelKey = tuple[str, str, str]  # kernel name, op type, its tensors' shapes
+
+
+def run_kernels(events: Sequence[dict]) -> list[tuple[float, dict[KernelKey, float]]]:
+    """Each `model_run` of an ONNX Runtime profile, in order: its seconds and its node kernels' microseconds by
+    (name, op type, shapes); a kernel that ran twice in one run is summed."""
+    runs = sorted(
+        (event for event in events if event.get("cat") == "Session" and event.get("name") == "model_run"),
+        key=lambda event: event["ts"],
+    )
+    found: list[tuple[float, dict[KernelKey, float]]] = []
+    for run in runs:
+        kernels: dict[KernelKey, float] = {}
+        for event in events:
+            name = event.get("name", "")
+            if event.get("cat") != "Node" or not name.endswith(_KERNEL):
+                continue
+            if not run["ts"] <= event["ts"] <= run["ts"] + run["dur"]:
+                continue
+            args = event.get("args", {})
+            shapes = json.dumps([args.get("input_type_shape"), args.get("output_type_shape")], sort_keys=True)
+            key = (name[: -len(_KERNEL)], args.get("op_name", "?"), shapes)
+            kernels[key] = kernels.get(key, 0.0) + event["dur"]
+        found.append((run["dur"] / 1e6, kernels))
+    return found
+
+
+def differing_kernels(
+    quantized: Sequence[tuple[float, dict[KernelKey, float]]],
+    float_: Sequence[tuple[float, dict[KernelKey, float]]],
+    suspect: str,
+) -> dict[str, set[KernelKey]]:
+    """The kernels the two models do not share, per side, and the suspect's own (named after it, fused or not).
+    Kernels are matched by name, op type and shapes, with ONNX Runtime's generated numbers (`_token_N`) left out of
+    the name: they shift by one when the suspect's fusion changes. Where one side runs more kernels of a matched
+    kind than the other (e.g. one more layout Transpose of a shape), all of that kind are compared."""
+    counts = {
+        side: collections.Counter(_generic(key) for key in runs[0][1])
+        for side, runs in (("quantized", quantized), ("float", float_))
+    }
+    compared = {}
+    for side, runs in (("quantized", quantized), ("float", float_)):
+        compared[side] = {
+            key
+            for key in set().union(*(kernels.keys() for _, kernels in runs))
+            if counts["quantized"][_generic(key)] != counts["float"][_generic(key)]
+            or _kernel_layer(key[0], {suspect}) == suspect
+        }
+    return compared
+
+
+def _generic(key: KernelKey) -> KernelKey:
+    """A kernel's key without ONNX Runtime's generated node numbers."""
+    name, op, shapes = key
+    return _GENERATED_NUMBER.sub("", name), op, shapes
+
+
+def _kernel_layer(kernel: str, layers: Collection[str]) -> str | None:
+    """The layer of `layers` a kernel computes (named LAYER, or LAYER_token_N when fused), else None."""
+    if kernel in layers:
+        return kernel
+    base, token, number = kernel.rpartition(_TOKEN)
+    return base if token and number.isdigit() and base in layers else None
 
 
 def _session(path: Path, threads: int, profile_prefix: Path | None = None):
@@ -159,12 +270,6 @@ def _session(path: Path, threads: int, profile_prefix: Path | None = None):
         options.enable_profiling = True
         options.profile_file_prefix = str(profile_prefix)
     return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def _seconds(session, feeds: dict[str, np.ndarray]) -> float:
-    started = time.perf_counter()
-    session.run(None, feeds)
-    return time.perf_counter() - started
 
 
 def profile_layers(
@@ -223,13 +328,9 @@ def attribute(kernels: Sequence[dict], layers: Mapping[str, Any]) -> dict[str, l
     Runtime from LAYER and its Q/DQ), checked against the layer names; any other kernel is left out."""
     found: dict[str, list[dict]] = {}
     for event in kernels:
-        name = event["name"][: -len(_KERNEL)]
-        if name not in layers:
-            base, token, number = name.rpartition(_TOKEN)
-            if not (token and number.isdigit() and base in layers):
-                continue
-            name = base
-        found.setdefault(name, []).append(event)
+        layer = _kernel_layer(event["name"][: -len(_KERNEL)], layers)
+        if layer is not None:
+            found.setdefault(layer, []).append(event)
     return found
 
 

@@ -241,8 +241,9 @@ def int8_section(int8: Int8Compute, compute: ComputeBound) -> list[str]:
     verdict = "**passed**" if gate.passed else "**failed**"
     psnr = "identical" if gate.psnr_db is None else f"{_num(gate.psnr_db, 2)} dB"
     speed = ", ".join(
-        f"`{trial.node}` (whole model {_num(min(trial.quantized_seconds), 3)} s -> "
-        f"{_num(min(trial.float_seconds), 3)} s, {_num(trial.speedup, 2)}x)"
+        f"`{trial.node}` (its kernels {_num(min(trial.quantized_kernel_ms), 1)} ms -> "
+        f"{_num(min(trial.float_kernel_ms), 1)} ms, {_num(100 * trial.saving, 1)} % of the whole model's "
+        f"{_num(min(trial.quantized_seconds), 3)} s)"
         for trial in artifact.float_for_speed
     )
     quality_float = ", ".join(f"`{node}`" for node in artifact.float_nodes) or "none (no sensitivity pass)"
@@ -282,8 +283,8 @@ def int8_section(int8: Int8Compute, compute: ComputeBound) -> list[str]:
         f"{'identical' if comparison.psnr_db is None else _num(comparison.psnr_db, 2) + ' dB'}, "
         f"{comparison.images} images.",
         "",
-        f"Layers: {len(artifact.quantized_nodes)} quantized. Kept float for speed (the speed pass timed "
-        f"{artifact.speed_suspects} suspect(s) on the whole model, one image, the threads of one of the runner's "
+        f"Layers: {len(artifact.quantized_nodes)} quantized. Kept float for speed (the speed pass profiled "
+        f"{artifact.speed_suspects} suspect(s) quantized and float, one image, the threads of one of the runner's "
         f"runs): {speed or 'none'}. Kept float for quality: {quality_float}.",
         "",
         _stages_line("batch-translate FP32", fp32_job),

@@ -226,10 +226,14 @@ class Int8Gate:
 
 @dataclass(frozen=True)
 class SpeedTrial:
-    """One layer the INT8 speed pass kept float (export.int8_speed): the all-quantized model's and this layer-float
-    model's whole-model run times, alternating, and the ratio of their minimums."""
+    """One layer the INT8 speed pass kept float (export.int8_speed): the model with it quantized and with it float,
+    profiled alternately: whole-model seconds and the milliseconds of the kernels that differ, per run; the saving
+    (fraction of the quantized model's faster run) and the whole-model speed-up it makes."""
 
     node: str
     quantized_seconds: list[float]
     float_seconds: list[float]
+    quantized_kernel_ms: list[float]
+    float_kernel_ms: list[float]
+    saving: float
     speedup: float

@@ -155,8 +155,8 @@ class Int8Artifact:
     held_out_images: int
     quantized_nodes: list[str]
     float_nodes: list[str]  # kept float for quality: none here (no sensitivity pass without required gates)
-    float_for_speed: list[SpeedTrial]  # kept float by the speed pass, with its whole-model runs
-    speed_suspects: int  # layers the speed pass timed on the whole model (float_for_speed: those confirmed)
+    float_for_speed: list[SpeedTrial]  # kept float by the speed pass, with its confirmation runs
+    speed_suspects: int  # layers the speed pass profiled in both forms (float_for_speed: those confirmed)
     gate: Int8Gate
 
 

@@ -224,7 +224,7 @@ def int8_artifact(config: SuiteConfig, models: SuiteModels, data: SuiteData) -> 
     int8 = quantize(model.spec.name, model.onnx, data.codec, config.int8_calibration_images, config.int8_method)
     gate = int8.gate
     psnr = "identical" if gate.psnr_db is None else f"PSNR {gate.psnr_db:.2f} dB"
-    speed = ", ".join(f"{trial.node} ({trial.speedup:.2f}x)" for trial in int8.float_for_speed) or "none"
+    speed = ", ".join(f"{trial.node} ({100 * trial.saving:.1f} % saved)" for trial in int8.float_for_speed) or "none"
     echo(
         f"  {int8.method} on {int8.calibration_images} images; kept float for speed: {speed} of "
         f"{int8.speed_suspects} timed; gate on {gate.images} held-out images: {psnr}, "

@@ -33,7 +33,7 @@ from uda_trt.export.int8 import (
     image_loader,
     quantized_nodes,
 )
-from uda_trt.export.int8_speed import speed_pass
+from uda_trt.export.int8_speed import TRIAL_SUMMARY, speed_pass
 from uda_trt.export.onnx_export import export_onnx
 from uda_trt.runtime.runners import open_runner
 from uda_trt.runtime.sidecar import file_sha256, load_sidecar
@@ -127,12 +127,22 @@ def test_int8_runs_through_open_runner_close_to_fp32(translator):
 
 
 def check_speed_trials(record: dict, float_nodes: list[str]) -> None:
-    """A speed pass's trials agree with their own run times, and the layers kept float are the confirmed ones."""
+    """A speed pass's trials agree with their own profiles: both sides profiled RUNS times, the compared kernels
+    include the suspect's own (on the quantized side under its name; ONNX Runtime may rename its float form), the
+    saving is the faster runs' kernel difference over the current model's faster run, and the layers kept float
+    are exactly those saving enough."""
     for trial in record["trials"]:
-        assert len(trial["quantized_seconds"]) == len(trial["float_seconds"]) == record["runs"]
-        assert all(seconds > 0 for seconds in trial["quantized_seconds"] + trial["float_seconds"])
-        assert trial["speedup"] == pytest.approx(min(trial["quantized_seconds"]) / min(trial["float_seconds"]))
-        assert trial["kept_float"] == (trial["speedup"] >= 1 + record["margin"])
+        for side in ("quantized", "float"):
+            assert len(trial[f"{side}_seconds"]) == len(trial[f"{side}_kernel_ms"]) == record["runs"]
+            assert all(seconds > 0 for seconds in trial[f"{side}_seconds"])
+            compared_seconds = [ms / 1000 for ms in trial[f"{side}_kernel_ms"]]
+            assert all(0 < part < whole for part, whole in zip(compared_seconds, trial[f"{side}_seconds"], strict=True))
+            assert trial["compared_kernels"][side]
+        assert any(kernel.startswith(trial["node"]) for kernel in trial["compared_kernels"]["quantized"])
+        saved = (min(trial["quantized_kernel_ms"]) - min(trial["float_kernel_ms"])) / 1000
+        assert trial["saving"] == pytest.approx(saved / min(trial["quantized_seconds"]))
+        assert trial["speedup"] == pytest.approx(1 / (1 - trial["saving"]))
+        assert trial["kept_float"] == (trial["saving"] >= record["min_saving"])
     assert float_nodes == [trial["node"] for trial in record["trials"] if trial["kept_float"]]
 
 
@@ -140,7 +150,8 @@ def check_speed_record(policy: dict, run_dir: Path) -> None:
     """The speed pass of the tiny generator's export found every quantized layer in ONNX Runtime's profile with the
     MACs the benchmark's counter finds on the FP32 graph (a phase Conv does its ConvTranspose's 9 taps in a 2x2
     window per phase: 16/9 of them), took as suspects exactly the layers it says are slow per MAC, and kept float
-    only the ones its whole-model runs confirmed; the sensitivity pass never saw those. No speed is asserted."""
+    only the ones its profiled confirmation runs found worth it; the sensitivity pass never saw those. No speed is
+    asserted."""
     speed = policy["speed"]
     assert speed["input_shape"] == [1, 32, 64, 3] and "onnxruntime-cpu" in speed["measured_on"]
     assert speed["not_profiled"] == [] and len(speed["layers"]) == 10
@@ -162,16 +173,14 @@ def check_speed_record(policy: dict, run_dir: Path) -> None:
     for_speed = [entry["node"] for entry in policy["float_for_speed"]]
     check_speed_trials(speed, for_speed)
     kept = [trial for trial in speed["trials"] if trial["kept_float"]]
-    assert policy["float_for_speed"] == [
-        {key: trial[key] for key in ("node", "quantized_seconds", "float_seconds", "speedup")} for trial in kept
-    ]
+    assert policy["float_for_speed"] == [{key: trial[key] for key in TRIAL_SUMMARY} for trial in kept]
     assert not set(for_speed) & (set(policy["quantized_nodes"]) | set(policy["float_nodes"]))
     assert not set(for_speed) & {entry["node"] for entry in policy["sensitivity"]}
 
 
 @pytest.mark.slow
-def test_int8_speed_pass_confirms_each_suspect_on_the_whole_model(translator, tmp_path):
-    """With every layer a suspect (ratio 0), the pass times the two slowest per MAC on the whole model, and the
+def test_int8_speed_pass_confirms_each_suspect_by_profiling_both_models(translator, tmp_path):
+    """With every layer a suspect (ratio 0), the pass profiles the two slowest per MAC in both forms, and the
     candidate it returns has exactly the confirmed ones in float."""
     run_dir, _ = translator
     onnx_path = run_dir / f"{STEM}.onnx"
