@@ -527,10 +527,16 @@ def _sensitivity(quantizer: _Quantizer, method: str, layers: Sequence[str]) -> l
 
 
 def quantized_nodes(model: onnx.ModelProto, names: Sequence[str]) -> list[str]:
-    """Those of the named nodes that read a DequantizeLinear output: the layers that really compute from INT8."""
+    """Those of the named nodes whose weights (second input) come from a DequantizeLinear: the layers that really
+    compute from INT8. Reading a dequantized activation is not enough: a layer kept float still reads one when
+    another consumer of the same tensor is quantized (the quantizer puts one Q/DQ pair on a tensor for all)."""
     dequantized = {output for node in model.graph.node if node.op_type == "DequantizeLinear" for output in node.output}
     wanted = set(names)
-    return [node.name for node in model.graph.node if node.name in wanted and dequantized & set(node.input)]
+    return [
+        node.name
+        for node in model.graph.node
+        if node.name in wanted and len(node.input) > 1 and node.input[1] in dequantized
+    ]
 
 
 def _every_quantizable_op_type() -> list[str]:
