@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SUSPECT_RATIO = 2.0  # kernel time per MAC, as a multiple of the median over the quantized layers
-MAX_SUSPECTS = 4  # each costs a quantization and 1 + 2 x RUNS whole-model runs
+MAX_SUSPECTS = 4  # each costs a quantization and 2 x (1 + RUNS) profiled runs
 RUNS = 2  # profiled runs per model per suspect, alternating; the faster run of each side counts
 MIN_SAVING = 0.01  # a suspect stays float only when that saves at least 1 % of the current model's run time
 # what the sidecar's float_for_speed keeps of each confirmed trial

@@ -19,7 +19,7 @@ SUITE_NAMES = ("quick", "standard", "full")
     type=click.Choice(SUITE_NAMES),
     default=None,
     help="Run a whole suite: quick (seconds, tiny sizes; checks the harness, numbers mean nothing), standard "
-    "(make bench: 27-45 min on 2 CPU cores, GTA5 1914x1052 and Cityscapes 2048x1024 synthetic data, 1024x512 "
+    "(make bench: 45-65 min on 2 CPU cores, GTA5 1914x1052 and Cityscapes 2048x1024 synthetic data, 1024x512 "
     "working size), full (make bench-full: standard plus full-resolution sweeps).",
 )
 @click.option("--quick", is_flag=True, help="Same as --suite quick.")
