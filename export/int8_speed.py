@@ -200,25 +200,26 @@ KernelKey = tuple[str, str, str]  # kernel name, op type, its tensors' shapes
 def run_kernels(events: Sequence[dict]) -> list[tuple[float, dict[KernelKey, float]]]:
     """Each `model_run` of an ONNX Runtime profile, in order: its seconds and its node kernels' microseconds by
     (name, op type, shapes); a kernel that ran twice in one run is summed."""
+    found: list[tuple[float, dict[KernelKey, float]]] = []
+    for run, run_events in kernel_events_by_run(events):
+        kernels: dict[KernelKey, float] = {}
+        for event in run_events:
+            args = event.get("args", {})
+            shapes = json.dumps([args.get("input_type_shape"), args.get("output_type_shape")], sort_keys=True)
+            key = (event["name"][: -len(_KERNEL)], args.get("op_name", "?"), shapes)
+            kernels[key] = kernels.get(key, 0.0) + event["dur"]
+        found.append((run["dur"] / 1e6, kernels))
+    return found
+
+
+def kernel_events_by_run(events: Sequence[dict]) -> list[tuple[dict, list[dict]]]:
+    """Each `model_run` event of an ONNX Runtime profile, in time order, with the node kernel events inside it."""
     runs = sorted(
         (event for event in events if event.get("cat") == "Session" and event.get("name") == "model_run"),
         key=lambda event: event["ts"],
     )
-    found: list[tuple[float, dict[KernelKey, float]]] = []
-    for run in runs:
-        kernels: dict[KernelKey, float] = {}
-        for event in events:
-            name = event.get("name", "")
-            if event.get("cat") != "Node" or not name.endswith(_KERNEL):
-                continue
-            if not run["ts"] <= event["ts"] <= run["ts"] + run["dur"]:
-                continue
-            args = event.get("args", {})
-            shapes = json.dumps([args.get("input_type_shape"), args.get("output_type_shape")], sort_keys=True)
-            key = (name[: -len(_KERNEL)], args.get("op_name", "?"), shapes)
-            kernels[key] = kernels.get(key, 0.0) + event["dur"]
-        found.append((run["dur"] / 1e6, kernels))
-    return found
+    kernels = [event for event in events if event.get("cat") == "Node" and event.get("name", "").endswith(_KERNEL)]
+    return [(run, [event for event in kernels if run["ts"] <= event["ts"] <= run["ts"] + run["dur"]]) for run in runs]
 
 
 def differing_kernels(
@@ -311,16 +312,10 @@ def profile_layers(
 
 def last_run_kernels(events: Sequence[dict]) -> list[dict]:
     """The node kernel events of the last `model_run` in an ONNX Runtime profile."""
-    runs = [event for event in events if event.get("cat") == "Session" and event.get("name") == "model_run"]
+    runs = kernel_events_by_run(events)
     if not runs:
         raise ValueError("the ONNX Runtime profile holds no model_run")
-    start = runs[-1]["ts"]
-    end = start + runs[-1]["dur"]
-    return [
-        event
-        for event in events
-        if event.get("cat") == "Node" and event.get("name", "").endswith(_KERNEL) and start <= event["ts"] <= end
-    ]
+    return runs[-1][1]
 
 
 def attribute(kernels: Sequence[dict], layers: Mapping[str, Any]) -> dict[str, list[dict]]:
